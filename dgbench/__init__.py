@@ -1,0 +1,36 @@
+"""dgbench: how much does a network lose when the appearance of its input changes?
+
+The public API mirrors the command line; names are imported lazily so ``import dgbench`` (and the
+CLI's start-up) stays fast.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+# public name -> module that defines it
+_API = {
+    "create_model": "dgbench.models",
+    "list_models": "dgbench.models",
+    "get_pretrained_cfg": "dgbench.models",
+    "register_model": "dgbench.models",
+    "ResultStore": "dgbench.results.store",
+    "DgbenchError": "dgbench.errors",
+}
+
+__all__ = sorted(_API) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _API.get(name)
+    if module is None:
+        raise AttributeError(f"module 'dgbench' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,71 @@
+"""Where dgbench finds things: data roots, the results directory, and its shipped data files.
+
+Each data root resolves as: explicit flag > environment variable > nothing (the caller decides
+whether that is an error or a fallback). Resolution is recorded so an error can say where it looked.
+"""
+from __future__ import annotations
+
+import os
+from importlib import resources
+from pathlib import Path
+
+# Environment variables, one per thing a user may point dgbench at.
+ENV_VARS = {
+    "imagenet": "DGBENCH_IMAGENET",
+    "cityscapes": "DGBENCH_CITYSCAPES",
+    "gta5": "DGBENCH_GTA5",
+    "results": "DGBENCH_RESULTS",
+    "cache": "DGBENCH_CACHE",
+    "offline": "DGBENCH_OFFLINE",
+}
+
+_REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def data_root(name: str, flag: str | os.PathLike | None = None) -> Path | None:
+    """The root for dataset ``name``: the flag if given, else ``$DGBENCH_<NAME>``, else None."""
+    if flag:
+        return Path(flag).expanduser()
+    env = os.environ.get(ENV_VARS[name])
+    return Path(env).expanduser() if env else None
+
+
+def results_dir(flag: str | os.PathLike | None = None) -> Path:
+    """Results directory: ``--results``, else ``$DGBENCH_RESULTS``, else ``./results``."""
+    if flag:
+        return Path(flag).expanduser()
+    env = os.environ.get(ENV_VARS["results"])
+    return Path(env).expanduser() if env else Path("results")
+
+
+def cache_dir() -> Path:
+    """dgbench's own cache (stylized images etc.): ``$DGBENCH_CACHE`` or ``$XDG_CACHE_HOME/dgbench``."""
+    env = os.environ.get(ENV_VARS["cache"])
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(xdg) / "dgbench"
+
+
+def offline() -> bool:
+    """True when ``DGBENCH_OFFLINE`` is set to a true value: never touch the network."""
+    return os.environ.get(ENV_VARS["offline"], "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def data_dir(name: str) -> Path:
+    """A folder of shipped data files: ``transforms`` or ``leaderboards``.
+
+    In a checkout (or an editable install) these are the top-level folders of the repo; in an
+    installed wheel they are the packages ``dgbench.transforms`` / ``dgbench.leaderboards``.
+    """
+    if name not in {"transforms", "leaderboards"}:
+        raise ValueError(f"no shipped data folder {name!r}")
+    checkout = _REPO_ROOT / name
+    if checkout.is_dir() and (_REPO_ROOT / "pyproject.toml").is_file():
+        return checkout
+    return Path(str(resources.files(f"dgbench.{name}")))
+
+
+def asset_path(*parts: str) -> Path:
+    """A file shipped inside the package under ``dgbench/assets`` (checkpoints, synset lists)."""
+    return Path(__file__).resolve().parent.joinpath("assets", *parts)

@@ -1,0 +1,107 @@
+"""One result record: what was measured, and the fingerprint of everything that produced it.
+
+A record is a JSON-serialisable dict (one line of the store). Its ``key`` hashes the fields that
+identify the *work* (model, weights, variant kwargs, protocol, dataset content, shift spec,
+preprocessing, precision, subset, seed): two runs with the same key measure the same thing, which
+is how ``dgbench run`` skips stored work and resumes an interrupted run. Fields that describe the
+*execution* (device, batch size, timings, versions) are recorded but not hashed, so a result is
+identical whatever the batch size or world size.
+
+Fields (units in names where they matter; metrics are percentages):
+    schema_version, key, task ("classification" | "segmentation"), protocol,
+    model, model_kwargs, weights_sha256, weights_source,
+    dataset, dataset_fingerprint, dataset_info,
+    train_domain, test_domain,          # cross-domain protocols (None otherwise)
+    shift, shift_spec,                  # appearance protocols ("origin" for the clean reference)
+    reference,                          # name of the condition the drop is measured from (None for itself)
+    metrics,                            # e.g. {"top1_err": 22.54, "top5_err": 6.32} or {"miou": .., "pixel_acc": ..}
+    drop,                               # metric minus the reference's metric, same keys ({} for the reference)
+    num_samples, skipped_corrupt, seed, limit, subset,
+    preprocessing, precision, device, batch_size, world_size,
+    versions, git_commit, started_at, duration_s, images_per_s
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import platform
+import subprocess
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+# The fields whose values identify the measured work (hashed into ``key``).
+IDENTITY_FIELDS = (
+    "task", "protocol", "model", "model_kwargs", "weights_sha256", "dataset", "dataset_fingerprint",
+    "train_domain", "test_domain", "shift", "shift_spec", "preprocessing", "precision", "limit",
+    "subset", "seed",
+)
+
+
+def canonical_json(obj: Any) -> str:
+    """Deterministic JSON (sorted keys, no spaces): the byte form that fingerprints hash."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def fingerprint(obj: Any) -> str:
+    """sha256 hex digest of ``obj``'s canonical JSON."""
+    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()
+
+
+def record_key(record: dict[str, Any]) -> str:
+    return fingerprint({f: record.get(f) for f in IDENTITY_FIELDS})[:32]
+
+
+def versions() -> dict[str, str | None]:
+    import torch
+    import torchvision
+
+    from .. import __version__
+
+    return {
+        "dgbench": __version__,
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "cuda": torch.version.cuda,
+        "python": platform.python_version(),
+    }
+
+
+def git_commit() -> str | None:
+    """The commit of the dgbench checkout, when running from one (None for an installed wheel)."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return None
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def now_iso() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def new_record(**fields: Any) -> dict[str, Any]:
+    """A complete record from the given fields: defaults filled, versions stamped, key computed."""
+    rec: dict[str, Any] = {f: None for f in IDENTITY_FIELDS}
+    rec.update(
+        schema_version=SCHEMA_VERSION,
+        model_kwargs={},
+        metrics={},
+        drop={},
+        reference=None,
+        skipped_corrupt=0,
+        world_size=1,
+    )
+    rec.update(fields)
+    rec.setdefault("versions", versions())
+    rec.setdefault("git_commit", git_commit())
+    rec.setdefault("started_at", now_iso())
+    rec["key"] = record_key(rec)
+    return rec
