@@ -1,0 +1,89 @@
+"""What the evaluation engine needs from a classification dataset, and the dataset registry.
+
+A dataset yields *decoded, resized and cropped* images as ``uint8`` tensors ``[3, H, W]`` plus an
+integer label. Normalization and appearance shifts happen later, on the batch, in the engine: an
+image is decoded once per protocol, never once per shift.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset
+
+from ..errors import UnknownNameError
+
+
+@dataclass(frozen=True)
+class Preprocess:
+    """Geometry of evaluation preprocessing, read from a model's pretrained config."""
+
+    resize_size: int = 256  # shorter side resized to this
+    crop_size: int = 224  # then center-cropped to crop_size x crop_size
+    interpolation: str = "bilinear"
+
+    @classmethod
+    def from_cfg(cls, cfg: Any) -> "Preprocess":
+        return cls(resize_size=cfg.resize_size, crop_size=cfg.input_size[-1], interpolation=cfg.interpolation)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class ClassificationDataset(Dataset):
+    """Base class: ``ds[i] -> (uint8 tensor [3, H, W], label)``."""
+
+    name: str = ""
+    num_classes: int = 0
+
+    def fingerprint(self) -> str:
+        """Content fingerprint: file list + sizes, or the generator's seed and version."""
+        raise NotImplementedError
+
+    def describe(self) -> dict[str, Any]:
+        """What a result record stores about this dataset (root, layout, split, subset...)."""
+        return {"name": self.name}
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+# name -> builder(root, *, split, preprocess, **options) -> ClassificationDataset
+DatasetBuilder = Callable[..., ClassificationDataset]
+_DATASETS: dict[str, DatasetBuilder] = {}
+
+
+def register_dataset(name: str) -> Callable[[DatasetBuilder], DatasetBuilder]:
+    def deco(builder: DatasetBuilder) -> DatasetBuilder:
+        if name in _DATASETS:
+            raise ValueError(f"dataset {name!r} registered twice")
+        _DATASETS[name] = builder
+        return builder
+
+    return deco
+
+
+def list_datasets() -> list[str]:
+    from .. import data  # noqa: F401  (imports the dataset modules)
+
+    return sorted(_DATASETS)
+
+
+def build_dataset(
+    name: str,
+    root: str | os.PathLike | Path | None = None,
+    *,
+    split: str = "val",
+    preprocess: Preprocess | None = None,
+    **options: Any,
+) -> ClassificationDataset:
+    """Build a registered dataset; ``root=None`` lets the builder use its env var or built-in data."""
+    from .. import data  # noqa: F401
+
+    if name not in _DATASETS:
+        raise UnknownNameError("dataset", name, _DATASETS)
+    return _DATASETS[name](root, split=split, preprocess=preprocess or Preprocess(), **options)
