@@ -6,7 +6,6 @@ whether that is an error or a fallback). Resolution is recorded so an error can 
 from __future__ import annotations
 
 import os
-from importlib import resources
 from pathlib import Path
 
 # Environment variables, one per thing a user may point dgbench at.
@@ -63,7 +62,8 @@ def data_dir(name: str) -> Path:
     checkout = _REPO_ROOT / name
     if checkout.is_dir() and (_REPO_ROOT / "pyproject.toml").is_file():
         return checkout
-    return Path(str(resources.files(f"dgbench.{name}")))
+    # The wheel maps the folder into the package (see pyproject's package-dir).
+    return Path(__file__).resolve().parent / name
 
 
 def asset_path(*parts: str) -> Path:
