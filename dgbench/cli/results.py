@@ -1,0 +1,134 @@
+"""Commands over stored results: ``table``, ``leaderboard publish``, ``check`` and ``plot``."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from ..config import results_dir
+from ..errors import DgbenchError, UnknownNameError
+from ._app import app, console
+
+leaderboard_app = typer.Typer(help="Published leaderboards (fixed-schema CSV + Markdown).",
+                              no_args_is_help=True)
+app.add_typer(leaderboard_app, name="leaderboard")
+
+_RESULTS_HELP = "Results directory (default: $DGBENCH_RESULTS, else ./results)."
+_KNOWN_PROTOCOLS = ("appearance", "appearance-lite", "cross-domain")
+
+
+def _load(results: Optional[Path], protocol: Optional[str], dataset: Optional[str], *,
+          allow_empty: bool = False):
+    """The stored records for the options, as a records frame; bad names are errors."""
+    from ..results.frame import load_results
+    from ..results.tables import NoResultsError
+
+    root = results_dir(results)
+    frame = load_results(root)
+    stored = sorted(set(frame["protocol"].dropna()))
+    if protocol is not None:
+        if protocol not in stored and protocol not in _KNOWN_PROTOCOLS:
+            raise UnknownNameError("protocol", protocol, stored + list(_KNOWN_PROTOCOLS))
+        frame = frame[frame["protocol"] == protocol]
+    if dataset is not None:
+        datasets = sorted(set(frame["dataset"].dropna()))
+        if dataset not in datasets and not (allow_empty and frame.empty):
+            raise UnknownNameError(f"dataset in {root}", dataset, datasets)
+        frame = frame[frame["dataset"] == dataset]
+    if frame.empty and not allow_empty:
+        what = f"protocol {protocol!r}" if protocol else "any protocol"
+        raise NoResultsError(f"no stored results for {what} in {root} "
+                             "(run one first, e.g. `dgbench run --model ibn_a --protocol appearance`)")
+    return frame
+
+
+@app.command("table")
+def table_cmd(
+    protocol: Optional[str] = typer.Option(None, "--protocol", "-p", help="Protocol to tabulate (default: all stored)."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Only this dataset's results."),
+    metric: Optional[str] = typer.Option(None, "--metric", "-m", help="top1|top5 (appearance); top1|miou|pixel_acc (cross-domain)."),
+    fmt: str = typer.Option("rich", "--format", "-f", help="rich|csv|markdown|latex."),
+    with_paper: bool = typer.Option(False, "--with-paper", help="Add the paper's reported numbers (rows marked 'paper')."),
+    results: Optional[Path] = typer.Option(None, "--results", help=_RESULTS_HELP),
+) -> None:
+    """Stored results in the paper's shapes: models x shifts (Table 1), train x test domain (Table 6)."""
+    from ..results.frame import summarize
+    from ..results.leaderboard import load_paper
+    from ..results.tables import FORMATS, NoResultsError, build_tables, render_tables
+
+    if fmt not in FORMATS:
+        raise UnknownNameError("table format", fmt, FORMATS)
+    frame = _load(results, protocol, dataset, allow_empty=with_paper)
+    paper = None
+    if with_paper:
+        paper = load_paper()
+        if frame.empty:  # nothing measured: show what the paper reported for this protocol
+            if protocol:
+                paper = paper[[protocol == p or protocol.startswith(p + "-") for p in paper["protocol"]]]
+            if dataset:
+                paper = paper[paper["dataset"] == dataset]
+    tables = build_tables(summarize(frame), metric=metric, paper=paper)
+    if not tables:
+        raise NoResultsError("no results (measured or reported) match these options")
+    out = render_tables(tables, fmt)
+    if isinstance(out, str):
+        typer.echo(out, nl=False)
+    else:
+        console.print(out)
+
+
+@leaderboard_app.command("publish")
+def publish_cmd(
+    results: Optional[Path] = typer.Option(None, "--results", help=_RESULTS_HELP),
+    out: Path = typer.Option(Path("leaderboards"), "--out", help="Folder to write <dataset>-<protocol>.csv/.md into."),
+    protocol: Optional[str] = typer.Option(None, "--protocol", "-p", help="Only this protocol."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Only this dataset."),
+) -> None:
+    """Write leaderboards/<dataset>-<protocol>.csv (fixed schema) and its Markdown page."""
+    from ..results.leaderboard import publish
+
+    frame = _load(results, protocol, dataset)
+    for path in publish(frame, out):
+        console.print(f"wrote {path}", highlight=False)
+
+
+@app.command("check")
+def check_cmd(
+    baseline: Path = typer.Option(..., "--baseline", "-b", help="Published leaderboard CSV to compare against."),
+    tolerance: list[str] = typer.Option([], "--tolerance", "-t",
+                                        help="METRIC=VALUE, absolute, in CSV units (e.g. top1_err=0.5, all=0.2); repeatable. Default 0."),
+    results: Optional[Path] = typer.Option(None, "--results", help=_RESULTS_HELP),
+    rerun: bool = typer.Option(False, "--rerun", help="Re-run the protocol behind the leaderboard instead of reading stored results."),
+    show_all: bool = typer.Option(False, "--all", help="Show every compared value, not only the failures."),
+) -> None:
+    """Compare a leaderboard with measured results: exit 0 within tolerance, 1 with a diff table."""
+    from ..results.check import check, get_rerun, parse_tolerances, render_check
+
+    if not baseline.is_file():
+        raise DgbenchError(f"no baseline leaderboard at {baseline} (published ones are under leaderboards/)")
+    fn = None
+    if rerun:
+        fn = get_rerun()
+        if fn is None:
+            raise DgbenchError("--rerun needs the protocol runner, which this build has not wired in; "
+                               "run the protocol with `dgbench run` and check the stored results")
+    result = check(baseline, results_dir(results), parse_tolerances(tolerance), rerun=fn)
+    console.print(render_check(result, show_all=show_all))
+    if not result.ok:
+        raise typer.Exit(1)
+
+
+@app.command("plot")
+def plot_cmd(
+    out: Path = typer.Option(Path("dgbench-drops.png"), "--out", "-o", help="PNG to write."),
+    protocol: Optional[str] = typer.Option(None, "--protocol", "-p", help="Only this protocol."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Only this dataset."),
+    metric: Optional[str] = typer.Option(None, "--metric", "-m", help="top1|top5 (appearance); top1|miou|pixel_acc (cross-domain)."),
+    results: Optional[Path] = typer.Option(None, "--results", help=_RESULTS_HELP),
+) -> None:
+    """Draw the drops per model and shift (and severity curves of sweeps) into a PNG."""
+    from ..results.plot import plot_results
+
+    frame = _load(results, protocol, dataset)
+    console.print(f"wrote {plot_results(frame, out, metric=metric)}", highlight=False)

@@ -1,0 +1,207 @@
+"""Records as pandas frames: one row per record, then one row per condition (seeds aggregated).
+
+Two shapes, both plain DataFrames:
+
+* the **records frame** (:func:`records_to_frame`, :func:`load_results`): one row per stored
+  record, scalar metrics flattened into ``metrics.<name>`` columns and the record's raw drops into
+  ``drop.<name>`` columns (raw = metric minus its reference's metric, as the record stores it);
+* the **summary frame** (:func:`summarize`): one row per (dataset, protocol, model, variant
+  kwargs, shift or train/test domain, source), the repeats of that condition (usually seeds)
+  aggregated into mean, standard error and count. Drops here are *degradations*: how many points
+  worse the condition is than its reference, so error up or accuracy/mIoU down reads positive, as
+  the paper's Table 1 prints them. Tables, leaderboards, the check and the plot all read this one.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .record import canonical_json
+
+# Metrics where a larger value is better: their degradation is reference minus value.
+HIGHER_IS_BETTER = frozenset({"top1_acc", "top5_acc", "miou", "pixel_acc", "mean_acc"})
+
+# The columns every records frame has, whatever the records carry (order kept in the frame).
+RECORD_COLUMNS = (
+    "key", "kind", "task", "protocol", "dataset", "model", "model_kwargs", "shift", "shift_spec",
+    "train_domain", "test_domain", "reference", "seed", "num_samples", "precision", "device",
+    "started_at", "duration_s", "images_per_s", "git_commit", "order",
+)
+
+# What identifies one row of the summary frame (and of a leaderboard).
+SUMMARY_KEY = (
+    "dataset", "protocol", "model", "model_kwargs", "shift", "train_domain", "test_domain", "source",
+)
+
+KINDS = ("appearance", "cross-domain")
+MEASURED = "dgbench"  # the `source` of numbers dgbench measured (the paper's are "paper")
+
+
+def degradation_sign(metric: str) -> int:
+    """+1 when a rise of ``metric`` is a loss (errors), -1 when a fall is (accuracy, mIoU)."""
+    return -1 if metric in HIGHER_IS_BETTER else 1
+
+
+def kind_of(rec: Mapping[str, Any]) -> str:
+    """``cross-domain`` for records with a train/test domain pair, else ``appearance``."""
+    if rec.get("train_domain") is not None or rec.get("test_domain") is not None:
+        return "cross-domain"
+    return "appearance"
+
+
+def kwargs_label(kwargs: Any) -> str:
+    """Variant kwargs as a stable string: ``""`` for none, else canonical JSON."""
+    if not kwargs:
+        return ""
+    if isinstance(kwargs, str):
+        return kwargs
+    return canonical_json(kwargs)
+
+
+def variant_label(model: str, kwargs: str) -> str:
+    """How a model is named in a table: ``resnet50_ibn_a`` or ``resnet50_ibn_a (ratio=0.25)``."""
+    if not kwargs:
+        return model
+    try:
+        items = json.loads(kwargs).items()
+    except (ValueError, AttributeError):
+        return f"{model} {kwargs}"
+    return f"{model} (" + ", ".join(f"{k}={canonical_json(v)}" for k, v in items) + ")"
+
+
+def _number(v: Any) -> float | None:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        return None
+    return float(v)
+
+
+def records_to_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per record; a record stored twice under one key (``--force``) keeps its latest."""
+    latest: dict[str, dict[str, Any]] = {}
+    for i, rec in enumerate(records):
+        row: dict[str, Any] = {c: rec.get(c) for c in RECORD_COLUMNS}
+        row["key"] = rec.get("key") or f"row{i}"
+        row["kind"] = kind_of(rec)
+        row["model_kwargs"] = kwargs_label(rec.get("model_kwargs"))
+        row["order"] = i  # store order: tables list shifts as the protocol ran them
+        for field in ("metrics", "drop"):
+            for name, value in (rec.get(field) or {}).items():
+                num = _number(value)
+                if num is not None:  # per-class IoU dicts and the like stay in the record only
+                    row[f"{field}.{name}"] = num
+        latest.pop(row["key"], None)  # re-insert, so the latest copy also takes the latest place
+        latest[row["key"]] = row
+    frame = pd.DataFrame(list(latest.values()), columns=None)
+    for c in RECORD_COLUMNS:
+        if c not in frame.columns:
+            frame[c] = pd.Series(dtype=object)
+    extra = sorted(c for c in frame.columns if c not in RECORD_COLUMNS)
+    return frame[list(RECORD_COLUMNS) + extra].reset_index(drop=True)
+
+
+def load_results(root: str | os.PathLike, protocol: str | None = None) -> pd.DataFrame:
+    """The records of the results directory ``root`` (one protocol's, or all) as a records frame."""
+    from .store import ResultStore
+
+    return records_to_frame(ResultStore(root).iter_records(protocol))
+
+
+def metric_names(frame: pd.DataFrame) -> list[str]:
+    """The scalar metrics present in a records frame, in a stable order."""
+    return sorted(c.split(".", 1)[1] for c in frame.columns if c.startswith("metrics."))
+
+
+def _stat(values: pd.Series) -> tuple[float, float, int]:
+    """Mean, standard error of the mean (NaN for one value) and count of the non-NaN values."""
+    v = values.dropna().to_numpy(dtype=float)
+    n = len(v)
+    if n == 0:
+        return math.nan, math.nan, 0
+    se = float(np.std(v, ddof=1) / math.sqrt(n)) if n > 1 else math.nan
+    return float(np.mean(v)), se, n
+
+
+def _text(v: Any) -> str:
+    return "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
+
+
+def summarize(frame: pd.DataFrame) -> pd.DataFrame:
+    """Aggregate a records frame into one row per condition (see the module docstring).
+
+    Columns: the :data:`SUMMARY_KEY` columns, ``kind``, ``task``, ``reference``, ``n`` (records
+    aggregated), ``order``, ``family``/``severity`` (severity sweeps), and per metric ``m``:
+    ``m``, ``m_se``, ``m_drop``, ``m_drop_se`` (drop = degradation, NaN on reference rows).
+    A record whose drop is missing gets it from the mean of its reference row.
+    """
+    metrics = metric_names(frame)
+    cols = list(SUMMARY_KEY) + ["kind", "task", "reference", "n", "order", "family", "severity"]
+    cols += [f"{m}{s}" for m in metrics for s in ("", "_se", "_drop", "_drop_se")]
+    if frame.empty:
+        return pd.DataFrame(columns=cols)
+    f = frame.copy()
+    for c in ("dataset", "protocol", "model", "model_kwargs", "shift", "train_domain",
+              "test_domain", "reference", "task"):
+        f[c] = [_text(v) for v in f[c]]
+    if "source" not in f.columns:
+        f["source"] = MEASURED
+    f["source"] = [_text(v) or MEASURED for v in f["source"]]
+    group_key = list(SUMMARY_KEY)
+    means: dict[tuple, dict[str, float]] = {}
+    groups = list(f.groupby(group_key, sort=False, dropna=False))
+    for key, g in groups:
+        means[key] = {m: _stat(g[f"metrics.{m}"])[0] for m in metrics}
+    rows = []
+    for key, g in groups:
+        first = g.iloc[0]
+        row = dict(zip(group_key, key))
+        row.update(kind=first["kind"], task=first["task"], reference=first["reference"],
+                   n=len(g), order=int(g["order"].min()))
+        row["family"], row["severity"] = severity_of(row["shift"], first.get("shift_spec"))
+        ref_key = _reference_key(row) if row["reference"] else None
+        for m in metrics:
+            row[m], row[f"{m}_se"], _ = _stat(g[f"metrics.{m}"])
+            if ref_key is None:
+                row[f"{m}_drop"] = row[f"{m}_drop_se"] = math.nan
+                continue
+            raw = g[f"drop.{m}"] if f"drop.{m}" in g.columns else pd.Series(np.nan, index=g.index)
+            ref_mean = means.get(ref_key, {}).get(m, math.nan)
+            raw = raw.where(raw.notna(), g[f"metrics.{m}"] - ref_mean)
+            row[f"{m}_drop"], row[f"{m}_drop_se"], _ = _stat(degradation_sign(m) * raw)
+        rows.append(row)
+    return pd.DataFrame(rows, columns=cols)
+
+
+def _reference_key(row: Mapping[str, Any]) -> tuple:
+    """The summary key of a row's reference: the origin shift, or the in-domain test domain."""
+    ref = dict(row)
+    if row["kind"] == "cross-domain":
+        ref["test_domain"] = row["reference"]
+    else:
+        ref["shift"] = row["reference"]
+    return tuple(ref[c] for c in SUMMARY_KEY)
+
+
+_SEVERITY_NAME = re.compile(r"^(?P<family>.*?[^0-9.])(?P<severity>[0-9]+(?:\.[0-9]+)?)$")
+
+
+def severity_of(shift: str, spec: Any) -> tuple[str, float]:
+    """(family, severity) of a shift, for robustness curves; ("", NaN) when it has none.
+
+    The shift spec's ``family`` and ``severity`` fields win; otherwise the name is read as a
+    family prefix and a number (``rgb+30`` -> ("rgb+", 30), ``std-x1.25`` -> ("std-x", 1.25)).
+    """
+    if isinstance(spec, Mapping):
+        fam, sev = spec.get("family"), _number(spec.get("severity"))
+        if fam and sev is not None:
+            return str(fam), sev
+    m = _SEVERITY_NAME.match(shift or "")
+    if m:
+        return m["family"], float(m["severity"])
+    return "", math.nan

@@ -1,0 +1,330 @@
+"""Result tables in the paper's shapes, rendered for the terminal, CSV, Markdown or LaTeX.
+
+* appearance (Table 1): one row per model, one column per shift; a cell is the error of the
+  chosen metric and, in brackets, its drop from the reference column (``origin``);
+* cross-domain (Table 6): one row per model and training domain, one column per test domain; a
+  cell is the task's metrics joined by ``/`` (mIoU/pixel accuracy, or top-1 accuracy) and, in
+  brackets, the drop from the in-domain cell of the row.
+
+A drop is a degradation in points: error up, or accuracy/mIoU down, reads positive (as the
+paper's Table 1 prints it). Where a cell aggregates several runs of one configuration (seeds) it
+shows mean ± standard error and the count, as DomainBed's tables do: ``25.54 ± 0.12 (3.00 ±
+0.05) n=3``. With the paper's numbers joined, their rows are marked ``paper`` in a source column.
+
+:func:`render_table` is the one entry point other commands need (``dgbench run`` prints its own
+records with it).
+"""
+from __future__ import annotations
+
+import csv
+import io
+import math
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+from rich.console import Group, RenderableType
+from rich.table import Table
+
+from ..errors import DgbenchError, UnknownNameError
+from .frame import KINDS, MEASURED, records_to_frame, summarize, variant_label
+
+FORMATS = ("rich", "csv", "markdown", "latex")
+PAPER = "paper"
+
+# Names users type for a metric -> the record's metric, per kind.
+METRIC_ALIASES: dict[str, dict[str, str]] = {
+    "appearance": {"top1": "top1_err", "top5": "top5_err", "top1_err": "top1_err",
+                   "top5_err": "top5_err", "top1_acc": "top1_acc"},
+    "cross-domain": {"top1": "top1_acc", "acc": "top1_acc", "top1_acc": "top1_acc",
+                     "top1_err": "top1_err", "miou": "miou", "pixel_acc": "pixel_acc",
+                     "pixacc": "pixel_acc"},
+}
+# What a table shows when no metric is asked for.
+DEFAULT_METRICS: dict[str, tuple[str, ...]] = {
+    "appearance": ("top1_err",),
+    "cross-domain": ("miou", "pixel_acc", "top1_acc"),
+}
+METRIC_TITLES = {"top1_err": "top-1 error", "top5_err": "top-5 error", "top1_acc": "top-1 accuracy",
+                 "miou": "mIoU", "pixel_acc": "pixel accuracy"}
+
+
+class NoResultsError(DgbenchError):
+    """Nothing stored matches what a table, leaderboard or plot was asked to show."""
+
+
+@dataclass
+class TableData:
+    """A table as strings: the one thing every renderer reads."""
+
+    title: str
+    columns: list[str]
+    rows: list[list[str]]
+    sources: list[str] = field(default_factory=list)  # per row: "dgbench" or "paper"
+    caption: str = ""
+
+
+# ---------------------------------------------------------------- building
+
+
+def _natural(s: str) -> list[Any]:
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
+
+
+def fmt_stat(mean: float, se: float = math.nan) -> str:
+    """``25.54`` or ``25.54 ± 0.12``; an en dash for a missing number."""
+    if mean is None or math.isnan(mean):
+        return "–"
+    text = f"{mean:.2f}"
+    return text if se is None or math.isnan(se) else f"{text} ± {se:.2f}"
+
+
+def _cell(row: Mapping[str, Any], metrics: Iterable[str], with_drop: bool) -> str:
+    metrics = list(metrics)
+    text = "/".join(fmt_stat(row.get(m, math.nan), row.get(f"{m}_se", math.nan)) for m in metrics)
+    if with_drop:
+        drops = [row.get(f"{m}_drop", math.nan) for m in metrics]
+        if any(not math.isnan(d) for d in drops):
+            text += " (" + "/".join(fmt_stat(row.get(f"{m}_drop", math.nan),
+                                             row.get(f"{m}_drop_se", math.nan))
+                                    for m in metrics) + ")"
+    n = row.get("n", math.nan)
+    if isinstance(n, (int, float)) and not math.isnan(n) and n > 1:
+        text += f" n={int(n)}"
+    return text
+
+
+def resolve_metrics(metric: str | None, kind: str, available: Iterable[str]) -> list[str]:
+    """The record metrics a table of ``kind`` shows for the user's ``--metric``."""
+    available = [m for m in available]
+    if metric is None:
+        chosen = [m for m in DEFAULT_METRICS[kind] if m in available]
+        if kind == "cross-domain" and ("miou" in chosen or "pixel_acc" in chosen):
+            chosen = [m for m in chosen if m in ("miou", "pixel_acc")]  # segmentation: Table 6
+        return chosen or available[:1]
+    aliases = METRIC_ALIASES[kind]
+    name = aliases.get(metric.lower())
+    if name is None or (available and name not in available):
+        known = [a for a, m in aliases.items() if m in available] or list(aliases)
+        raise UnknownNameError(f"metric for {kind} tables", metric, known)
+    return [name]
+
+
+def _paper_matches(paper: pd.DataFrame, kind: str, dataset: str, protocol: str) -> pd.DataFrame:
+    """Paper rows for a measured table: same kind, and dataset/protocol equal or a refinement of
+    the paper's (``imagenet-val`` matches ``imagenet``, ``appearance-lite`` matches ``appearance``)."""
+    if paper is None or paper.empty:
+        return pd.DataFrame()
+
+    def refines(measured: str, reported: str) -> bool:
+        return measured == reported or measured.startswith(reported + "-")
+
+    ok = [k == kind and refines(dataset, d) and refines(protocol, p)
+          for k, d, p in zip(paper["kind"], paper["dataset"], paper["protocol"])]
+    return paper[ok]
+
+
+def build_tables(summary: pd.DataFrame, *, kind: str | None = None, metric: str | None = None,
+                 paper: pd.DataFrame | None = None) -> list[TableData]:
+    """One table per (dataset, protocol) of a summary frame; paper rows joined when given.
+
+    Paper rows join the models measured; with no measured rows at all, the paper's own tables
+    are shown (so ``--with-paper`` on an empty store shows what the paper reported).
+    """
+    measured = summary[summary["source"] == MEASURED] if not summary.empty else summary
+    if kind is not None:
+        measured = measured[measured["kind"] == kind] if not measured.empty else measured
+    tables: list[TableData] = []
+    groups: list[tuple[str, str, pd.DataFrame, pd.DataFrame]] = []
+    if not measured.empty:
+        for (dataset, protocol), g in measured.groupby(["dataset", "protocol"], sort=True):
+            p = _paper_matches(paper, g["kind"].iloc[0], dataset, protocol)
+            if not p.empty:
+                p = p[p["model"].isin(set(g["model"]))]
+            groups.append((dataset, protocol, g, p))
+    elif paper is not None and not paper.empty:
+        p_all = paper if kind is None else paper[paper["kind"] == kind]
+        for (dataset, protocol), p in p_all.groupby(["dataset", "protocol"], sort=True):
+            groups.append((dataset, protocol, p.iloc[0:0], p))
+    for dataset, protocol, g, p in groups:
+        k = (g if not g.empty else p)["kind"].iloc[0]
+        both = pd.concat([g, p], ignore_index=True) if not p.empty else g.reset_index(drop=True)
+        metric_cols = [m for m in ("top1_err", "top5_err", "top1_acc", "miou", "pixel_acc")
+                       if m in both.columns and both[m].notna().any()]
+        metrics = resolve_metrics(metric, k, metric_cols)
+        build = _appearance if k == "appearance" else _cross_domain
+        tables.append(build(both, dataset, protocol, metrics, with_source=not p.empty))
+    return tables
+
+
+def _row_order(both: pd.DataFrame) -> list[tuple[str, str, str]]:
+    keys = {(m, kw, s) for m, kw, s in zip(both["model"], both["model_kwargs"], both["source"])}
+    return sorted(keys, key=lambda k: (_natural(k[0]), k[1], k[2] != MEASURED, k[2]))
+
+
+def _appearance(both: pd.DataFrame, dataset: str, protocol: str, metrics: list[str],
+                with_source: bool) -> TableData:
+    refs = [r for r in both["reference"] if r]
+    reference = max(set(refs), key=refs.count) if refs else "origin"
+    measured = both[both["source"] == MEASURED]
+    order_src = measured if not measured.empty else both
+    shifts = list(dict.fromkeys(order_src.sort_values("order")["shift"]))
+    shifts += [s for s in dict.fromkeys(both.sort_values("order")["shift"]) if s not in shifts]
+    if reference in shifts:
+        shifts.remove(reference)
+        shifts.insert(0, reference)
+    columns = ["model"] + (["source"] if with_source else []) + shifts
+    rows, sources = [], []
+    for model, kw, src in _row_order(both):
+        sel = both[(both["model"] == model) & (both["model_kwargs"] == kw) & (both["source"] == src)]
+        by_shift = {r["shift"]: r for _, r in sel.iterrows()}
+        cells = [_cell(by_shift[s], metrics, with_drop=True) if s in by_shift else "–" for s in shifts]
+        rows.append([variant_label(model, kw)] + ([src] if with_source else []) + cells)
+        sources.append(src)
+    what = "/".join(METRIC_TITLES.get(m, m) for m in metrics)
+    return TableData(
+        title=f"{dataset} · {protocol}: {what} % (drop from {reference}, points)",
+        columns=columns, rows=rows, sources=sources,
+        caption="drop = shifted minus reference error; mean ± standard error over n runs where n > 1",
+    )
+
+
+def _cross_domain(both: pd.DataFrame, dataset: str, protocol: str, metrics: list[str],
+                  with_source: bool) -> TableData:
+    measured = both[both["source"] == MEASURED]
+    order_src = measured if not measured.empty else both
+    domains = list(dict.fromkeys(list(order_src.sort_values("order")["train_domain"])
+                                 + list(order_src.sort_values("order")["test_domain"])))
+    domains += [d for d in dict.fromkeys(list(both["train_domain"]) + list(both["test_domain"]))
+                if d not in domains]
+    columns = ["model"] + (["source"] if with_source else []) + ["train \\ test"] + domains
+    rows, sources = [], []
+    for model, kw, src in _row_order(both):
+        sel = both[(both["model"] == model) & (both["model_kwargs"] == kw) & (both["source"] == src)]
+        for train in domains:
+            by_test = {r["test_domain"]: r for _, r in sel[sel["train_domain"] == train].iterrows()}
+            if not by_test:
+                continue
+            cells = [_cell(by_test[d], metrics, with_drop=True) if d in by_test else "–" for d in domains]
+            rows.append([variant_label(model, kw)] + ([src] if with_source else []) + [train] + cells)
+            sources.append(src)
+    what = "/".join(METRIC_TITLES.get(m, m) for m in metrics)
+    return TableData(
+        title=f"{dataset} · {protocol}: {what} % (drop from in-domain, points)",
+        columns=columns, rows=rows, sources=sources,
+        caption="rows: training domain; columns: test domain; drop = in-domain minus cross-domain "
+                "(a loss reads positive); mean ± standard error over n runs where n > 1",
+    )
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def to_rich(t: TableData) -> Table:
+    table = Table(title=t.title, caption=t.caption, title_justify="left", caption_justify="left")
+    for i, c in enumerate(t.columns):
+        table.add_column(c, justify="left" if i == 0 or c in ("source", "train \\ test") else "right",
+                         no_wrap=i == 0)
+    for row, src in zip(t.rows, t.sources or [MEASURED] * len(t.rows)):
+        table.add_row(*row, style="dim italic" if src == PAPER else None)
+    return table
+
+
+def to_csv(t: TableData) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(t.columns)
+    w.writerows(t.rows)
+    return buf.getvalue()
+
+
+def to_markdown(t: TableData) -> str:
+    def esc(s: str) -> str:
+        return s.replace("|", "\\|")
+
+    lines = [f"**{esc(t.title)}**", "", "| " + " | ".join(esc(c) for c in t.columns) + " |",
+             "|" + "|".join("---" if i == 0 else "---:" for i in range(len(t.columns))) + "|"]
+    lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in t.rows]
+    if t.caption:
+        lines += ["", f"_{esc(t.caption)}_"]
+    return "\n".join(lines) + "\n"
+
+
+_LATEX_SPECIAL = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+                  "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\^{}"}
+
+
+def _latex_escape(s: str) -> str:
+    s = "".join(_LATEX_SPECIAL.get(ch, ch) for ch in s)
+    return s.replace("±", r"$\pm$").replace("–", "--").replace("·", r"$\cdot$")
+
+
+def to_latex(t: TableData) -> str:
+    spec = "l" + "".join("l" if c in ("source", "train \\ test") else "r" for c in t.columns[1:])
+    lines = [r"\begin{table}[t]", r"\centering", f"\\caption{{{_latex_escape(t.title)}}}",
+             f"\\begin{{tabular}}{{{spec}}}", r"\toprule",
+             " & ".join(_latex_escape(c) for c in t.columns) + r" \\", r"\midrule"]
+    lines += [" & ".join(_latex_escape(c) for c in row) + r" \\" for row in t.rows]
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+_RENDERERS = {"csv": to_csv, "markdown": to_markdown, "latex": to_latex}
+
+
+def render_tables(tables: list[TableData], fmt: str = "rich") -> RenderableType | str:
+    """Render built tables: a rich renderable for ``rich``, else text (tables separated by a blank line)."""
+    if fmt not in FORMATS:
+        raise UnknownNameError("table format", fmt, FORMATS)
+    if fmt == "rich":
+        return Group(*(to_rich(t) for t in tables))
+    return "\n".join(_RENDERERS[fmt](t) for t in tables)
+
+
+def render_table(results: pd.DataFrame | Iterable[Mapping[str, Any]], kind: str | None = None,
+                 fmt: str = "rich", metric: str | None = None,
+                 with_paper: bool = False) -> RenderableType | str:
+    """Records (dicts or a records frame) -> the paper-shaped table(s), rendered as ``fmt``.
+
+    ``kind`` restricts to ``appearance`` or ``cross-domain`` tables (default: every kind present);
+    ``metric`` picks the metric (``top1``/``top5`` for appearance; ``top1``, ``miou``,
+    ``pixel_acc`` for cross-domain); ``with_paper`` joins the paper's reported rows.
+    """
+    if kind is not None and kind not in KINDS:
+        raise UnknownNameError("table kind", kind, KINDS)
+    if fmt not in FORMATS:
+        raise UnknownNameError("table format", fmt, FORMATS)
+    frame = results if isinstance(results, pd.DataFrame) else records_to_frame(results)
+    summary = summarize(frame)
+    paper = None
+    if with_paper:
+        from .leaderboard import load_paper
+
+        paper = load_paper()
+    tables = build_tables(summary, kind=kind, metric=metric, paper=paper)
+    if not tables:
+        raise NoResultsError("no results to tabulate" + (f" for {kind} protocols" if kind else ""))
+    return render_tables(tables, fmt)
+
+
+def markdown_page(lb: pd.DataFrame, csv_name: str) -> str:
+    """The Markdown page published beside a leaderboard CSV: its tables in the paper's shape."""
+    from .leaderboard import leaderboard_to_summary
+
+    summary = leaderboard_to_summary(lb)
+    kind = lb.attrs["kind"]
+    # The CSV is sorted as strings; the page lists conditions in natural order (rgb+20 < rgb+100).
+    cond = summary["shift"] if kind == "appearance" else summary["train_domain"] + "→" + summary["test_domain"]
+    rank = {c: i for i, c in enumerate(sorted(set(cond), key=_natural))}
+    summary["order"] = [rank[c] for c in cond]
+    dataset, protocol = summary["dataset"].iloc[0], summary["protocol"].iloc[0]
+    parts = [f"# Leaderboard: {dataset}, {protocol}", "",
+             f"Measured by dgbench; generated from [`{csv_name}`]({csv_name}) by "
+             "`dgbench leaderboard publish` (do not edit by hand). Schema: `README.md`.", ""]
+    metric_sets = [[m] for m in lb.attrs["metrics"]] if kind == "appearance" else [None]
+    for metrics in metric_sets:
+        for t in build_tables(summary, kind=kind, metric=metrics[0] if metrics else None):
+            parts.append(to_markdown(t))
+    return "\n".join(parts)
