@@ -100,8 +100,10 @@ def new_record(**fields: Any) -> dict[str, Any]:
         world_size=1,
     )
     rec.update(fields)
-    rec.setdefault("versions", versions())
-    rec.setdefault("git_commit", git_commit())
-    rec.setdefault("started_at", now_iso())
+    # Stamp only what the caller did not give: ``setdefault(k, f())`` would call ``f`` anyway,
+    # importing torch and spawning git once per record.
+    for name, stamp in (("versions", versions), ("git_commit", git_commit), ("started_at", now_iso)):
+        if name not in rec:
+            rec[name] = stamp()
     rec["key"] = record_key(rec)
     return rec
