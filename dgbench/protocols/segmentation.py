@@ -273,3 +273,110 @@ def score_predictions(
         p_train = LABEL_TO_TRAIN[p] if kind == "labelIds" else p
         cm.update(torch.from_numpy(p_train), torch.from_numpy(gt))
     return cm.compute(CLASS_NAMES)
+
+
+# ---------------------------------------------------------------------------------------------
+# The Table 6 protocol: models trained on each domain, evaluated on every domain.
+
+DATASET_NAME = "cityscapes-gta5"
+
+
+def build_eval_dataset(domain: str, root: str | os.PathLike | None = None, *, split: str = "val", **options: Any) -> Any:
+    """The validation set of ``domain`` (``cityscapes`` | ``gta5``) for evaluation."""
+    if domain == "cityscapes":
+        from ..data.cityscapes import CityscapesSegmentation
+
+        return CityscapesSegmentation(root, split, **options)
+    if domain == "gta5":
+        from ..data.gta5 import GTA5Segmentation
+
+        return GTA5Segmentation(root, split, **options)
+    raise ValueError(f"segmentation domain must be 'cityscapes' or 'gta5', got {domain!r}")
+
+
+def run_cross_domain_segmentation(
+    model: str,
+    checkpoints: dict[str, str | os.PathLike],
+    test_sets: dict[str, Any],
+    *,
+    model_kwargs: dict[str, Any] | None = None,
+    device: str | torch.device = "cpu",
+    mode: str = "whole",
+    scale: float = 1.0,
+    crop_size: tuple[int, int] = (769, 769),
+    stride: tuple[int, int] = (513, 513),
+    flip: bool = False,
+    amp: bool = False,
+    save_predictions: str | os.PathLike | None = None,
+    limit: int | None = None,
+    dataset_name: str = DATASET_NAME,
+    seed: int | None = None,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """Result records of Table 6 for one model: every (train domain, test domain) pair.
+
+    ``checkpoints`` maps a training domain to the weights trained there (``model.pth`` of
+    :func:`dgbench.train.segmentation.train_segmentation`); ``test_sets`` maps a domain to its
+    evaluation dataset. Records (``protocol="cross-domain"``, ``task="segmentation"``) carry mIoU
+    and pixel accuracy in percent plus per-class IoU; a cross-domain record's ``reference`` is its
+    in-domain test and its ``drop`` the difference from it (negative = a loss). Predictions are
+    saved under ``<save_predictions>/<train>-to-<test>/`` when asked.
+    """
+    import time
+
+    from ..models.registry import create_model
+    from ..results.record import new_record
+
+    kwargs = dict(model_kwargs or {})
+    preprocessing = {"mode": mode, "scale": scale, "flip": flip}
+    if mode == "slide":
+        preprocessing.update(crop_size=list(crop_size), stride=list(stride))
+    records: list[dict[str, Any]] = []
+    for train_domain, ckpt in checkpoints.items():
+        net = create_model(model, pretrained=ckpt, **kwargs)
+        per_train: dict[str, dict[str, Any]] = {}
+        for test_domain, ds in test_sets.items():
+            save_dir = Path(save_predictions) / f"{train_domain}-to-{test_domain}" if save_predictions else None
+            t0 = time.perf_counter()
+            metrics, _ = evaluate_segmentation(
+                net, ds, device=device, mode=mode, scale=scale, crop_size=crop_size, stride=stride, flip=flip,
+                amp=amp, save_dir=save_dir, limit=limit, progress=progress,
+            )
+            dt = time.perf_counter() - t0
+            n = len(ds) if limit is None else min(limit, len(ds))
+            per_train[test_domain] = new_record(
+                task="segmentation",
+                protocol="cross-domain",
+                model=getattr(net, "dgbench_name", model),
+                model_kwargs=kwargs,
+                weights_sha256=getattr(net, "weights_sha256", None),
+                weights_source=str(ckpt),
+                dataset=dataset_name,
+                dataset_fingerprint=ds.fingerprint() if hasattr(ds, "fingerprint") else None,
+                dataset_info=ds.describe() if hasattr(ds, "describe") else {},
+                train_domain=train_domain,
+                test_domain=test_domain,
+                reference=None,
+                metrics=metrics.as_record_metrics(),
+                num_samples=n,
+                skipped_corrupt=0,
+                seed=seed,
+                limit=limit,
+                preprocessing=preprocessing,
+                precision="amp" if amp and torch.device(device).type == "cuda" else "fp32",
+                device=str(device),
+                batch_size=1,
+                duration_s=round(dt, 3),
+                images_per_s=round(n / dt, 4) if dt > 0 else None,
+            )
+        in_domain = per_train.get(train_domain)
+        for test_domain, rec in per_train.items():
+            if in_domain is not None and test_domain != train_domain:
+                rec["reference"] = train_domain
+                rec["drop"] = {
+                    m: rec["metrics"][m] - in_domain["metrics"][m]
+                    for m in ("miou", "pixel_acc")
+                    if rec["metrics"].get(m) is not None and in_domain["metrics"].get(m) is not None
+                }
+            records.append(rec)
+    return records

@@ -1,0 +1,380 @@
+"""Training DeepLab models on Cityscapes or GTA5 with the paper's recipe (Section 4.2).
+
+Defaults are the paper's: SGD (momentum 0.9, weight decay 1e-4), poly learning rate (base 0.01,
+power 0.9, per iteration), batch 16, 80 epochs, random scale / aspect ratio / mirror and random
+crops from full-resolution Cityscapes and from GTA5 resized to 1024x563, a seeded quarter of
+GTA5's train split. Numbers the paper leaves out (crop size, scale and aspect ranges) are
+:class:`~dgbench.data.seg_transforms.SegAugment`'s documented defaults. Every number is a
+parameter.
+
+An epoch is ``len(train set) // batch_size`` iterations (the last partial batch is dropped);
+the poly schedule runs over ``epochs`` of them. ``stop_after`` ends a run early without changing
+the schedule (a time-limited job); running again with ``resume=True`` continues it.
+
+Checkpoints (``<out_dir>/checkpoint.pth``, written atomically every ``checkpoint_every``
+iterations, at each epoch end and at the end) hold the model, optimizer, AMP scaler, iteration,
+the RNG states and the run's configuration; the data order and augmentation are functions of
+(seed, epoch, index), so a resumed run trains on exactly the batches the interrupted one would
+have. At the end ``<out_dir>/model.pth`` holds the weights alone (loadable with
+``create_model(name, pretrained=path, **model_kwargs)``) and ``model.json`` its name and kwargs.
+
+Multi-GPU: launch with ``torchrun --nproc_per_node N``; each rank takes ``batch_size / N``
+images of every global batch (DDP), SyncBN with ``sync_bn=True``. AMP (fp16 autocast + grad
+scaler) on CUDA when ``amp=True``.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from ..data.seg_base import IGNORE_INDEX, QuirkPolicy
+from ..data.seg_transforms import AugmentedSegmentation, SegAugment
+from ..errors import CheckpointError
+from ..models.registry import IMAGENET_MEAN, IMAGENET_STD, create_model, model_info, resolve_name
+
+CHECKPOINT = "checkpoint.pth"
+WEIGHTS = "model.pth"
+
+
+@dataclass
+class SegTrainConfig:
+    """Everything that defines a training run (stored in its checkpoints)."""
+
+    dataset: str
+    model: str
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    num_classes: int = 19
+    split: str = "train"
+    epochs: int = 80
+    batch_size: int = 16
+    base_lr: float = 0.01
+    lr_power: float = 0.9
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    head_lr_mult: float = 1.0
+    crop_size: tuple[int, int] = (713, 713)
+    scale_range: tuple[float, float] = (0.5, 2.0)
+    aspect_range: tuple[float, float] = (0.8, 1.25)
+    mirror: bool = True
+    gta5_size: tuple[int, int] = (1024, 563)
+    gta5_fraction: float = 0.25
+    subset_seed: int = 0
+    seed: int = 0
+
+
+@dataclass
+class SegTrainResult:
+    out_dir: Path
+    checkpoint: Path
+    weights: Path | None
+    iteration: int
+    total_iterations: int
+    losses: list[float]
+    resumed_from: int = 0
+
+
+def segmentation_model_name(name: str) -> str:
+    """``ibn_a`` / ``resnet50_ibn_a`` / ``deeplab_ibn_a`` -> ``deeplab_resnet50_ibn_a``."""
+    try:
+        canon = resolve_name(name)
+    except Exception:
+        canon = None
+    if canon and model_info(canon).task == "segmentation":
+        return canon
+    if canon:
+        return resolve_name(f"deeplab_{canon}")
+    return resolve_name(f"deeplab_{name}")
+
+
+def build_train_dataset(cfg: SegTrainConfig, root: str | os.PathLike | None, policy: QuirkPolicy | None, split_file: str | None) -> Dataset:
+    if cfg.dataset == "cityscapes":
+        from ..data.cityscapes import CityscapesSegmentation
+
+        return CityscapesSegmentation(root, cfg.split, policy=policy)
+    if cfg.dataset == "gta5":
+        from ..data.gta5 import GTA5Segmentation
+
+        return GTA5Segmentation(
+            root, cfg.split, split_file=split_file, fraction=cfg.gta5_fraction, subset_seed=cfg.subset_seed,
+            policy=policy, base_size=tuple(cfg.gta5_size),
+        )
+    raise ValueError(f"segmentation training dataset must be 'cityscapes' or 'gta5', got {cfg.dataset!r}")
+
+
+class EpochSampler(Sampler[int]):
+    """A permutation per epoch from (seed, epoch), this rank's share, starting at ``start`` samples."""
+
+    def __init__(self, n: int, seed: int, epoch: int, start: int = 0, rank: int = 0, world: int = 1) -> None:
+        self.n, self.seed, self.epoch, self.start, self.rank, self.world = n, seed, epoch, start, rank, world
+
+    def _order(self) -> list[int]:
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        return torch.randperm(self.n, generator=g).tolist()
+
+    def __iter__(self) -> Iterator[int]:
+        order = self._order()[self.start :]
+        return iter(order[self.rank :: self.world])
+
+    def __len__(self) -> int:
+        return len(range(self.rank, self.n - self.start, self.world))
+
+
+def poly_lr(base: float, it: int, total: int, power: float) -> float:
+    return base * (1 - it / total) ** power if it < total else 0.0
+
+
+def _rng_state() -> dict[str, Any]:
+    st: dict[str, Any] = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])}
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def _set_rng_state(st: dict[str, Any]) -> None:
+    torch.set_rng_state(st["torch"])
+    random.setstate((3, tuple(st["python"]), None))
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+def _atomic_save(obj: Any, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def _jsonable(cfg: SegTrainConfig) -> dict[str, Any]:
+    return json.loads(json.dumps(asdict(cfg)))
+
+
+def load_train_checkpoint(path: Path) -> dict[str, Any]:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated or foreign files
+        raise CheckpointError(f"cannot read training checkpoint {path} (weights_only=True): {exc}") from exc
+
+
+def _check_compatible(ckpt: dict[str, Any], cfg: SegTrainConfig, path: Path) -> None:
+    old = ckpt.get("config", {})
+    if old.get("num_classes") != cfg.num_classes:
+        raise CheckpointError(
+            f"checkpoint {path} was trained for {old.get('num_classes')} classes, this run has {cfg.num_classes}; "
+            "use another --out directory or the matching number of classes"
+        )
+    for key in ("model", "dataset", "batch_size", "epochs"):
+        if old.get(key) != getattr(cfg, key):
+            raise CheckpointError(
+                f"checkpoint {path} is from a run with {key}={old.get(key)!r}, this run has {key}={getattr(cfg, key)!r}; "
+                "resume with the same settings or use another --out directory"
+            )
+
+
+def _dist_info() -> tuple[int, int, int]:
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def train_segmentation(
+    dataset: str = "cityscapes",
+    model: str = "deeplab_resnet50_ibn_a",
+    *,
+    root: str | os.PathLike | None = None,
+    out_dir: str | os.PathLike = "runs/segmentation",
+    model_kwargs: dict[str, Any] | None = None,
+    num_classes: int = 19,
+    split: str = "train",
+    epochs: int = 80,
+    batch_size: int = 16,
+    base_lr: float = 0.01,
+    lr_power: float = 0.9,
+    momentum: float = 0.9,
+    weight_decay: float = 1e-4,
+    head_lr_mult: float = 1.0,
+    crop_size: tuple[int, int] = (713, 713),
+    scale_range: tuple[float, float] = (0.5, 2.0),
+    aspect_range: tuple[float, float] = (0.8, 1.25),
+    mirror: bool = True,
+    gta5_size: tuple[int, int] = (1024, 563),
+    gta5_fraction: float = 0.25,
+    gta5_split_file: str | None = None,
+    quirk_policy: QuirkPolicy | None = None,
+    subset_seed: int = 0,
+    seed: int = 0,
+    pretrained_backbone: bool | str = True,
+    resume: bool | str | os.PathLike = True,
+    stop_after: int | None = None,
+    checkpoint_every: int | None = None,
+    device: str | None = None,
+    amp: bool = True,
+    sync_bn: bool = False,
+    num_workers: int = 4,
+    progress: bool = True,
+) -> SegTrainResult:
+    """Train a segmentation model; see the module docstring for the recipe and the checkpoints.
+
+    Args:
+        dataset: ``"cityscapes"`` or ``"gta5"`` (root from ``root`` or the env var).
+        model: a segmentation model name or a backbone alias (``ibn_a`` -> ``deeplab_resnet50_ibn_a``).
+        model_kwargs: constructor knobs (``output_stride``, ``head``, ResNet knobs...).
+        pretrained_backbone: ImageNet weights for the backbone (True: the zoo's; a path; False).
+        resume: True continues ``<out_dir>/checkpoint.pth`` if present; a path resumes that file;
+            False starts over (an existing checkpoint is overwritten).
+        stop_after: stop at this iteration (the schedule still spans ``epochs``).
+        device: default ``cuda:<local rank>`` if available, else ``cpu``.
+    """
+    cfg = SegTrainConfig(
+        dataset=dataset, model=segmentation_model_name(model), model_kwargs=dict(model_kwargs or {}),
+        num_classes=num_classes, split=split, epochs=epochs, batch_size=batch_size, base_lr=base_lr,
+        lr_power=lr_power, momentum=momentum, weight_decay=weight_decay, head_lr_mult=head_lr_mult,
+        crop_size=tuple(crop_size), scale_range=tuple(scale_range), aspect_range=tuple(aspect_range),
+        mirror=mirror, gta5_size=tuple(gta5_size), gta5_fraction=gta5_fraction, subset_seed=subset_seed, seed=seed,
+    )
+    rank, world, local_rank = _dist_info()
+    distributed = world > 1
+    if device is None:
+        device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
+    dev = torch.device(device)
+    if distributed and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group("nccl" if dev.type == "cuda" else "gloo")
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+    if batch_size % world:
+        raise ValueError(f"batch_size {batch_size} is not divisible by the {world} processes")
+    per_rank = batch_size // world
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / CHECKPOINT
+    start_ckpt: dict[str, Any] | None = None
+    resume_path = Path(resume) if isinstance(resume, (str, os.PathLike)) else (ckpt_path if resume else None)
+    if resume_path is not None:
+        if resume_path.is_file():
+            start_ckpt = load_train_checkpoint(resume_path)
+            _check_compatible(start_ckpt, cfg, resume_path)
+        elif not isinstance(resume, bool):
+            raise CheckpointError(f"checkpoint {resume_path} to resume from does not exist")
+
+    torch.manual_seed(seed)
+    random.seed(seed)
+    base = build_train_dataset(cfg, root, quirk_policy, gta5_split_file)
+    aug = SegAugment(cfg.crop_size, cfg.scale_range, cfg.aspect_range, cfg.mirror)
+    train_set = AugmentedSegmentation(base, aug, seed)
+    iters_per_epoch = len(train_set) // batch_size
+    if iters_per_epoch == 0:
+        raise ValueError(f"{len(train_set)} training images are fewer than one batch of {batch_size}")
+    total = epochs * iters_per_epoch
+
+    net = create_model(
+        cfg.model, num_classes=num_classes,
+        pretrained_backbone=pretrained_backbone if start_ckpt is None else False, **cfg.model_kwargs,
+    )
+    if sync_bn and distributed:
+        net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
+    net.to(dev)
+    groups = net.param_groups(base_lr, head_lr_mult) if hasattr(net, "param_groups") else [
+        {"params": list(net.parameters()), "lr": base_lr, "lr_mult": 1.0}
+    ]
+    opt = torch.optim.SGD(groups, lr=base_lr, momentum=momentum, weight_decay=weight_decay)
+    use_amp = amp and dev.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
+
+    it = 0
+    if start_ckpt is not None:
+        try:
+            net.load_state_dict(start_ckpt["model"], strict=True)
+        except RuntimeError as exc:
+            raise CheckpointError(f"checkpoint {resume_path} does not fit {cfg.model}: {exc}") from exc
+        opt.load_state_dict(start_ckpt["optimizer"])
+        if "scaler" in start_ckpt and use_amp:
+            scaler.load_state_dict(start_ckpt["scaler"])
+        it = int(start_ckpt["iteration"])
+        _set_rng_state(start_ckpt["rng"])
+    resumed_from = it
+    ddp_net: nn.Module = nn.parallel.DistributedDataParallel(net, device_ids=[dev.index] if dev.type == "cuda" else None) if distributed else net
+
+    mean = torch.tensor(IMAGENET_MEAN, device=dev).view(1, 3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, device=dev).view(1, 3, 1, 1)
+    stop = min(total, stop_after) if stop_after is not None else total
+    losses: list[float] = []
+
+    def save(iteration: int) -> None:
+        if rank != 0:
+            return
+        _atomic_save(
+            {
+                "model": net.state_dict(),
+                "optimizer": opt.state_dict(),
+                "scaler": scaler.state_dict(),
+                "iteration": iteration,
+                "total_iterations": total,
+                "rng": _rng_state(),
+                "config": _jsonable(cfg),
+            },
+            ckpt_path,
+        )
+
+    bar = None
+    if progress and rank == 0:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
+        task = bar.add_task(f"train {cfg.model} on {dataset}", total=stop, completed=it, info="")
+        bar.start()
+    ddp_net.train()
+    try:
+        while it < stop:
+            epoch, offset = divmod(it, iters_per_epoch)
+            train_set.set_epoch(epoch)
+            sampler = EpochSampler(len(train_set), seed, epoch, start=offset * batch_size, rank=rank, world=world)
+            loader = DataLoader(
+                train_set, batch_size=per_rank, sampler=sampler, num_workers=num_workers, drop_last=True,
+                pin_memory=dev.type == "cuda",
+            )
+            for images, labels in loader:
+                if it >= stop or it // iters_per_epoch != epoch:
+                    break
+                lr_now = poly_lr(base_lr, it, total, lr_power)
+                for g in opt.param_groups:
+                    g["lr"] = lr_now * g.get("lr_mult", 1.0)
+                x = (images.to(dev, non_blocking=True).float() / 255.0 - mean) / std
+                y = labels.to(dev, non_blocking=True)
+                with torch.autocast(device_type=dev.type, enabled=use_amp):
+                    logits = ddp_net(x)
+                loss = F.cross_entropy(logits.float(), y, ignore_index=IGNORE_INDEX)
+                opt.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(opt)
+                scaler.update()
+                it += 1
+                lv = float(loss.detach())
+                losses.append(lv)
+                if not math.isfinite(lv):
+                    save(it - 1)
+                    raise FloatingPointError(f"loss is {lv} at iteration {it}; last good checkpoint in {ckpt_path}")
+                if bar is not None:
+                    bar.update(task, completed=it, info=f"loss {lv:.4f} lr {lr_now:.2e}")
+                if (checkpoint_every and it % checkpoint_every == 0) or it % iters_per_epoch == 0:
+                    save(it)
+        save(it)
+    finally:
+        if bar is not None:
+            bar.stop()
+
+    weights: Path | None = None
+    if it >= total and rank == 0:
+        weights = out / WEIGHTS
+        _atomic_save(net.state_dict(), weights)
+        (out / "model.json").write_text(json.dumps({"model": cfg.model, "model_kwargs": cfg.model_kwargs, "num_classes": num_classes, "config": _jsonable(cfg)}, indent=2))
+    return SegTrainResult(out, ckpt_path, weights, it, total, losses, resumed_from)
