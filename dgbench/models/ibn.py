@@ -84,8 +84,13 @@ class IBN(nn.Module):
         else:  # the authors' DenseNet layer rounds the BN share instead
             self.n_in = planes - int(planes * (1.0 - ratio))
         self.n_bn = planes - self.n_in
-        self.IN = nn.InstanceNorm2d(self.n_in, affine=True) if self.n_in else None
-        self.BN = nn.BatchNorm2d(self.n_bn) if self.n_bn else None
+        # Registration order follows the channel order, so state-dict key order matches the release.
+        if in_first:
+            self.IN = nn.InstanceNorm2d(self.n_in, affine=True) if self.n_in else None
+            self.BN = nn.BatchNorm2d(self.n_bn) if self.n_bn else None
+        else:
+            self.BN = nn.BatchNorm2d(self.n_bn) if self.n_bn else None
+            self.IN = nn.InstanceNorm2d(self.n_in, affine=True) if self.n_in else None
 
     def forward(self, x: Tensor) -> Tensor:
         if self.IN is None:

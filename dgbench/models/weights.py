@@ -53,7 +53,7 @@ PUBLISHED: dict[str, tuple[str, str, str]] = {
     "resnet34_ibn_b": (_IBN + "resnet34_ibn_b-04134c37.pth", _IBN_SOURCE, _IBN_LICENSE),
     "resnet50_ibn_b": (_IBN + "resnet50_ibn_b-9ca61e85.pth", _IBN_SOURCE, _IBN_LICENSE),
     "resnet101_ibn_b": (_IBN + "resnet101_ibn_b-c55f6dba.pth", _IBN_SOURCE, _IBN_LICENSE),
-    "resnext101_32x4d_ibn_a": (_IBN + "resnext101_ibn_a-6ace051d.pth", _IBN_SOURCE, _IBN_LICENSE),
+    "resnext101_ibn_a": (_IBN + "resnext101_ibn_a-6ace051d.pth", _IBN_SOURCE, _IBN_LICENSE),
     "se_resnet101_ibn_a": (_IBN + "se_resnet101_ibn_a-fabed4e2.pth", _IBN_SOURCE, _IBN_LICENSE),
     "densenet121_ibn_a": (_IBN + "densenet121_ibn_a-e4af5cc1.pth", _IBN_SOURCE, _IBN_LICENSE),
     "densenet169_ibn_a": (_IBN + "densenet169_ibn_a-9f32c161.pth", _IBN_SOURCE, _IBN_LICENSE),
