@@ -1,0 +1,291 @@
+"""The batched evaluation loop behind ``dgbench run``: one decode per image, one forward per shift.
+
+``evaluate(model, dataset, shifts)`` streams the dataset's uint8 crops through a DataLoader
+(worker processes decode), and for every batch:
+
+* converts it to float once, then for each *affine* shift computes the shifted normalized batch
+  with one fused per-channel multiply-add (:class:`dgbench.shifts.AffineBatchShift`) and runs one
+  forward pass;
+* for each *image* shift (Monet, cv-stylize) the workers deliver the rendered crop of the same
+  image (read from the cache, or computed on the fly) beside the clean one; it is normalized and
+  forwarded the same way.
+
+Top-1/top-5 are counted exactly as integers (:class:`dgbench.metrics.classification.TopKCounts`):
+no padded duplicates, no dropped last batch. Under ``torchrun`` the dataset is sharded
+deterministically (rank r takes indices r, r+W, r+2W, ...) and the integer counts are all-reduced,
+so the result is identical whatever the world size; callers write results on rank 0 only.
+
+Nothing here writes results: a Ctrl-C (KeyboardInterrupt) propagates out of the loop, the
+DataLoader's workers are shut down, and the caller has nothing partial to store.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from .errors import CorruptImageError, DgbenchError
+from .metrics.classification import TopKCounts
+from .shifts import AffineBatchShift, ShiftSpec, normalize
+
+PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+# An image shift as the engine sees it: (dataset, index, clean uint8 crop) -> shifted uint8 crop.
+# It runs inside DataLoader workers, so it must be picklable.
+ImageShiftSource = Callable[[Any, int, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class EngineConfig:
+    """How to run (recorded, but not part of a result's identity except ``precision``)."""
+
+    device: str = "auto"
+    batch_size: int = 64
+    workers: int | None = None  # None: a sensible default for the device
+    precision: str = "fp32"
+    channels_last: bool = True
+    skip_corrupt: bool = False
+    progress: bool = True
+    description: str = ""
+
+
+@dataclass
+class EvalResult:
+    """Integer top-k counts per shift, plus what the run cost."""
+
+    counts: dict[str, TopKCounts]
+    num_samples: int
+    skipped_corrupt: int
+    skipped_files: list[str] = field(default_factory=list)
+    duration_s: float = 0.0
+    world_size: int = 1
+    device: str = "cpu"
+
+    @property
+    def images_per_s(self) -> float:
+        """Images through the whole protocol (decode + every shift's forward) per second."""
+        return self.num_samples / self.duration_s if self.duration_s > 0 else float("nan")
+
+
+def resolve_device(name: str = "auto") -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+        return torch.device("cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise DgbenchError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
+    return dev
+
+
+def default_workers(device: torch.device) -> int:
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    # On a CPU device the forward passes use the cores too; decoding is a few percent of the work.
+    return min(8, cpus) if device.type == "cuda" else max(1, min(4, cpus // 2))
+
+
+# ----------------------------------------------------------------------------- distributed
+def dist_info() -> tuple[int, int]:
+    """``(rank, world_size)``; ``(0, 1)`` outside torch.distributed."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
+def maybe_init_distributed(device: torch.device) -> None:
+    """Join the process group when launched by torchrun (``WORLD_SIZE`` > 1) and not yet joined."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not torch.distributed.is_available():
+        return
+    if torch.distributed.is_initialized():
+        return
+    backend = "nccl" if device.type == "cuda" else "gloo"
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    torch.distributed.init_process_group(backend=backend)
+
+
+def shard_indices(n: int, rank: int, world: int) -> list[int]:
+    """Deterministic, disjoint, complete: rank r takes r, r + world, ... (no padding)."""
+    return list(range(rank, n, world))
+
+
+# ----------------------------------------------------------------------------- data loading
+class _EvalView(Dataset):
+    """Yields ``(clean crop, label, [image-shifted crops])`` or a skip marker for a corrupt image."""
+
+    def __init__(self, dataset: Any, indices: Sequence[int], sources: Sequence[ImageShiftSource], skip_corrupt: bool):
+        self.dataset, self.indices, self.sources, self.skip_corrupt = dataset, list(indices), list(sources), skip_corrupt
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[Any, ...]:
+        idx = self.indices[i]
+        try:
+            crop, label = self.dataset[idx]
+        except CorruptImageError as exc:
+            if not self.skip_corrupt:
+                raise
+            return ("skip", str(exc).split(": cannot decode")[0])
+        return ("ok", crop, int(label), [src(self.dataset, idx, crop) for src in self.sources])
+
+
+@dataclass
+class _Batch:
+    crops: torch.Tensor | None
+    labels: torch.Tensor | None
+    styled: list[torch.Tensor]
+    skipped: list[str]
+
+    def __len__(self) -> int:
+        return 0 if self.labels is None else int(self.labels.shape[0])
+
+
+def _collate(items: list[tuple[Any, ...]]) -> _Batch:
+    ok = [it for it in items if it[0] == "ok"]
+    skipped = [it[1] for it in items if it[0] == "skip"]
+    if not ok:
+        return _Batch(None, None, [], skipped)
+    crops = torch.stack([it[1] for it in ok])
+    labels = torch.tensor([it[2] for it in ok], dtype=torch.int64)
+    styled = [torch.stack([it[3][j] for it in ok]) for j in range(len(ok[0][3]))]
+    return _Batch(crops, labels, styled, skipped)
+
+
+def _worker_init(_: int) -> None:
+    with contextlib.suppress(Exception):  # OpenCV's own thread pool would oversubscribe the cores
+        import cv2
+
+        cv2.setNumThreads(1)
+
+
+def make_loader(view: Dataset, batch_size: int, workers: int, device: torch.device) -> DataLoader:
+    return DataLoader(
+        view,
+        batch_size=batch_size,
+        shuffle=False,
+        drop_last=False,  # every image counts, the last batch may be smaller
+        num_workers=workers,
+        collate_fn=_collate,
+        pin_memory=device.type == "cuda",
+        worker_init_fn=_worker_init if workers else None,
+        prefetch_factor=4 if workers else None,
+    )
+
+
+# ----------------------------------------------------------------------------- progress
+@contextlib.contextmanager
+def _progress(enabled: bool, total: int, description: str) -> Iterator[Callable[[int], None]]:
+    if not enabled:
+        yield lambda n: None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+    from rich.text import Text
+
+    class _Rate(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            return Text(f"{task.speed:,.1f} img/s" if task.speed else "- img/s", style="cyan")
+
+    cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _Rate(), TimeElapsedColumn(), TimeRemainingColumn())
+    # stderr, so that `--format json` keeps stdout clean
+    with Progress(*cols, console=Console(stderr=True), transient=False) as prog:
+        task = prog.add_task(description, total=total)
+        yield lambda n: prog.advance(task, n)
+
+
+# ----------------------------------------------------------------------------- the loop
+def evaluate(
+    model: nn.Module,
+    dataset: Any,
+    shifts: Sequence[ShiftSpec],
+    *,
+    mean: Sequence[float] | None = None,
+    std: Sequence[float] | None = None,
+    sources: dict[str, ImageShiftSource] | None = None,
+    config: EngineConfig | None = None,
+    ks: tuple[int, ...] = (1, 5),
+) -> EvalResult:
+    """Evaluate ``model`` on ``dataset`` under every shift in one pass over the data.
+
+    Args:
+        model: a classifier; its ``pretrained_cfg`` gives mean/std unless passed.
+        dataset: ``ds[i] -> (uint8 [3, H, W], label)`` (see :mod:`dgbench.data.base`).
+        shifts: affine shifts are computed on the batch; image shifts need a source in ``sources``.
+        sources: ``{shift name: fn(dataset, index, crop) -> uint8 crop}`` for the image shifts.
+        config: device, batch size, workers, precision, channels_last, skip_corrupt, progress.
+    """
+    cfg = config or EngineConfig()
+    if cfg.precision not in PRECISIONS:
+        raise DgbenchError(f"unknown precision {cfg.precision!r} (use {', '.join(PRECISIONS)})")
+    device = resolve_device(cfg.device)
+    pcfg = getattr(model, "pretrained_cfg", None)
+    mean = tuple(mean if mean is not None else (pcfg.mean if pcfg else (0.485, 0.456, 0.406)))
+    std = tuple(std if std is not None else (pcfg.std if pcfg else (0.229, 0.224, 0.225)))
+    sources = sources or {}
+    affine = [s for s in shifts if s.is_affine]
+    image = [s for s in shifts if not s.is_affine]
+    for s in image:
+        if s.name not in sources:
+            raise DgbenchError(f"shift {s.name!r} ({s.kind}) needs rendered images and none were provided")
+    rank, world = dist_info()
+    indices = shard_indices(len(dataset), rank, world)
+    view = _EvalView(dataset, indices, [sources[s.name] for s in image], cfg.skip_corrupt)
+    workers = default_workers(device) if cfg.workers is None else cfg.workers
+    loader = make_loader(view, cfg.batch_size, workers, device)
+
+    model = model.eval().to(device)
+    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    shift_fns = [AffineBatchShift(s, mean, std, device) for s in affine]
+    clean = AffineBatchShift(ShiftSpec("origin", "origin"), mean, std, device)
+    counts = {s.name: TopKCounts(ks) for s in shifts}
+    dtype = PRECISIONS[cfg.precision]
+    autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
+    skipped: list[str] = []
+    n_seen = 0
+
+    start = time.perf_counter()
+    desc = cfg.description or getattr(model, "dgbench_name", type(model).__name__)
+    with _progress(cfg.progress and rank == 0, len(indices), f"{desc} · {len(shifts)} shifts") as advance:
+        for batch in loader:
+            skipped += batch.skipped
+            if len(batch):
+                u = batch.crops.to(device, non_blocking=True).float().contiguous(memory_format=fmt)
+                y = batch.labels.to(device, non_blocking=True)
+                with torch.inference_mode(), autocast:
+                    for s, fn in zip(affine, shift_fns):
+                        counts[s.name].update(model(fn(u).contiguous(memory_format=fmt)), y)
+                    for s, styled in zip(image, batch.styled):
+                        x = clean(styled.to(device, non_blocking=True).float()).contiguous(memory_format=fmt)
+                        counts[s.name].update(model(x), y)
+                n_seen += len(batch)
+            advance(len(batch) + len(batch.skipped))
+
+    n_skipped = len(skipped)
+    if world > 1:
+        # One int64 vector: [n, correct@k...] per shift, then the skipped count; summed over ranks.
+        flat = torch.cat([counts[s.name].as_tensor() for s in shifts] + [torch.tensor([n_skipped, n_seen])])
+        flat = flat.to(device if device.type == "cuda" else "cpu")
+        torch.distributed.all_reduce(flat)
+        flat = flat.cpu()
+        width = 1 + len(ks)
+        for i, s in enumerate(shifts):
+            counts[s.name] = TopKCounts.from_tensor(flat[i * width:(i + 1) * width], ks)
+        n_skipped, n_seen = int(flat[-2]), int(flat[-1])
+    duration = time.perf_counter() - start
+    return EvalResult(counts, n_seen, n_skipped, skipped, duration, world, str(device))
+
+
+def normalize_batch(u: torch.Tensor, model: nn.Module) -> torch.Tensor:
+    """The clean model input for a uint8 batch, with the model's mean/std (convenience)."""
+    cfg = model.pretrained_cfg  # type: ignore[attr-defined]
+    return normalize(u, cfg.mean, cfg.std)
