@@ -43,7 +43,7 @@ def schema(kind: str, task: str) -> list[str]:
     return (["dataset", "protocol", "task", "model", "model_kwargs", *CONDITION_COLUMNS[kind],
              "reference", "n_runs"]
             + [f"{m}_pct" for m in metrics] + [f"{m}_drop_pct" for m in metrics]
-            + ["source", "note"])
+            + [f"{m}_se_pct" for m in metrics] + ["source", "note"])
 
 
 SCHEMAS = {k: schema(*k) for k in METRICS}
@@ -90,6 +90,7 @@ def leaderboard_rows(summary: pd.DataFrame) -> dict[tuple[str, str], tuple[list[
             for m in METRICS[(kind, task)]:
                 vals[f"{m}_pct"] = _fmt(r.get(m))
                 vals[f"{m}_drop_pct"] = _fmt(r.get(f"{m}_drop"))
+                vals[f"{m}_se_pct"] = _fmt(r.get(f"{m}_se"))  # empty for a single run
             rows.append([vals[c] for c in header])
         key_idx = [header.index(c) for c in KEY_COLUMNS if c in header]
         rows.sort(key=lambda row: [row[i] for i in key_idx])
@@ -160,7 +161,8 @@ def load_leaderboard(path: str | os.PathLike) -> pd.DataFrame:
 
     Checks: the header is one of the documented schemas; keys are present; ``task`` matches the
     schema; ``model_kwargs`` is empty or a JSON object; ``n_runs`` is a positive integer (may be
-    empty for numbers that dgbench did not measure); metrics are finite percentages in [0, 100];
+    empty for numbers that dgbench did not measure); metrics and their standard errors (``_se_pct``,
+    empty for one run) are finite percentages in [0, 100];
     drops are finite points in [-100, 100], present exactly on rows with a ``reference``; no two
     rows share a key. Any failure raises :class:`LeaderboardError` naming the file and line.
     """
@@ -232,6 +234,7 @@ def _parse_row(p: Path, line: int, header: list[str], row: list[str], kind: str,
         if not rec["reference"] and rec[drop_col]:
             raise bad(drop_col, "a drop on a row without a reference")
         rec[drop_col] = _percent(rec[drop_col], -100.0, 100.0, bad, drop_col, "percentage points")
+        rec[f"{m}_se_pct"] = _percent(rec[f"{m}_se_pct"], 0.0, 100.0, bad, f"{m}_se_pct", "a percentage")
     return rec
 
 
@@ -261,7 +264,8 @@ def leaderboard_to_summary(lb: pd.DataFrame) -> pd.DataFrame:
         for m in metrics:
             row[m] = _nan(r[f"{m}_pct"])
             row[f"{m}_drop"] = _nan(r[f"{m}_drop_pct"])
-            row[f"{m}_se"] = row[f"{m}_drop_se"] = float("nan")
+            row[f"{m}_se"] = _nan(r[f"{m}_se_pct"])
+            row[f"{m}_drop_se"] = float("nan")  # not published: drops are compared as means
         rows.append(row)
     return pd.DataFrame(rows)
 

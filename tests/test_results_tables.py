@@ -1,0 +1,164 @@
+"""Tables: hand-made records -> exact cells, seeds as mean ± SE (n), the paper join, renderers."""
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from dgbench.cli import app
+from dgbench.errors import UnknownNameError
+from dgbench.results.frame import records_to_frame, severity_of, summarize
+from dgbench.results.store import ResultStore
+from dgbench.results.tables import NoResultsError, render_table
+
+from results_fixtures import appearance, cross, table1_records
+
+
+def _csv(text: str) -> list[list[str]]:
+    return list(csv.reader(io.StringIO(text)))
+
+
+def test_appearance_table_cells_exact() -> None:
+    rows = _csv(render_table(table1_records(), fmt="csv"))
+    assert rows == [
+        ["model", "origin", "rgb+50", "std-x1.5"],
+        ["resnet50", "24.30", "28.20 (3.90)", "40.00 (15.70)"],
+        ["resnet50_ibn_b", "23.60", "23.80 (0.20)", "23.60 (0.00)"],
+    ]
+    top5 = _csv(render_table(table1_records(), fmt="csv", metric="top5"))
+    assert top5[2] == ["resnet50_ibn_b", "6.90", "7.00 (0.10)", "6.90 (0.00)"]
+
+
+def test_seeds_aggregate_to_mean_standard_error_and_count() -> None:
+    recs = []
+    for seed, (o, s) in enumerate(((10.0, 11.0), (11.0, 13.0), (12.0, 15.0))):
+        recs.append(appearance("m", "origin", o, 1.0, seed=seed))
+        recs.append(appearance("m", "rgb+50", s, 2.0, (o, 1.0), seed=seed))
+    rows = _csv(render_table(recs, fmt="csv"))
+    # origin 10, 11, 12: mean 11, sd 1, se 1/sqrt(3) = 0.577; shifted 11, 13, 15: se 2/sqrt(3) = 1.155;
+    # drops 1, 2, 3: mean 2, se 0.577.
+    assert rows[1] == ["m", "11.00 ± 0.58 n=3", "13.00 ± 1.15 (2.00 ± 0.58) n=3"]
+    s = summarize(records_to_frame(recs))
+    row = s[s["shift"] == "rgb+50"].iloc[0]
+    assert row["n"] == 3 and row["top1_err_se"] == pytest.approx(2 / math.sqrt(3))
+
+
+def test_missing_drop_is_computed_from_the_reference() -> None:
+    recs = [appearance("m", "origin", 20.0, 5.0), appearance("m", "r+50", 23.5, 6.0, drop=False)]
+    assert _csv(render_table(recs, fmt="csv"))[1] == ["m", "20.00", "23.50 (3.50)"]
+
+
+def test_shift_columns_follow_the_run_order_with_the_reference_first() -> None:
+    recs = [appearance("m", "std-x1.5", 30.0, 9.0, (20.0, 5.0)), appearance("m", "origin", 20.0, 5.0),
+            appearance("m", "monet", 50.0, 20.0, (20.0, 5.0))]
+    assert _csv(render_table(recs, fmt="csv"))[0] == ["model", "origin", "std-x1.5", "monet"]
+
+
+def test_paper_rows_join_the_measured_models() -> None:
+    rows = _csv(render_table(table1_records(), fmt="csv", with_paper=True))
+    assert rows[0] == ["model", "source", "origin", "rgb+50", "std-x1.5", "r+50", "monet"]
+    by = {(r[0], r[1]): r[2:] for r in rows[1:]}
+    assert set(by) == {("resnet50", "dgbench"), ("resnet50", "paper"),
+                       ("resnet50_ibn_b", "dgbench"), ("resnet50_ibn_b", "paper")}
+    assert by[("resnet50_ibn_b", "paper")] == ["23.64", "23.82 (0.18)", "23.64 (0.00)", "25.10 (1.46)",
+                                               "50.45 (26.81)"]
+    assert by[("resnet50", "dgbench")][3:] == ["–", "–"]  # shifts only the paper has
+    # The paper's ImageNet numbers do not join a table of another dataset.
+    digits = _csv(render_table(table1_records("digits"), fmt="csv", with_paper=True))
+    assert all("paper" not in r for r in digits)
+
+
+def test_paper_join_accepts_refined_dataset_and_protocol_names() -> None:
+    recs = [appearance("resnet50_ibn_a", "origin", 22.0, 6.0, dataset="imagenet-val", protocol="appearance-lite")]
+    rows = _csv(render_table(recs, fmt="csv", with_paper=True))
+    assert ["resnet50_ibn_a", "paper", "22.54"] == rows[2][:3]
+
+
+def test_cross_domain_segmentation_grid_and_drop_sign() -> None:
+    cs, gta = {"miou": 60.0, "pixel_acc": 90.0}, {"miou": 55.0, "pixel_acc": 88.0}
+    recs = [cross("deeplab_resnet50_ibn_a", "cityscapes", "cityscapes", cs),
+            cross("deeplab_resnet50_ibn_a", "cityscapes", "gta5", {"miou": 30.0, "pixel_acc": 70.0}, cs),
+            cross("deeplab_resnet50_ibn_a", "gta5", "gta5", gta),
+            cross("deeplab_resnet50_ibn_a", "gta5", "cityscapes", {"miou": 25.0, "pixel_acc": 60.0}, gta)]
+    rows = _csv(render_table(recs, fmt="csv"))
+    assert rows == [
+        ["model", "train \\ test", "cityscapes", "gta5"],
+        ["deeplab_resnet50_ibn_a", "cityscapes", "60.00/90.00", "30.00/70.00 (30.00/20.00)"],
+        ["deeplab_resnet50_ibn_a", "gta5", "25.00/60.00 (30.00/28.00)", "55.00/88.00"],
+    ]
+    miou = _csv(render_table(recs, fmt="csv", metric="miou", with_paper=True))
+    assert ["deeplab_resnet50_ibn_a", "paper", "gta5", "26.00 (38.80)", "64.80"] in miou
+
+
+def test_cross_domain_classification_shows_accuracy() -> None:
+    real, synth = {"top1_acc": 97.0, "top1_err": 3.0}, {"top1_acc": 99.0, "top1_err": 1.0}
+    recs = [cross("small_ibn_a", "digits", "digits", real, task="classification", dataset="digits"),
+            cross("small_ibn_a", "digits", "typeset-digits", {"top1_acc": 60.0, "top1_err": 40.0}, real,
+                  task="classification", dataset="digits"),
+            cross("small_ibn_a", "typeset-digits", "typeset-digits", synth, task="classification", dataset="digits"),
+            cross("small_ibn_a", "typeset-digits", "digits", {"top1_acc": 50.0, "top1_err": 50.0}, synth,
+                  task="classification", dataset="digits")]
+    rows = _csv(render_table(recs, fmt="csv"))
+    assert rows[1] == ["small_ibn_a", "digits", "97.00", "60.00 (37.00)"]
+    err = _csv(render_table(recs, fmt="csv", metric="top1_err"))
+    assert err[2] == ["small_ibn_a", "typeset-digits", "50.00 (49.00)", "1.00"]  # error up: positive too
+
+
+def test_markdown_and_latex_renderers_escape() -> None:
+    recs = [appearance("resnet50_ibn_a", "origin", 22.0, 6.0, seed=s) for s in (0, 1)]
+    md = render_table(recs, fmt="markdown")
+    assert "| model | origin |" in md and "| resnet50_ibn_a | 22.00 ± 0.00 n=2 |" in md
+    tex = render_table(recs, fmt="latex")
+    assert r"resnet50\_ibn\_a & 22.00 $\pm$ 0.00 n=2 \\" in tex and r"\begin{tabular}{lr}" in tex
+
+
+def test_bad_names_suggest() -> None:
+    with pytest.raises(UnknownNameError, match="top1"):
+        render_table(table1_records(), fmt="csv", metric="top-1")
+    with pytest.raises(UnknownNameError, match="markdown"):
+        render_table(table1_records(), fmt="markdwn")
+    with pytest.raises(NoResultsError):
+        render_table([], fmt="csv")
+
+
+def test_severity_from_spec_or_name() -> None:
+    assert severity_of("rgb+30", {"family": "rgb+", "severity": 30}) == ("rgb+", 30.0)
+    assert severity_of("std-x1.25", None) == ("std-x", 1.25)
+    assert severity_of("monet", {"kind": "cyclegan"})[0] == ""
+
+
+@pytest.fixture()
+def results_dir(tmp_path: Path) -> Path:
+    ResultStore(tmp_path).append(table1_records())
+    return tmp_path
+
+
+def test_cli_table_formats(results_dir: Path) -> None:
+    runner = CliRunner()
+    res = runner.invoke(app, ["table", "--protocol", "appearance", "--format", "csv", "--results", str(results_dir)])
+    assert res.exit_code == 0, res.output
+    assert _csv(res.output)[1] == ["resnet50", "24.30", "28.20 (3.90)", "40.00 (15.70)"]
+    res = runner.invoke(app, ["table", "--with-paper", "--results", str(results_dir)], env={"COLUMNS": "200"})
+    assert res.exit_code == 0, res.output
+    assert "paper" in res.output and "23.82 (0.18)" in res.output
+
+
+def test_cli_table_with_paper_on_an_empty_store_shows_the_paper(tmp_path: Path) -> None:
+    res = CliRunner().invoke(app, ["table", "--protocol", "cross-domain", "--with-paper", "--format", "csv",
+                                   "--results", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    assert "deeplab_resnet50_ibn_b,paper,gta5,29.60/66.80 (34.60/25.60),64.20/92.40" in res.output
+
+
+def test_cli_table_bad_input(results_dir: Path) -> None:
+    runner = CliRunner()
+    res = runner.invoke(app, ["table", "--protocol", "apperance", "--results", str(results_dir)])
+    assert isinstance(res.exception, UnknownNameError) and "appearance" in str(res.exception)
+    res = runner.invoke(app, ["table", "--dataset", "imagenett", "--results", str(results_dir)])
+    assert isinstance(res.exception, UnknownNameError) and "imagenet" in str(res.exception)
+    res = runner.invoke(app, ["table", "--results", str(results_dir / "empty")])
+    assert isinstance(res.exception, NoResultsError)
