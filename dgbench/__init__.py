@@ -18,6 +18,13 @@ _API = {
     "register_model": "dgbench.models",
     "ResultStore": "dgbench.results.store",
     "DgbenchError": "dgbench.errors",
+    "run_protocol": "dgbench.protocols.appearance",
+    "evaluate_model": "dgbench.protocols.appearance",
+    "evaluate": "dgbench.engine",
+    "load_style_generator": "dgbench.models.style",
+    "get_shift": "dgbench.protocols",
+    "list_shifts": "dgbench.protocols",
+    "list_protocols": "dgbench.protocols",
 }
 
 __all__ = sorted(_API) + ["__version__"]
