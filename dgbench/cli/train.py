@@ -1,0 +1,100 @@
+"""``dgbench train``: train a small model on a built-in digits domain, or rebuild the shipped ones."""
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from ._app import app, console
+
+
+@app.command("train")
+def train_cmd(
+    dataset: str = typer.Option("digits", "--dataset", "-d", help="digits (handwritten) or typeset-digits (fonts)."),
+    model: str = typer.Option(
+        "ibn_a", "--model", "-m",
+        help="Registry name or alias. On the built-in digits, ibn_a / ibn_b / ... / resnet50 / baseline "
+        "mean the small model of that variant (small_resnet_ibn_a, ...).",
+    ),
+    out: Path = typer.Option(None, "--out", "-o", help="Checkpoint path (.pth); the JSON sidecar goes beside it. "
+                             "Default: checkpoints/<model>-<dataset>-seed<seed>.pth"),
+    epochs: int = typer.Option(None, "--epochs", help="Epochs (default: the shipped recipe's)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the weights and of the shuffle."),
+    batch_size: int = typer.Option(None, "--batch-size", help="Batch size (default: the shipped recipe's)."),
+    lr: float = typer.Option(None, "--lr", help="Peak learning rate (default: the shipped recipe's)."),
+    threads: int = typer.Option(None, "--threads", help="Intra-op CPU threads (default 1; part of what makes the bytes reproducible)."),
+    reproduce_builtin: bool = typer.Option(
+        False, "--reproduce-builtin",
+        help="Retrain every shipped checkpoint (7 variants x 2 domains) and say whether each matches its manifest sha256.",
+    ),
+    write_builtin: bool = typer.Option(
+        False, "--write-builtin", hidden=True,
+        help="Maintainers: rebuild the shipped checkpoints and manifest into --out (default: the package's assets).",
+    ),
+) -> None:
+    """Train on the built-in digits, seeded and deterministic on CPU (checkpoint + JSON sidecar).
+
+    Same seed, torch build, thread count and machine give the same checkpoint bytes.
+    """
+    from ..train.builtin import RECIPE
+
+    if reproduce_builtin or write_builtin:
+        _builtin(out, write=write_builtin)
+        return
+    from ..train.classification import resolve_model, train_classifier
+
+    name = resolve_model(model, dataset)
+    if name != model:
+        console.print(f"[dim]{model!r} on {dataset} means {name}[/]")
+    path = out or Path("checkpoints") / f"{name}-{dataset}-seed{seed}.pth"
+    r = train_classifier(
+        name, dataset, out=path, seed=seed,
+        epochs=epochs or RECIPE["epochs"], batch_size=batch_size or RECIPE["batch_size"],
+        lr=lr if lr is not None else RECIPE["lr"], num_threads=threads or RECIPE["num_threads"],
+    )
+    console.print(
+        f"{name} on {dataset}: test accuracy [bold]{r.metrics['test_acc']:.2f}%[/] "
+        f"(train {r.metrics['train_acc']:.2f}%), {r.duration_s:.1f} s\n"
+        f"checkpoint {r.checkpoint} (sha256 {r.sha256[:16]}...), sidecar {r.sidecar}",
+        highlight=False,
+    )
+
+
+def _builtin(out: Path | None, *, write: bool) -> None:
+    from ..config import asset_path
+    from ..models.small import CHECKPOINT_DIR
+    from ..train.builtin import Reproduction, build_builtin, reproduce_builtin
+
+    if write:
+        target = out or asset_path(*CHECKPOINT_DIR)
+        console.print(f"rebuilding the shipped checkpoints into {target}")
+        build_builtin(target, on_done=lambda e: console.print(
+            f"  {e['file']}: test {e['test_acc']:.2f}%, {e['duration_s']:.1f} s, sha256 {e['sha256'][:16]}...", highlight=False))
+        return
+
+    def report(rep: Reproduction) -> None:
+        verdict = "[green]match[/]" if rep.match else "[red]differs[/]"
+        console.print(f"  {rep.file}: {verdict} ({rep.duration_s:.1f} s)", highlight=False)
+
+    with tempfile.TemporaryDirectory(prefix="dgbench-reproduce-") as tmp:
+        reps = reproduce_builtin(out or Path(tmp), on_done=report)
+    table = Table(title="Reproduction of the shipped checkpoints")
+    for col in ("file", "sha256 shipped", "sha256 now", "match", "test acc shipped", "test acc now", "time (s)"):
+        table.add_column(col, justify="right" if "acc" in col or "time" in col else "left")
+    for r in reps:
+        shipped = f"{r.shipped_test_acc:.2f}" if r.shipped_test_acc is not None else "-"
+        table.add_row(
+            r.file, (r.expected_sha256 or "not in manifest")[:12], r.sha256[:12],
+            "[green]yes[/]" if r.match else "[red]no[/]", shipped, f"{r.test_acc:.2f}", f"{r.duration_s:.1f}",
+        )
+    console.print(table)
+    n_ok = sum(r.match for r in reps)
+    console.print(f"{n_ok}/{len(reps)} checkpoints reproduced bit for bit", highlight=False)
+    if n_ok != len(reps):
+        console.print(
+            "[yellow]Bitwise equality needs the same CPU kernels and torch build as the shipped run; the "
+            "test accuracies above show how far the retrained models are from the shipped ones.[/]"
+        )
+        raise typer.Exit(1)
