@@ -23,7 +23,10 @@ def _csv(text: str) -> list[list[str]]:
 
 
 def test_appearance_table_cells_exact() -> None:
-    rows = _csv(render_table(table1_records(), fmt="csv"))
+    # Default: Table 1's cells, "top-1/top-5 (drop/drop)".
+    assert _csv(render_table(table1_records(), fmt="csv"))[1] == [
+        "resnet50", "24.30/7.10", "28.20/9.60 (3.90/2.50)", "40.00/19.00 (15.70/11.90)"]
+    rows = _csv(render_table(table1_records(), fmt="csv", metric="top1"))
     assert rows == [
         ["model", "origin", "rgb+50", "std-x1.5"],
         ["resnet50", "24.30", "28.20 (3.90)", "40.00 (15.70)"],
@@ -38,7 +41,7 @@ def test_seeds_aggregate_to_mean_standard_error_and_count() -> None:
     for seed, (o, s) in enumerate(((10.0, 11.0), (11.0, 13.0), (12.0, 15.0))):
         recs.append(appearance("m", "origin", o, 1.0, seed=seed))
         recs.append(appearance("m", "rgb+50", s, 2.0, (o, 1.0), seed=seed))
-    rows = _csv(render_table(recs, fmt="csv"))
+    rows = _csv(render_table(recs, fmt="csv", metric="top1"))
     # origin 10, 11, 12: mean 11, sd 1, se 1/sqrt(3) = 0.577; shifted 11, 13, 15: se 2/sqrt(3) = 1.155;
     # drops 1, 2, 3: mean 2, se 0.577.
     assert rows[1] == ["m", "11.00 ± 0.58 n=3", "13.00 ± 1.15 (2.00 ± 0.58) n=3"]
@@ -49,7 +52,7 @@ def test_seeds_aggregate_to_mean_standard_error_and_count() -> None:
 
 def test_missing_drop_is_computed_from_the_reference() -> None:
     recs = [appearance("m", "origin", 20.0, 5.0), appearance("m", "r+50", 23.5, 6.0, drop=False)]
-    assert _csv(render_table(recs, fmt="csv"))[1] == ["m", "20.00", "23.50 (3.50)"]
+    assert _csv(render_table(recs, fmt="csv", metric="top1"))[1] == ["m", "20.00", "23.50 (3.50)"]
 
 
 def test_shift_columns_follow_the_run_order_with_the_reference_first() -> None:
@@ -59,7 +62,7 @@ def test_shift_columns_follow_the_run_order_with_the_reference_first() -> None:
 
 
 def test_paper_rows_join_the_measured_models() -> None:
-    rows = _csv(render_table(table1_records(), fmt="csv", with_paper=True))
+    rows = _csv(render_table(table1_records(), fmt="csv", metric="top1", with_paper=True))
     assert rows[0] == ["model", "source", "origin", "rgb+50", "std-x1.5", "r+50", "monet"]
     by = {(r[0], r[1]): r[2:] for r in rows[1:]}
     assert set(by) == {("resnet50", "dgbench"), ("resnet50", "paper"),
@@ -75,7 +78,7 @@ def test_paper_rows_join_the_measured_models() -> None:
 def test_paper_join_accepts_refined_dataset_and_protocol_names() -> None:
     recs = [appearance("resnet50_ibn_a", "origin", 22.0, 6.0, dataset="imagenet-val", protocol="appearance-lite")]
     rows = _csv(render_table(recs, fmt="csv", with_paper=True))
-    assert ["resnet50_ibn_a", "paper", "22.54"] == rows[2][:3]
+    assert ["resnet50_ibn_a", "paper", "22.54/6.32"] == rows[2][:3]
 
 
 def test_cross_domain_segmentation_grid_and_drop_sign() -> None:
@@ -110,9 +113,9 @@ def test_cross_domain_classification_shows_accuracy() -> None:
 
 def test_markdown_and_latex_renderers_escape() -> None:
     recs = [appearance("resnet50_ibn_a", "origin", 22.0, 6.0, seed=s) for s in (0, 1)]
-    md = render_table(recs, fmt="markdown")
+    md = render_table(recs, fmt="markdown", metric="top1")
     assert "| model | origin |" in md and "| resnet50_ibn_a | 22.00 ± 0.00 n=2 |" in md
-    tex = render_table(recs, fmt="latex")
+    tex = render_table(recs, fmt="latex", metric="top1")
     assert r"resnet50\_ibn\_a & 22.00 $\pm$ 0.00 n=2 \\" in tex and r"\begin{tabular}{lr}" in tex
 
 
@@ -139,12 +142,13 @@ def results_dir(tmp_path: Path) -> Path:
 
 def test_cli_table_formats(results_dir: Path) -> None:
     runner = CliRunner()
-    res = runner.invoke(app, ["table", "--protocol", "appearance", "--format", "csv", "--results", str(results_dir)])
+    res = runner.invoke(app, ["table", "--protocol", "appearance", "--format", "csv", "--metric", "top1",
+                              "--results", str(results_dir)])
     assert res.exit_code == 0, res.output
     assert _csv(res.output)[1] == ["resnet50", "24.30", "28.20 (3.90)", "40.00 (15.70)"]
     res = runner.invoke(app, ["table", "--with-paper", "--results", str(results_dir)], env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
-    assert "paper" in res.output and "23.82 (0.18)" in res.output
+    assert "paper" in res.output and "23.82/6.96 (0.18/0.10)" in res.output
 
 
 def test_cli_table_with_paper_on_an_empty_store_shows_the_paper(tmp_path: Path) -> None:

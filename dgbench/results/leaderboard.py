@@ -287,3 +287,6 @@ def load_paper() -> pd.DataFrame:
     frames = [leaderboard_to_summary(load_leaderboard(p)) for p in paper_files()]
     frames = [f for f in frames if not f.empty]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+publish_leaderboard = publish  # the name under which ``dgbench`` exports it

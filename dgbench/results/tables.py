@@ -44,7 +44,7 @@ METRIC_ALIASES: dict[str, dict[str, str]] = {
 }
 # What a table shows when no metric is asked for.
 DEFAULT_METRICS: dict[str, tuple[str, ...]] = {
-    "appearance": ("top1_err",),
+    "appearance": ("top1_err", "top5_err"),  # Table 1's "top-1/top-5 (drop/drop)" cells
     "cross-domain": ("miou", "pixel_acc", "top1_acc"),
 }
 METRIC_TITLES = {"top1_err": "top-1 error", "top5_err": "top-5 error", "top1_acc": "top-1 accuracy",
