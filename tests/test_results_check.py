@@ -130,3 +130,12 @@ def test_cli_rerun_uses_the_installed_runner(baseline: Path, tmp_path: Path) -> 
     finally:
         set_rerun(None)
     assert res.exit_code == 0, res.output
+
+
+def test_cli_check_defaults_to_the_builtin_baseline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import dgbench.cli.results as cli_results
+
+    monkeypatch.setattr(cli_results, "DEFAULT_BASELINE", "nope-appearance.csv")
+    res = _cli(["--results", str(tmp_path)])
+    assert isinstance(res.exception, DgbenchError)
+    assert "leaderboards/nope-appearance.csv" in str(res.exception) and "leaderboard publish" in str(res.exception)

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from ..config import results_dir
+from ..config import data_dir, results_dir
 from ..errors import DgbenchError, UnknownNameError
 from ._app import app, console
 
@@ -16,6 +16,7 @@ app.add_typer(leaderboard_app, name="leaderboard")
 
 _RESULTS_HELP = "Results directory (default: $DGBENCH_RESULTS, else ./results)."
 _KNOWN_PROTOCOLS = ("appearance", "appearance-lite", "cross-domain")
+DEFAULT_BASELINE = "digits-appearance.csv"  # the built-in benchmark's leaderboard, what CI guards
 
 
 def _load(results: Optional[Path], protocol: Optional[str], dataset: Optional[str], *,
@@ -28,8 +29,9 @@ def _load(results: Optional[Path], protocol: Optional[str], dataset: Optional[st
     frame = load_results(root)
     stored = sorted(set(frame["protocol"].dropna()))
     if protocol is not None:
-        if protocol not in stored and protocol not in _KNOWN_PROTOCOLS:
-            raise UnknownNameError("protocol", protocol, stored + list(_KNOWN_PROTOCOLS))
+        known = stored + _known_protocols()
+        if protocol not in known:
+            raise UnknownNameError("protocol", protocol, known)
         frame = frame[frame["protocol"] == protocol]
     if dataset is not None:
         datasets = sorted(set(frame["dataset"].dropna()))
@@ -41,6 +43,17 @@ def _load(results: Optional[Path], protocol: Optional[str], dataset: Optional[st
         raise NoResultsError(f"no stored results for {what} in {root} "
                              "(run one first, e.g. `dgbench run --model ibn_a --protocol appearance`)")
     return frame
+
+
+def _known_protocols() -> list[str]:
+    """Protocols a user may name: those defined in transforms/ (when loadable) and cross-domain."""
+    try:
+        from ..protocols import list_protocols
+
+        defined = list(list_protocols())
+    except Exception:  # noqa: BLE001 - a broken spec file must not break reading stored results
+        defined = []
+    return sorted(set(defined) | set(_KNOWN_PROTOCOLS))
 
 
 @app.command("table")
@@ -95,7 +108,9 @@ def publish_cmd(
 
 @app.command("check")
 def check_cmd(
-    baseline: Path = typer.Option(..., "--baseline", "-b", help="Published leaderboard CSV to compare against."),
+    baseline: Optional[Path] = typer.Option(None, "--baseline", "-b",
+                                            help="Published leaderboard CSV to compare against "
+                                                 "(default: the built-in benchmark's, leaderboards/digits-appearance.csv)."),
     tolerance: list[str] = typer.Option([], "--tolerance", "-t",
                                         help="METRIC=VALUE, absolute, in CSV units (e.g. top1_err=0.5, all=0.2); repeatable. Default 0."),
     results: Optional[Path] = typer.Option(None, "--results", help=_RESULTS_HELP),
@@ -105,8 +120,11 @@ def check_cmd(
     """Compare a leaderboard with measured results: exit 0 within tolerance, 1 with a diff table."""
     from ..results.check import check, get_rerun, parse_tolerances, render_check
 
+    if baseline is None:
+        baseline = data_dir("leaderboards") / DEFAULT_BASELINE
     if not baseline.is_file():
-        raise DgbenchError(f"no baseline leaderboard at {baseline} (published ones are under leaderboards/)")
+        raise DgbenchError(f"no baseline leaderboard at {baseline} (write one with `dgbench leaderboard "
+                           "publish`; the committed ones live under leaderboards/)")
     fn = None
     if rerun:
         fn = get_rerun()

@@ -51,8 +51,8 @@ def _bars(ax, g: pd.DataFrame, conditions: list[str], cond_of, metric: str, titl
         ys = [by[c][f"{metric}_drop"] if c in by else math.nan for c in conditions]
         es = [by[c][f"{metric}_drop_se"] if c in by else math.nan for c in conditions]
         es = [0.0 if math.isnan(e) else e for e in es]
-        ax.bar(x - group / 2 + width * (i + 0.5), ys, width, yerr=es, capsize=2,
-               label=variant_label(model, kw))
+        ax.bar(x - group / 2 + width * (i + 0.5), ys, width, yerr=es if any(es) else None,
+               capsize=2, label=variant_label(model, kw))  # error bars only where seeds repeat
     ax.set_xticks(x, conditions, rotation=30 if len(conditions) > 5 else 0, ha="right" if len(conditions) > 5 else "center")
     ax.axhline(0, color="black", linewidth=0.6)
     ax.set_ylabel(f"{METRIC_TITLES.get(metric, metric)} drop (points)")
@@ -64,8 +64,9 @@ def _bars(ax, g: pd.DataFrame, conditions: list[str], cond_of, metric: str, titl
 def _curve(ax, rows: pd.DataFrame, family: str, metric: str, title: str) -> None:
     for model, kw in _models(rows):
         sel = rows[(rows["model"] == model) & (rows["model_kwargs"] == kw)].sort_values("severity")
+        se = sel[f"{metric}_drop_se"].fillna(0.0)
         ax.errorbar(sel["severity"], sel[f"{metric}_drop"],
-                    yerr=sel[f"{metric}_drop_se"].fillna(0.0), marker="o", capsize=2,
+                    yerr=se if (se > 0).any() else None, marker="o", capsize=2,
                     label=variant_label(model, kw))
     ax.set_xlabel(f"severity ({family})")
     ax.set_ylabel(f"{METRIC_TITLES.get(metric, metric)} drop (points)")
