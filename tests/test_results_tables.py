@@ -166,3 +166,13 @@ def test_cli_table_bad_input(results_dir: Path) -> None:
     assert isinstance(res.exception, UnknownNameError) and "imagenet" in str(res.exception)
     res = runner.invoke(app, ["table", "--results", str(results_dir / "empty")])
     assert isinstance(res.exception, NoResultsError)
+
+
+def test_runs_of_another_configuration_are_not_averaged_as_seeds() -> None:
+    from dgbench.results.frame import SupersededResultsWarning
+
+    quick = [appearance("m", "origin", 30.0, 9.0, limit=100), appearance("m", "rgb+50", 40.0, 9.0, (30.0, 9.0), limit=100)]
+    full = [appearance("m", "origin", 20.0, 5.0), appearance("m", "rgb+50", 23.0, 6.0, (20.0, 5.0))]
+    with pytest.warns(SupersededResultsWarning, match=r"1 older result\(s\) measured with other limit"):
+        rows = _csv(render_table(quick + full, fmt="csv", metric="top1"))
+    assert rows[1] == ["m", "20.00", "23.00 (3.00)"]

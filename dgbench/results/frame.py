@@ -17,13 +17,14 @@ import json
 import math
 import os
 import re
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from .record import canonical_json
+from .record import IDENTITY_FIELDS, canonical_json, fingerprint
 
 # Metrics where a larger value is better: their degradation is reference minus value.
 HIGHER_IS_BETTER = frozenset({"top1_acc", "top5_acc", "miou", "pixel_acc", "mean_acc"})
@@ -32,8 +33,14 @@ HIGHER_IS_BETTER = frozenset({"top1_acc", "top5_acc", "miou", "pixel_acc", "mean
 RECORD_COLUMNS = (
     "key", "kind", "task", "protocol", "dataset", "model", "model_kwargs", "shift", "shift_spec",
     "train_domain", "test_domain", "reference", "seed", "num_samples", "precision", "device",
-    "started_at", "duration_s", "images_per_s", "git_commit", "order",
+    "started_at", "duration_s", "images_per_s", "git_commit", "order", "config", "config_items",
 )
+# What makes two records repeats of one configuration: every identity field but the seed.
+CONFIG_FIELDS = tuple(f for f in IDENTITY_FIELDS if f != "seed")
+
+
+class SupersededResultsWarning(UserWarning):
+    """Older records of a condition measured under another configuration were left out."""
 
 # What identifies one row of the summary frame (and of a leaderboard).
 SUMMARY_KEY = (
@@ -91,6 +98,8 @@ def records_to_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
         row["kind"] = kind_of(rec)
         row["model_kwargs"] = kwargs_label(rec.get("model_kwargs"))
         row["order"] = i  # store order: tables list shifts as the protocol ran them
+        row["config_items"] = {f: rec.get(f) for f in CONFIG_FIELDS}
+        row["config"] = fingerprint(row["config_items"])
         for field in ("metrics", "drop"):
             for name, value in (rec.get(field) or {}).items():
                 num = _number(value)
@@ -154,7 +163,7 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
     f["source"] = [_text(v) or MEASURED for v in f["source"]]
     group_key = list(SUMMARY_KEY)
     means: dict[tuple, dict[str, float]] = {}
-    groups = list(f.groupby(group_key, sort=False, dropna=False))
+    groups = [(key, _latest_config(key, g)) for key, g in f.groupby(group_key, sort=False, dropna=False)]
     for key, g in groups:
         means[key] = {m: _stat(g[f"metrics.{m}"])[0] for m in metrics}
     rows = []
@@ -176,6 +185,26 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
             row[f"{m}_drop"], row[f"{m}_drop_se"], _ = _stat(degradation_sign(m) * raw)
         rows.append(row)
     return pd.DataFrame(rows, columns=cols)
+
+
+def _latest_config(key: tuple, g: pd.DataFrame) -> pd.DataFrame:
+    """The records of ``g`` measured under its latest configuration (seeds may differ).
+
+    A condition measured twice under different settings (a quick ``--limit`` run, then a full
+    one; fp32, then bf16) must not be averaged as if the runs were seeds: the latest wins, and
+    a warning says what was left out and which fields differ.
+    """
+    if "config" not in g.columns or g["config"].nunique(dropna=False) <= 1:
+        return g
+    latest = g.loc[g["order"].idxmax()]
+    keep = g[g["config"] == latest["config"]]
+    old = g[g["config"] != latest["config"]]
+    fields = sorted({k for items in old["config_items"] for k in CONFIG_FIELDS
+                     if canonical_json(items.get(k)) != canonical_json(latest["config_items"].get(k))})
+    what = " · ".join(str(k) for k in key if k)
+    warnings.warn(f"{what}: {len(old)} older result(s) measured with other {', '.join(fields)} left out; "
+                  "showing the latest configuration", SupersededResultsWarning, stacklevel=3)
+    return keep
 
 
 def _reference_key(row: Mapping[str, Any]) -> tuple:

@@ -75,6 +75,9 @@ def _task(group: pd.DataFrame) -> str:
 def leaderboard_rows(summary: pd.DataFrame) -> dict[tuple[str, str], tuple[list[str], list[list[str]]]]:
     """Summary frame -> {(dataset, protocol): (header, sorted rows of strings)}."""
     out: dict[tuple[str, str], tuple[list[str], list[list[str]]]] = {}
+    if not summary.empty and ((summary["dataset"] == "") | (summary["protocol"] == "")).any():
+        raise DgbenchError("results without a dataset or protocol name cannot be published "
+                           "(every leaderboard is <dataset>-<protocol>.csv)")
     for (dataset, protocol), g in summary.groupby(["dataset", "protocol"], sort=True):
         kind = g["kind"].iloc[0]
         task = _task(g)
