@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .ibn import IBN, _groups
+from .ibn import IBN, VariantError, _groups
 from .registry import register_model
 from .weights import pretrained_cfg_for
 
@@ -110,11 +110,11 @@ class DenseNet(nn.Module):
         super().__init__()
         v = variant.removeprefix("ibn_")
         if v not in ("baseline", "a"):
-            raise ValueError(f"DenseNet has variants 'baseline' and 'ibn_a', got {variant!r}")
+            raise VariantError(f"DenseNet has variants 'baseline' and 'ibn_a', got {variant!r}")
         if v == "baseline" and (ibn_ratio is not None or ibn_groups is not None):
-            raise ValueError("ibn_ratio / ibn_groups have no effect on the baseline DenseNet")
+            raise VariantError("ibn_ratio / ibn_groups have no effect on the baseline DenseNet")
         if ibn_ratio is not None and not 0.0 <= float(ibn_ratio) <= 1.0:
-            raise ValueError(f"ibn_ratio must be in [0, 1] for DenseNet, got {ibn_ratio!r}")
+            raise VariantError(f"ibn_ratio must be in [0, 1] for DenseNet, got {ibn_ratio!r}")
         ratio = float(ibn_ratio) if ibn_ratio is not None else DEFAULT_IBN_RATIO
         groups = _groups(ibn_groups) if ibn_groups is not None else (1, 2, 3)
         self.variant = "baseline" if v == "baseline" else "ibn_a"

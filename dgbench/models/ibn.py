@@ -51,6 +51,12 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
+from ..errors import DgbenchError
+
+
+class VariantError(DgbenchError, ValueError):
+    """A bad IBN variant, ratio or group set (a ValueError, and printed cleanly by the CLI)."""
+
 VARIANTS: tuple[str, ...] = ("baseline", "a", "b", "c", "d", "ad", "a2")
 
 # Default residual groups (1-based) per variant and per kind of IN layer.
@@ -144,7 +150,7 @@ def _groups(groups: Iterable[int] | int) -> tuple[int, ...]:
         groups = (groups,)
     out = tuple(sorted({int(g) for g in groups}))
     if any(g < 1 or g > 4 for g in out):
-        raise ValueError(f"ibn_groups are residual groups 1..4 (conv2_x..conv5_x), got {out}")
+        raise VariantError(f"ibn_groups are residual groups 1..4 (conv2_x..conv5_x), got {out}")
     return out
 
 
@@ -183,20 +189,20 @@ class IBNConfig:
             if v in ("", "none", "bn"):
                 v = "baseline"
             if v not in VARIANTS:
-                raise ValueError(f"unknown IBN variant {variant!r}; known: {', '.join(VARIANTS)}")
+                raise VariantError(f"unknown IBN variant {variant!r}; known: {', '.join(VARIANTS)}")
             a = _DEFAULT_A_GROUPS if v in ("a", "c", "ad", "a2") else ()
             b = _DEFAULT_B_GROUPS if v in ("b", "d", "ad") else ()
             cfg = cls(variant=v, a_groups=a, b_groups=b)
         if ibn_ratio is not None:
             if isinstance(ibn_ratio, str):
                 if ibn_ratio != "full":
-                    raise ValueError(f"ibn_ratio is a number in [0, 1] or 'full', got {ibn_ratio!r}")
+                    raise VariantError(f"ibn_ratio is a number in [0, 1] or 'full', got {ibn_ratio!r}")
                 cfg = replace(cfg, full=True)
             else:
                 if not 0.0 <= float(ibn_ratio) <= 1.0:
-                    raise ValueError(f"ibn_ratio must be in [0, 1], got {ibn_ratio}")
+                    raise VariantError(f"ibn_ratio must be in [0, 1], got {ibn_ratio}")
                 if cfg.variant in ("baseline", "b", "c"):
-                    raise ValueError(
+                    raise VariantError(
                         f"ibn_ratio has no effect on variant {cfg.variant!r} (it sets the IN share "
                         "of the IBN layers of variants a, d, ad, a2)"
                     )
@@ -204,7 +210,7 @@ class IBNConfig:
         if ibn_groups is not None:
             g = _groups(ibn_groups)
             if cfg.variant == "baseline":
-                raise ValueError("ibn_groups has no effect on the baseline (it has no IN layers)")
+                raise VariantError("ibn_groups has no effect on the baseline (it has no IN layers)")
             cfg = replace(
                 cfg,
                 a_groups=g if cfg.variant in ("a", "c", "ad", "a2") else (),

@@ -175,7 +175,9 @@ def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, torch.Tens
     ]
     for k in skipped:
         sd[k] = own[k]
-    missing = sorted(set(own) - set(sd))
+    # Checkpoints saved before PyTorch 0.4.1 (the authors' and torchvision's older files among
+    # them) have no BN `num_batches_tracked`; BatchNorm fills it in itself, as torch does.
+    missing = sorted(k for k in set(own) - set(sd) if not k.endswith(".num_batches_tracked"))
     unexpected = sorted(set(sd) - set(own))
     shapes = sorted(
         f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
