@@ -45,6 +45,8 @@ def test_seeds_aggregate_to_mean_standard_error_and_count() -> None:
     # origin 10, 11, 12: mean 11, sd 1, se 1/sqrt(3) = 0.577; shifted 11, 13, 15: se 2/sqrt(3) = 1.155;
     # drops 1, 2, 3: mean 2, se 0.577.
     assert rows[1] == ["m", "11.00 ± 0.58 n=3", "13.00 ± 1.15 (2.00 ± 0.58) n=3"]
+    both = _csv(render_table(recs, fmt="csv"))  # two metrics: values, then their standard errors
+    assert both[1][2] == "13.00/2.00 ± 1.15/0.00 (2.00/1.00 ± 0.58/0.00) n=3"
     s = summarize(records_to_frame(recs))
     row = s[s["shift"] == "rgb+50"].iloc[0]
     assert row["n"] == 3 and row["top1_err_se"] == pytest.approx(2 / math.sqrt(3))

@@ -9,7 +9,7 @@
 A drop is a degradation in points: error up, or accuracy/mIoU down, reads positive (as the
 paper's Table 1 prints it). Where a cell aggregates several runs of one configuration (seeds) it
 shows mean ± standard error and the count, as DomainBed's tables do: ``25.54 ± 0.12 (3.00 ±
-0.05) n=3``. With the paper's numbers joined, their rows are marked ``paper`` in a source column.
+0.05) n=3``, or with two metrics ``25.54/8.03 ± 0.12/0.04 (3.00/1.71 ± 0.05/0.02) n=3``. With the paper's numbers joined, their rows are marked ``paper`` in a source column.
 
 :func:`render_table` is the one entry point other commands need (``dgbench run`` prints its own
 records with it).
@@ -81,15 +81,22 @@ def fmt_stat(mean: float, se: float = math.nan) -> str:
     return text if se is None or math.isnan(se) else f"{text} ± {se:.2f}"
 
 
+def _joined(row: Mapping[str, Any], cols: list[str]) -> str:
+    """``24.30/7.10`` or, with standard errors, ``24.30/7.10 ± 0.06/0.01`` (the paper's slashes)."""
+    means = "/".join(fmt_stat(row.get(c, math.nan)) for c in cols)
+    ses = [row.get(f"{c}_se", math.nan) for c in cols]
+    if all(se is None or math.isnan(se) for se in ses):
+        return means
+    return means + " ± " + "/".join(fmt_stat(se) for se in ses)
+
+
 def _cell(row: Mapping[str, Any], metrics: Iterable[str], with_drop: bool) -> str:
     metrics = list(metrics)
-    text = "/".join(fmt_stat(row.get(m, math.nan), row.get(f"{m}_se", math.nan)) for m in metrics)
+    text = _joined(row, metrics)
     if with_drop:
-        drops = [row.get(f"{m}_drop", math.nan) for m in metrics]
-        if any(not math.isnan(d) for d in drops):
-            text += " (" + "/".join(fmt_stat(row.get(f"{m}_drop", math.nan),
-                                             row.get(f"{m}_drop_se", math.nan))
-                                    for m in metrics) + ")"
+        drops = [f"{m}_drop" for m in metrics]
+        if any(not math.isnan(row.get(d, math.nan)) for d in drops):
+            text += f" ({_joined(row, drops)})"
     n = row.get("n", math.nan)
     if isinstance(n, (int, float)) and not math.isnan(n) and n > 1:
         text += f" n={int(n)}"
