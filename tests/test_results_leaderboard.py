@@ -125,3 +125,12 @@ def test_paper_numbers_are_valid_data_with_source_paper() -> None:
 
 def test_paper_folder_ships_in_the_wheel() -> None:
     assert '"paper/*.csv"' in (REPO / "pyproject.toml").read_text()
+
+
+def test_unreadable_files_are_named(tmp_path: Path) -> None:
+    path = tmp_path / "x.csv"
+    path.write_bytes(HEADER.encode() + b"\n\xff\xfe\n")
+    with pytest.raises(LeaderboardError, match=r"x\.csv: not UTF-8"):
+        load_leaderboard(path)
+    path.write_bytes(b"\xef\xbb\xbf" + (HEADER + "\n" + GOOD + "\n").encode())  # a spreadsheet's BOM
+    assert len(load_leaderboard(path)) == 1

@@ -172,7 +172,17 @@ def load_leaderboard(path: str | os.PathLike) -> pd.DataFrame:
     p = Path(path)
     if not p.is_file():
         raise DgbenchError(f"no leaderboard at {p}")
-    with open(p, newline="", encoding="utf-8") as f:
+    try:
+        return _read_leaderboard(p)
+    except UnicodeDecodeError as exc:
+        raise LeaderboardError(f"{p}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except csv.Error as exc:
+        raise LeaderboardError(f"{p}: not a readable CSV file ({exc})") from None
+
+
+def _read_leaderboard(p: Path) -> pd.DataFrame:
+    # utf-8-sig: a spreadsheet that saved the file with a byte-order mark still reads.
+    with open(p, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
         try:
             header = next(reader)
