@@ -174,7 +174,7 @@ def _row_order(both: pd.DataFrame) -> list[tuple[str, str, str]]:
 def _appearance(both: pd.DataFrame, dataset: str, protocol: str, metrics: list[str],
                 with_source: bool) -> TableData:
     refs = [r for r in both["reference"] if r]
-    reference = max(set(refs), key=refs.count) if refs else "origin"
+    reference = max(sorted(set(refs)), key=refs.count) if refs else "origin"  # deterministic on ties
     measured = both[both["source"] == MEASURED]
     order_src = measured if not measured.empty else both
     shifts = list(dict.fromkeys(order_src.sort_values("order")["shift"]))
