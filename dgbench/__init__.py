@@ -34,6 +34,10 @@ _API = {
     "get_shift": "dgbench.protocols",
     "list_shifts": "dgbench.protocols",
     "list_protocols": "dgbench.protocols",
+    "train_classifier": "dgbench.train.classification",
+    "run_cross_domain": "dgbench.protocols.cross_domain",
+    "load_builtin": "dgbench.models.small",
+    "digit_images": "dgbench.data.digits",
 }
 
 __all__ = sorted(_API) + ["__version__"]
