@@ -134,3 +134,15 @@ def test_unreadable_files_are_named(tmp_path: Path) -> None:
         load_leaderboard(path)
     path.write_bytes(b"\xef\xbb\xbf" + (HEADER + "\n" + GOOD + "\n").encode())  # a spreadsheet's BOM
     assert len(load_leaderboard(path)) == 1
+
+
+def test_a_cross_domain_pair_publishes_one_leaderboard(tmp_path: Path) -> None:
+    real, synth = {"top1_acc": 99.0, "top1_err": 1.0}, {"top1_acc": 99.5, "top1_err": 0.5}
+    recs = [cross("m", "digits", "digits", real, task="classification", dataset="digits"),
+            cross("m", "digits", "typeset-digits", {"top1_acc": 66.0, "top1_err": 34.0}, real,
+                  task="classification", dataset="typeset-digits")]
+    paths = publish(recs, tmp_path)
+    assert [p.name for p in paths] == ["digits-typeset-digits-cross-domain.csv", "digits-typeset-digits-cross-domain.md"]
+    lb = load_leaderboard(paths[0])
+    assert list(lb["dataset"]) == ["digits-typeset-digits"] * 2
+    assert lb["top1_acc_drop_pct"].iloc[1] == 33.0  # in-domain 99 minus cross 66

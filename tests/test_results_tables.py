@@ -178,3 +178,34 @@ def test_runs_of_another_configuration_are_not_averaged_as_seeds() -> None:
     with pytest.warns(SupersededResultsWarning, match=r"1 older result\(s\) measured with other limit"):
         rows = _csv(render_table(quick + full, fmt="csv", metric="top1"))
     assert rows[1] == ["m", "20.00", "23.00 (3.00)"]
+
+
+def _digits_pair() -> list[dict]:
+    """A cross-domain 2x2 as the built-in protocol writes it: each record names its *test* set."""
+    real, synth = {"top1_acc": 99.0, "top1_err": 1.0}, {"top1_acc": 99.5, "top1_err": 0.5}
+    kw = dict(task="classification")
+    return [cross("m", "digits", "digits", real, dataset="digits", **kw),
+            cross("m", "digits", "typeset-digits", {"top1_acc": 66.0, "top1_err": 34.0}, real,
+                  dataset="typeset-digits", **kw),
+            cross("m", "typeset-digits", "typeset-digits", synth, dataset="typeset-digits", **kw),
+            cross("m", "typeset-digits", "digits", {"top1_acc": 65.5, "top1_err": 34.5}, synth,
+                  dataset="digits", **kw)]
+
+
+def test_a_cross_domain_pair_is_one_table_whatever_each_record_names() -> None:
+    text = render_table(_digits_pair(), fmt="markdown")
+    assert text.count("**") == 2  # one table
+    assert "**digits-typeset-digits · cross-domain: top-1 accuracy %" in text
+    assert "| m | digits | 99.00 | 66.00 (33.00) |" in text
+    assert "| m | typeset-digits | 65.50 (34.00) | 99.50 |" in text
+    assert "|---|---|---:|---:|" in text  # the train column is text, left-aligned
+
+
+def test_cli_dataset_names_a_pair_by_either_domain(tmp_path: Path) -> None:
+    ResultStore(tmp_path).append(_digits_pair() + table1_records("digits"))
+    for name in ("typeset-digits", "digits-typeset-digits"):
+        res = CliRunner().invoke(app, ["table", "--protocol", "cross-domain", "--dataset", name,
+                                       "--format", "csv", "--results", str(tmp_path)])
+        assert res.exit_code == 0, res.output
+        assert _csv(res.output)[1:] == [["m", "digits", "99.00", "66.00 (33.00)"],
+                                        ["m", "typeset-digits", "65.50 (34.00)", "99.50"]]

@@ -22,7 +22,7 @@ DEFAULT_BASELINE = "digits-appearance.csv"  # the built-in benchmark's leaderboa
 def _load(results: Optional[Path], protocol: Optional[str], dataset: Optional[str], *,
           allow_empty: bool = False):
     """The stored records for the options, as a records frame; bad names are errors."""
-    from ..results.frame import load_results
+    from ..results.frame import load_results, table_datasets
     from ..results.tables import NoResultsError
 
     root = results_dir(results)
@@ -34,10 +34,12 @@ def _load(results: Optional[Path], protocol: Optional[str], dataset: Optional[st
             raise UnknownNameError("protocol", protocol, known)
         frame = frame[frame["protocol"] == protocol]
     if dataset is not None:
-        datasets = sorted(set(frame["dataset"].dropna()))
-        if dataset not in datasets and not (allow_empty and frame.empty):
-            raise UnknownNameError(f"dataset in {root}", dataset, datasets)
-        frame = frame[frame["dataset"] == dataset]
+        # A cross-domain pair is named as a whole or by either of its domains.
+        labels, covers = table_datasets(frame)
+        known = sorted(set(labels) | {n for names in covers.values() for n in names})
+        if dataset not in known and not (allow_empty and frame.empty):
+            raise UnknownNameError(f"dataset in {root}", dataset, known)
+        frame = frame[[dataset in covers[label] for label in labels]]
     if frame.empty and not allow_empty:
         what = f"protocol {protocol!r}" if protocol else "any protocol"
         raise NoResultsError(f"no stored results for {what} in {root} "

@@ -122,6 +122,52 @@ def load_results(root: str | os.PathLike, protocol: str | None = None) -> pd.Dat
     return records_to_frame(ResultStore(root).iter_records(protocol))
 
 
+def table_datasets(frame: pd.DataFrame) -> tuple[list[str], dict[str, set[str]]]:
+    """The dataset each record is tabulated and published under, and what each such name covers.
+
+    Appearance records keep their own ``dataset``. A cross-domain 2x2 spans two datasets (each
+    record names the one it was tested on), so its records are grouped by their domain pair: the
+    connected domains of one protocol, named by the records' common ``dataset`` when they share
+    one (``cityscapes-gta5``), else by the domains joined with ``-`` (``digits-typeset-digits``).
+    The second value maps each name to the datasets and domains it covers (for ``--dataset``).
+    """
+    parent: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def find(x: tuple[str, str]) -> tuple[str, str]:
+        parent.setdefault(x, x)
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    rows = list(zip(frame["kind"], _texts(frame["protocol"]), _texts(frame["dataset"]),
+                    _texts(frame["train_domain"]), _texts(frame["test_domain"])))
+    for kind, proto, _, train, test in rows:
+        if kind == "cross-domain":
+            parent[find((proto, train))] = find((proto, test))
+    members: dict[tuple[str, str], dict[str, set[str]]] = {}
+    for kind, proto, ds, train, test in rows:
+        if kind == "cross-domain":
+            m = members.setdefault(find((proto, train)), {"datasets": set(), "domains": set()})
+            m["datasets"].add(ds)
+            m["domains"] |= {train, test}
+    labels, covers = [], {}
+    for kind, proto, ds, train, _ in rows:
+        if kind != "cross-domain":
+            labels.append(ds)
+            covers.setdefault(ds, set()).add(ds)
+            continue
+        m = members[find((proto, train))]
+        label = next(iter(m["datasets"])) if len(m["datasets"]) == 1 else "-".join(sorted(m["domains"]))
+        labels.append(label)
+        covers.setdefault(label, set()).update(m["datasets"] | m["domains"] | {label})
+    return labels, covers
+
+
+def _texts(values: Iterable[Any]) -> list[str]:
+    return [_text(v) for v in values]
+
+
 def metric_names(frame: pd.DataFrame) -> list[str]:
     """The scalar metrics present in a records frame, in a stable order."""
     return sorted(c.split(".", 1)[1] for c in frame.columns if c.startswith("metrics."))
@@ -161,6 +207,7 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
     if "source" not in f.columns:
         f["source"] = MEASURED
     f["source"] = [_text(v) or MEASURED for v in f["source"]]
+    f["dataset"] = table_datasets(f)[0]  # a cross-domain 2x2 is one table, not one per test set
     group_key = list(SUMMARY_KEY)
     means: dict[tuple, dict[str, float]] = {}
     groups = [(key, _latest_config(key, g)) for key, g in f.groupby(group_key, sort=False, dropna=False)]

@@ -32,6 +32,7 @@ from ..errors import DgbenchError, UnknownNameError
 from .frame import KINDS, MEASURED, records_to_frame, summarize, variant_label
 
 FORMATS = ("rich", "csv", "markdown", "latex")
+_TEXT_COLUMNS = ("source", "train \\ test")  # left-aligned; numbers are right-aligned
 PAPER = "paper"
 
 # Names users type for a metric -> the record's metric, per kind.
@@ -232,7 +233,7 @@ def _cross_domain(both: pd.DataFrame, dataset: str, protocol: str, metrics: list
 def to_rich(t: TableData) -> Table:
     table = Table(title=t.title, caption=t.caption, title_justify="left", caption_justify="left")
     for i, c in enumerate(t.columns):
-        table.add_column(c, justify="left" if i == 0 or c in ("source", "train \\ test") else "right",
+        table.add_column(c, justify="left" if i == 0 or c in _TEXT_COLUMNS else "right",
                          no_wrap=i == 0)
     for row, src in zip(t.rows, t.sources or [MEASURED] * len(t.rows)):
         table.add_row(*row, style="dim italic" if src == PAPER else None)
@@ -252,7 +253,8 @@ def to_markdown(t: TableData) -> str:
         return s.replace("|", "\\|")
 
     lines = [f"**{esc(t.title)}**", "", "| " + " | ".join(esc(c) for c in t.columns) + " |",
-             "|" + "|".join("---" if i == 0 else "---:" for i in range(len(t.columns))) + "|"]
+             "|" + "|".join("---" if i == 0 or c in _TEXT_COLUMNS else "---:"
+                            for i, c in enumerate(t.columns)) + "|"]
     lines += ["| " + " | ".join(esc(c) for c in row) + " |" for row in t.rows]
     if t.caption:
         lines += ["", f"_{esc(t.caption)}_"]
@@ -269,7 +271,7 @@ def _latex_escape(s: str) -> str:
 
 
 def to_latex(t: TableData) -> str:
-    spec = "l" + "".join("l" if c in ("source", "train \\ test") else "r" for c in t.columns[1:])
+    spec = "l" + "".join("l" if c in _TEXT_COLUMNS else "r" for c in t.columns[1:])
     lines = [r"\begin{table}[t]", r"\centering", f"\\caption{{{_latex_escape(t.title)}}}",
              f"\\begin{{tabular}}{{{spec}}}", r"\toprule",
              " & ".join(_latex_escape(c) for c in t.columns) + r" \\", r"\midrule"]
