@@ -14,6 +14,7 @@ __version__ = "0.1.0"
 _API = {
     "create_model": "dgbench.models",
     "list_models": "dgbench.models",
+    "model_info": "dgbench.models",
     "get_pretrained_cfg": "dgbench.models",
     "register_model": "dgbench.models",
     "ResultStore": "dgbench.results.store",

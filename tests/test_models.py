@@ -94,7 +94,7 @@ def test_every_variant_forward_224_and_non_square(name: str) -> None:
 def test_family_forward_real(name: str) -> None:
     model = create_model(name, num_classes=10).eval()
     with torch.no_grad():
-        z = model(torch.randn(2, 3, 64, 96))
+        z = model(torch.randn(2, 3, 48, 64))
     assert z.shape == (2, 10) and torch.isfinite(z).all()
 
 

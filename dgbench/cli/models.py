@@ -74,9 +74,12 @@ def models_cmd(
     table = Table(title=f"dgbench models ({len(data)}; GFLOPs at {image_size}x{image_size})")
     # Names are what users copy: never truncate them; let the other columns wrap instead.
     table.add_column("name", no_wrap=True)
-    for col, justify in (("backbone", "left"), ("variant", "left"), ("params (M)", "right"),
-                         ("GFLOPs", "right"), ("weights", "center"), ("aliases", "left")):
-        table.add_column(col, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    table.add_column("backbone", overflow="fold")
+    table.add_column("variant", no_wrap=True)
+    table.add_column("params (M)", justify="right", no_wrap=True)
+    table.add_column("GFLOPs", justify="right", no_wrap=True)
+    table.add_column("weights", justify="center", no_wrap=True)
+    table.add_column("aliases", overflow="fold")
     for r in data:
         table.add_row(
             str(r["name"]), str(r["backbone"]), str(r["variant"]), f"{r['params_m']:.2f}",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 import os
+import re
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -132,15 +133,20 @@ def get_pretrained_cfg(name: str) -> PretrainedCfg:
     return model_info(name).pretrained_cfg
 
 
+def _natural(name: str) -> list[Any]:
+    """Sort key putting resnet18 before resnet101 (numbers compare as numbers)."""
+    return [(0, int(t), "") if t.isdigit() else (1, 0, t) for t in re.split(r"(\d+)", name)]
+
+
 def list_models(pattern: str | None = None, *, pretrained: bool = False, task: str | None = None) -> list[str]:
     """Sorted model names, optionally filtered by a glob ``pattern`` (aliases match too)."""
     _ensure_loaded()
-    names = sorted(_REGISTRY)
+    names = sorted(_REGISTRY, key=_natural)
     if pattern:
         pat = pattern if any(c in pattern for c in "*?[") else f"*{pattern}*"
         hits = {n for n in names if fnmatch.fnmatch(n, pat)}
         hits |= {_ALIASES[a] for a in _ALIASES if fnmatch.fnmatch(a, pat)}
-        names = sorted(hits)
+        names = sorted(hits, key=_natural)
     if pretrained:
         names = [n for n in names if _REGISTRY[n].pretrained_cfg.has_weights]
     if task:

@@ -38,7 +38,7 @@ if TYPE_CHECKING:
 _IBN = "https://github.com/XingangPan/IBN-Net/releases/download/v1.0/"
 _TV = "https://download.pytorch.org/models/"
 _IBN_SOURCE = "XingangPan/IBN-Net v1.0 release (Pan et al., ECCV 2018), ImageNet-1k"
-_IBN_LICENSE = "MIT (XingangPan/IBN-Net)"
+_IBN_LICENSE = "MIT, as stated by github.com/XingangPan/IBN-Net (not re-checked offline)"
 _TV_SOURCE = "torchvision IMAGENET1K_V1, ImageNet-1k"
 _TV_LICENSE = "BSD-3-Clause (torchvision)"
 
