@@ -15,7 +15,7 @@ TINY = {"widths": (8, 16, 32, 64)}  # the ResNet-50 layout with narrow groups: f
 
 
 def test_registered_for_every_resnet50_variant() -> None:
-    names = set(list_models("deeplab_*", task="segmentation"))
+    names = set(list_models("deeplab_resnet50*", task="segmentation"))
     assert names == {f"deeplab_resnet50{s}" for s in RESNET_VARIANTS}
     info = model_info("deeplab_ibn_b")
     assert info.name == "deeplab_resnet50_ibn_b" and info.family == "deeplab" and info.task == "segmentation"

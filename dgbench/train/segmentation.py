@@ -85,8 +85,18 @@ class SegTrainResult:
     resumed_from: int = 0
 
 
-def segmentation_model_name(name: str) -> str:
-    """``ibn_a`` / ``resnet50_ibn_a`` / ``deeplab_ibn_a`` -> ``deeplab_resnet50_ibn_a``."""
+def segmentation_model_name(name: str, dataset: str | None = None) -> str:
+    """``ibn_a`` / ``resnet50_ibn_a`` / ``deeplab_ibn_a`` -> ``deeplab_resnet50_ibn_a``.
+
+    On a built-in digit-scenes domain a zoo alias or bare variant (``ibn_a``, ``baseline``) means
+    the small scene model of that variant (``deeplab_small_resnet_ibn_a``).
+    """
+    from ..data.digit_scenes import SCENE_DOMAINS
+
+    if dataset in SCENE_DOMAINS and not name.startswith("deeplab_"):
+        from ..models.small import small_name_for
+
+        return resolve_name(f"deeplab_{small_name_for(name)}")
     try:
         canon = resolve_name(name)
     except Exception:
@@ -110,7 +120,13 @@ def build_train_dataset(cfg: SegTrainConfig, root: str | os.PathLike | None, pol
             root, cfg.split, split_file=split_file, fraction=cfg.gta5_fraction, subset_seed=cfg.subset_seed,
             policy=policy, base_size=tuple(cfg.gta5_size),
         )
-    raise ValueError(f"segmentation training dataset must be 'cityscapes' or 'gta5', got {cfg.dataset!r}")
+    from ..data.digit_scenes import SCENE_DOMAINS, DigitScenes
+
+    if cfg.dataset in SCENE_DOMAINS:
+        return DigitScenes(cfg.dataset, cfg.split)
+    raise ValueError(
+        f"segmentation training dataset must be cityscapes, gta5 or {', '.join(SCENE_DOMAINS)}; got {cfg.dataset!r}"
+    )
 
 
 class EpochSampler(Sampler[int]):
@@ -193,7 +209,7 @@ def train_segmentation(
     root: str | os.PathLike | None = None,
     out_dir: str | os.PathLike = "runs/segmentation",
     model_kwargs: dict[str, Any] | None = None,
-    num_classes: int = 19,
+    num_classes: int | None = None,
     split: str = "train",
     epochs: int = 80,
     batch_size: int = 16,
@@ -209,6 +225,8 @@ def train_segmentation(
     gta5_size: tuple[int, int] = (1024, 563),
     gta5_fraction: float = 0.25,
     gta5_split_file: str | None = None,
+    gta5_mismatch: str = "error",
+    gta5_unreadable: str = "error",
     quirk_policy: QuirkPolicy | None = None,
     subset_seed: int = 0,
     seed: int = 0,
@@ -225,17 +243,27 @@ def train_segmentation(
     """Train a segmentation model; see the module docstring for the recipe and the checkpoints.
 
     Args:
-        dataset: ``"cityscapes"`` or ``"gta5"`` (root from ``root`` or the env var).
+        dataset: ``"cityscapes"`` or ``"gta5"`` (root from ``root`` or the env var), or a built-in
+            digit-scenes domain (``"digit-scenes"``, ``"typeset-digit-scenes"``).
         model: a segmentation model name or a backbone alias (``ibn_a`` -> ``deeplab_resnet50_ibn_a``).
+        num_classes: default: the dataset's (19 for Cityscapes/GTA5, 11 for digit scenes).
         model_kwargs: constructor knobs (``output_stride``, ``head``, ResNet knobs...).
         pretrained_backbone: ImageNet weights for the backbone (True: the zoo's; a path; False).
         resume: True continues ``<out_dir>/checkpoint.pth`` if present; a path resumes that file;
             False starts over (an existing checkpoint is overwritten).
+        gta5_mismatch: policy for label maps whose size differs from their image: ``error``
+            (default, lists them), ``resize-label`` or ``skip`` (see :mod:`dgbench.data.gta5`).
+        gta5_unreadable: ``error`` or ``skip`` for unreadable files.
+        quirk_policy: a full :class:`QuirkPolicy` instead of the two strings above.
         stop_after: stop at this iteration (the schedule still spans ``epochs``).
         device: default ``cuda:<local rank>`` if available, else ``cpu``.
     """
+    if num_classes is None:
+        from ..data.digit_scenes import NUM_CLASSES as SCENE_CLASSES, SCENE_DOMAINS
+
+        num_classes = SCENE_CLASSES if dataset in SCENE_DOMAINS else 19
     cfg = SegTrainConfig(
-        dataset=dataset, model=segmentation_model_name(model), model_kwargs=dict(model_kwargs or {}),
+        dataset=dataset, model=segmentation_model_name(model, dataset), model_kwargs=dict(model_kwargs or {}),
         num_classes=num_classes, split=split, epochs=epochs, batch_size=batch_size, base_lr=base_lr,
         lr_power=lr_power, momentum=momentum, weight_decay=weight_decay, head_lr_mult=head_lr_mult,
         crop_size=tuple(crop_size), scale_range=tuple(scale_range), aspect_range=tuple(aspect_range),
@@ -268,7 +296,8 @@ def train_segmentation(
 
     torch.manual_seed(seed)
     random.seed(seed)
-    base = build_train_dataset(cfg, root, quirk_policy, gta5_split_file)
+    policy = quirk_policy or QuirkPolicy(size_mismatch=gta5_mismatch, unreadable=gta5_unreadable)
+    base = build_train_dataset(cfg, root, policy, gta5_split_file)
     aug = SegAugment(cfg.crop_size, cfg.scale_range, cfg.aspect_range, cfg.mirror)
     train_set = AugmentedSegmentation(base, aug, seed)
     iters_per_epoch = len(train_set) // batch_size
@@ -304,8 +333,10 @@ def train_segmentation(
     resumed_from = it
     ddp_net: nn.Module = nn.parallel.DistributedDataParallel(net, device_ids=[dev.index] if dev.type == "cuda" else None) if distributed else net
 
-    mean = torch.tensor(IMAGENET_MEAN, device=dev).view(1, 3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, device=dev).view(1, 3, 1, 1)
+    # Normalize as the model's configuration says (ImageNet statistics for the ResNet-50 DeepLabs).
+    cfg_in = getattr(net, "pretrained_cfg", None)
+    mean = torch.tensor(getattr(cfg_in, "mean", IMAGENET_MEAN), device=dev).view(1, 3, 1, 1)
+    std = torch.tensor(getattr(cfg_in, "std", IMAGENET_STD), device=dev).view(1, 3, 1, 1)
     stop = min(total, stop_after) if stop_after is not None else total
     losses: list[float] = []
 
@@ -378,3 +409,85 @@ def train_segmentation(
         _atomic_save(net.state_dict(), weights)
         (out / "model.json").write_text(json.dumps({"model": cfg.model, "model_kwargs": cfg.model_kwargs, "num_classes": num_classes, "config": _jsonable(cfg)}, indent=2))
     return SegTrainResult(out, ckpt_path, weights, it, total, losses, resumed_from)
+
+
+# ---------------------------------------------------------------------------------------------
+# The shipped checkpoints of the built-in digit-scenes pair.
+
+BUILTIN_SCENE_MODELS = ("deeplab_small_resnet", "deeplab_small_resnet_ibn_a", "deeplab_small_resnet_ibn_b")
+BUILTIN_SCENE_RECIPE: dict[str, Any] = dict(
+    # The paper's optimizer and schedule; fewer epochs and 64x64 crops for 400 small scenes; no
+    # mirror (a mirrored digit is another glyph); the backbone starts from the digits benchmark's
+    # shipped classifier of the *same* domain (the scenes' analogue of ImageNet pretraining,
+    # without showing a model the other domain).
+    epochs=12, batch_size=16, base_lr=0.01, lr_power=0.9, momentum=0.9, weight_decay=1e-4,
+    crop_size=(64, 64), scale_range=(0.75, 1.25), aspect_range=(0.9, 1.1), mirror=False, seed=0,
+)
+
+
+def train_builtin_scene_models(
+    models: tuple[str, ...] = BUILTIN_SCENE_MODELS,
+    domains: tuple[str, ...] | None = None,
+    *,
+    work_dir: str | os.PathLike = "runs/digit-scenes",
+    write_assets: bool = False,
+    progress: bool = True,
+) -> list[dict[str, Any]]:
+    """Train the digit-scene models with :data:`BUILTIN_SCENE_RECIPE`; return manifest entries.
+
+    ``write_assets=True`` copies the weights to ``dgbench/assets/checkpoints/digit-scenes/`` and
+    merges the entries into its ``manifest.json`` (file, sha256, recipe, backbone init, and the
+    mIoU / pixel accuracy on both test sets).
+    """
+    import hashlib
+    import shutil
+
+    from ..config import asset_path
+    from ..data.digit_scenes import SCENE_DOMAINS, DigitScenes
+    from ..models.deeplab import SCENE_CHECKPOINT_DIR, SCENE_MANIFEST, scene_checkpoint_file
+    from ..protocols.segmentation import evaluate_segmentation
+
+    domains = domains or tuple(SCENE_DOMAINS)
+    test_sets = {d: DigitScenes(d, "test") for d in SCENE_DOMAINS}
+    entries = []
+    for model in models:
+        backbone = model.removeprefix("deeplab_")
+        for domain in domains:
+            init = asset_path("checkpoints", "digits", f"{backbone}-{SCENE_DOMAINS[domain]}.pth")
+            if not init.is_file():
+                raise CheckpointError(f"{init} (the digits classifier the scene model starts from) is missing")
+            r = train_segmentation(
+                domain, model, out_dir=Path(work_dir) / f"{model}-{domain}", pretrained_backbone=str(init),
+                resume=False, num_workers=0, progress=progress, **BUILTIN_SCENE_RECIPE,
+            )
+            net = create_model(model, pretrained=str(r.weights))
+            scores = {}
+            for test_domain, ds in test_sets.items():
+                m, _ = evaluate_segmentation(net, ds)
+                scores[test_domain] = {k: v for k, v in m.as_record_metrics().items() if k != "per_class_iou"}
+            rel = scene_checkpoint_file(model, domain)
+            entry = {
+                "file": rel.rsplit("/", 1)[-1],
+                "model": model,
+                "domain": domain,
+                "sha256": hashlib.sha256(r.weights.read_bytes()).hexdigest(),
+                "recipe": json.loads(json.dumps(BUILTIN_SCENE_RECIPE)),
+                "backbone_init": {"file": f"checkpoints/digits/{init.name}", "sha256": hashlib.sha256(init.read_bytes()).hexdigest()},
+                "eval": scores,
+                "final_loss": r.losses[-1] if r.losses else None,
+            }
+            entries.append(entry)
+            if write_assets:
+                dest = asset_path(*rel.split("/"))
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(r.weights, dest)
+                man_path = asset_path(*SCENE_CHECKPOINT_DIR, SCENE_MANIFEST)
+                # Merge under a lock: the two domains may be trained by two processes at once.
+                from filelock import FileLock
+
+                with FileLock(str(man_path) + ".lock"):
+                    old = json.loads(man_path.read_text())["checkpoints"] if man_path.is_file() else []
+                    merged = {e["file"]: e for e in old}
+                    merged[entry["file"]] = entry
+                    man_path.write_text(json.dumps({"checkpoints": sorted(merged.values(), key=lambda e: e["file"])}, indent=2) + "\n")
+    return entries
