@@ -106,6 +106,17 @@ def hub_cache_path(url: str) -> Path:
     return Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(urlparse(url).path)
 
 
+def verify_checkpoint(path: str | os.PathLike, prefix: str | None, origin: str = "") -> str:
+    """The sha256 of ``path``; a :class:`CheckpointError` if it does not start with ``prefix``.
+
+    Use after :func:`resolve_checkpoint` when loading by hand (torch hub only checks the hash of
+    a fresh download; a file already in the cache is checked here).
+    """
+    digest = sha256_file(path)
+    _check_prefix(Path(path), digest, prefix, origin or str(path))
+    return digest
+
+
 def _check_prefix(path: Path, digest: str, prefix: str | None, origin: str) -> None:
     if prefix and not digest.startswith(prefix):
         raise CheckpointError(
@@ -226,8 +237,7 @@ def load_pretrained(model: nn.Module, info: ModelInfo, pretrained: bool | str | 
     path, prefix, origin = resolve_checkpoint(info, pretrained)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} ({origin}) does not exist")
-    digest = sha256_file(path)
-    _check_prefix(path, digest, prefix, origin)
+    digest = verify_checkpoint(path, prefix, origin)
     skipped = load_state_dict_strict(model, read_state_dict(path), str(path))
     model.skipped_keys = skipped  # type: ignore[assignment]
     return digest
