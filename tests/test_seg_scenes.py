@@ -73,3 +73,20 @@ def test_shipped_checkpoints_give_the_2x2_table(capsys: pytest.CaptureFixture[st
     table = render_table(records, kind="cross-domain", fmt="markdown")
     print(table)
     assert "deeplab_small_resnet_ibn_b" in table and "typeset-digit-scenes" in table
+
+
+def test_generic_cross_domain_protocol_takes_the_segmentation_evaluator() -> None:
+    from dgbench.protocols.cross_domain import Domain, cross_domain
+    from dgbench.protocols.segmentation import segmentation_evaluate
+
+    torch.manual_seed(0)
+    net = create_model("deeplab_small_resnet")
+    domains = [Domain(d, lambda: net, DigitScenes(d, "test", n=3)) for d in ("digit-scenes", "typeset-digit-scenes")]
+    recs = cross_domain("deeplab_small_resnet", domains, segmentation_evaluate(), task="segmentation")
+    assert [(r["train_domain"], r["test_domain"]) for r in recs] == [
+        ("digit-scenes", "digit-scenes"), ("digit-scenes", "typeset-digit-scenes"),
+        ("typeset-digit-scenes", "typeset-digit-scenes"), ("typeset-digit-scenes", "digit-scenes"),
+    ]
+    cross = recs[1]
+    assert cross["reference"] == "digit-scenes" and set(cross["drop"]) == {"miou", "pixel_acc"}
+    assert cross["task"] == "segmentation" and len(cross["per_class_iou"]) == NUM_CLASSES

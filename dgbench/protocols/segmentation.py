@@ -380,3 +380,46 @@ def run_cross_domain_segmentation(
                 }
             records.append(rec)
     return records
+
+
+def segmentation_evaluate(
+    *,
+    device: str | torch.device = "cpu",
+    mode: str = "whole",
+    scale: float = 1.0,
+    crop_size: tuple[int, int] = (769, 769),
+    stride: tuple[int, int] = (513, 513),
+    flip: bool = False,
+    amp: bool = False,
+    save_predictions: str | os.PathLike | None = None,
+    progress: bool = False,
+) -> Any:
+    """An evaluate function for :func:`dgbench.protocols.cross_domain.cross_domain` (task "segmentation").
+
+    Returns ``Evaluation(metrics={"miou", "pixel_acc"} in percent, extra={"per_class_iou": ...})``; with
+    ``save_predictions`` the PNGs go to ``<dir>/<model>-on-<test set>/``.
+    """
+    import time
+
+    from .cross_domain import Evaluation
+
+    def evaluate(model: torch.nn.Module, ds: Any) -> Evaluation:
+        save_dir = None
+        if save_predictions:
+            save_dir = Path(save_predictions) / f"{getattr(model, 'dgbench_name', 'model')}-on-{getattr(ds, 'name', 'data')}"
+        t0 = time.perf_counter()
+        m, _ = evaluate_segmentation(
+            model, ds, device=device, mode=mode, scale=scale, crop_size=crop_size, stride=stride, flip=flip,
+            amp=amp, save_dir=save_dir, progress=progress,
+        )
+        rec = m.as_record_metrics()
+        # cross_domain() subtracts every metric for the drop, so the per-class dict travels as its
+        # own record field here (run_cross_domain_segmentation keeps it inside ``metrics``).
+        per_class = rec.pop("per_class_iou")
+        return Evaluation(
+            metrics=rec, num_samples=len(ds), duration_s=time.perf_counter() - t0, device=str(device),
+            extra={"batch_size": 1, "per_class_iou": per_class,
+                   "precision": "amp" if amp and torch.device(device).type == "cuda" else "fp32"},
+        )
+
+    return evaluate
