@@ -143,3 +143,15 @@ def test_cityscapes_size_mismatch_is_an_error_with_names(tmp_path: Path) -> None
         CityscapesSegmentation(root, "val")
     rep = cs_check(root, splits=("val",))
     assert not rep.ok and "size_mismatch" in rep.problems[0]
+
+
+def test_doctor_rows(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dgbench.cli.seg import _seg_doctor_rows
+
+    make_cityscapes(tmp_path / "cs", split="train")
+    make_cityscapes(tmp_path / "cs", split="val")
+    monkeypatch.setenv("DGBENCH_CITYSCAPES", str(tmp_path / "cs"))
+    monkeypatch.delenv("DGBENCH_GTA5", raising=False)
+    rows = {r[0]: r for r in _seg_doctor_rows()}
+    assert rows["cityscapes"][2] == "ok" and "val: 4 pairs" in rows["cityscapes"][3]
+    assert rows["gta5"][2] == "not configured" and "DGBENCH_GTA5" in rows["gta5"][3]

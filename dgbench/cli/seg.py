@@ -64,3 +64,29 @@ def score(
     table.add_row("[bold]mIoU[/]", f"[bold]{100 * m.miou:.2f}[/]")
     table.add_row("pixel accuracy", f"{100 * m.pixel_acc:.2f}")
     console.print(table)
+
+
+def _seg_doctor_rows() -> list[tuple[str, str, str, str]]:
+    """``dgbench doctor`` rows for Cityscapes and GTA5 (header checks only, no decoding)."""
+    from ..config import ENV_VARS, data_root
+    from ..data import cityscapes, gta5
+
+    rows = []
+    for name, mod in (("cityscapes", cityscapes), ("gta5", gta5)):
+        root = data_root(name)
+        where = f"${ENV_VARS[name]}" + (f" = {root}" if root else " (unset)")
+        if root is None:
+            rows.append((name, where, "not configured", f"set {ENV_VARS[name]} (or pass --{name}-root)"))
+            continue
+        rep = mod.check_layout(root)
+        status = "ok" if rep.ok and not rep.quirks else ("quirks" if rep.ok else "error")
+        rows.append((name, where, status, "; ".join(rep.problems + rep.notes)))
+    return rows
+
+
+try:  # `dgbench doctor` lives in cli/run.py (another area); add the rows when it is there
+    from .run import register_doctor_check
+except ImportError:  # pragma: no cover - that area not in this checkout
+    pass
+else:
+    register_doctor_check(_seg_doctor_rows)
