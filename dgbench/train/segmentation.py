@@ -310,7 +310,12 @@ def train_segmentation(
         pretrained_backbone=pretrained_backbone if start_ckpt is None else False, **cfg.model_kwargs,
     )
     if sync_bn and distributed:
-        net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
+        if dev.type == "cuda":
+            net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
+        else:  # torch's SyncBatchNorm runs on GPUs only; say so instead of failing in DDP's init
+            import warnings
+
+            warnings.warn("sync_bn needs CUDA; training with per-process BatchNorm on CPU")
     net.to(dev)
     groups = net.param_groups(base_lr, head_lr_mult) if hasattr(net, "param_groups") else [
         {"params": list(net.parameters()), "lr": base_lr, "lr_mult": 1.0}
