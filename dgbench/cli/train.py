@@ -81,12 +81,13 @@ def _builtin(out: Path | None, *, write: bool) -> None:
     with tempfile.TemporaryDirectory(prefix="dgbench-reproduce-") as tmp:
         reps = reproduce_builtin(out or Path(tmp), on_done=report)
     table = Table(title="Reproduction of the shipped checkpoints")
-    for col in ("file", "sha256 shipped", "sha256 now", "match", "test acc shipped", "test acc now", "time (s)"):
+    table.add_column("file", overflow="fold")  # the full name, even in a narrow terminal
+    for col in ("sha256 shipped", "sha256 now", "match", "test acc shipped", "test acc now", "time (s)"):
         table.add_column(col, justify="right" if "acc" in col or "time" in col else "left")
     for r in reps:
         shipped = f"{r.shipped_test_acc:.2f}" if r.shipped_test_acc is not None else "-"
         table.add_row(
-            r.file, (r.expected_sha256 or "not in manifest")[:12], r.sha256[:12],
+            r.file, (r.expected_sha256 or "not in manifest")[:8], r.sha256[:8],
             "[green]yes[/]" if r.match else "[red]no[/]", shipped, f"{r.test_acc:.2f}", f"{r.duration_s:.1f}",
         )
     console.print(table)

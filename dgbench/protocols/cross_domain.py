@@ -179,7 +179,6 @@ def classification_evaluate(device: str = "cpu", batch_size: int = 256, progress
 def digits_domains(model: str, pair: Sequence[str] = DIGITS_PAIR) -> list[Domain]:
     """The built-in pair for small ``model``: shipped checkpoints and test splits."""
     from ..data.base import Preprocess, build_dataset
-    from ..data import digits as _digits  # noqa: F401  (registers the datasets)
     from ..models.small import load_builtin
 
     def loader(domain: str) -> Callable[[], nn.Module]:
