@@ -137,7 +137,6 @@ def evaluate_segmentation(
     save_dir: str | os.PathLike | None = None,
     limit: int | None = None,
     progress: bool = False,
-    num_workers: int = 0,
 ) -> tuple[SegMetrics, ConfusionMatrix]:
     """Evaluate ``model`` on a segmentation dataset (``ds[i] -> (uint8 img, trainIds, name)``).
 
@@ -154,7 +153,6 @@ def evaluate_segmentation(
     cm = ConfusionMatrix(num_classes, getattr(dataset, "ignore_index", IGNORE_INDEX), device=device)
     out_dir = Path(save_dir) if save_dir else None
     n = len(dataset) if limit is None else min(limit, len(dataset))
-    indices = range(n)
     bar = None
     if progress:
         from rich.progress import Progress
@@ -163,7 +161,7 @@ def evaluate_segmentation(
         bar.start()
         task = bar.add_task("evaluating", total=n)
     try:
-        for i in indices:
+        for i in range(n):
             img, label, name = dataset[i]
             x = normalize(img.unsqueeze(0).to(device), mean, std)
             with torch.autocast(device_type=device.type, enabled=amp and device.type == "cuda"):
