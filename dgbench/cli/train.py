@@ -7,12 +7,21 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from ..errors import UnknownNameError
 from ._app import app, console
 
 
 @app.command("train")
 def train_cmd(
-    dataset: str = typer.Option("digits", "--dataset", "-d", help="digits (handwritten) or typeset-digits (fonts)."),
+    task: str = typer.Option(
+        "classification", "--task", "-t",
+        help="classification (built-in digits) or segmentation (cityscapes, gta5, digit-scenes, typeset-digit-scenes).",
+    ),
+    dataset: str = typer.Option(
+        "digits", "--dataset", "-d",
+        help="classification: digits (handwritten) or typeset-digits (fonts); segmentation: cityscapes, gta5, "
+        "digit-scenes or typeset-digit-scenes.",
+    ),
     model: str = typer.Option(
         "ibn_a", "--model", "-m",
         help="Registry name or alias. On the built-in digits, ibn_a / ibn_b / ... / resnet50 / baseline "
@@ -33,6 +42,19 @@ def train_cmd(
         False, "--write-builtin", hidden=True,
         help="Maintainers: rebuild the shipped checkpoints and manifest into --out (default: the package's assets).",
     ),
+    data: Path = typer.Option(
+        None, "--data", help="Segmentation: dataset root (default $DGBENCH_CITYSCAPES / $DGBENCH_GTA5)."
+    ),
+    crop: int = typer.Option(713, "--crop", help="Segmentation: square random-crop size."),
+    gta5_fraction: float = typer.Option(0.25, "--gta5-fraction", help="Segmentation: seeded share of GTA5's train split."),
+    gta5_mismatch: str = typer.Option(
+        "error", "--gta5-mismatch", help="Segmentation: label/image size mismatch policy: error, resize-label or skip."
+    ),
+    device: str = typer.Option(None, "--device", help="Segmentation: device (default cuda:<local rank> or cpu)."),
+    workers: int = typer.Option(4, "--workers", help="Segmentation: data-loading workers."),
+    sync_bn: bool = typer.Option(False, "--sync-bn", help="Segmentation: SyncBatchNorm under torchrun (CUDA)."),
+    resume: bool = typer.Option(True, "--resume/--no-resume", help="Segmentation: continue <out>/checkpoint.pth."),
+    stop_after: int = typer.Option(None, "--stop-after", help="Segmentation: stop at this iteration (resume later)."),
 ) -> None:
     """Train on the built-in digits, seeded and deterministic on CPU (checkpoint + JSON sidecar).
 
@@ -40,6 +62,15 @@ def train_cmd(
     """
     from ..train.builtin import RECIPE
 
+    if task == "segmentation":
+        _train_segmentation(
+            dataset=dataset, model=model, root=data, out=out, epochs=epochs, batch_size=batch_size, lr=lr,
+            seed=seed, crop=crop, gta5_fraction=gta5_fraction, gta5_mismatch=gta5_mismatch, device=device,
+            workers=workers, sync_bn=sync_bn, resume=resume, stop_after=stop_after,
+        )
+        return
+    if task != "classification":
+        raise UnknownNameError("task", task, ["classification", "segmentation"])
     if reproduce_builtin or write_builtin:
         _builtin(out, write=write_builtin)
         return
@@ -58,6 +89,28 @@ def train_cmd(
         f"{name} on {dataset}: test accuracy [bold]{r.metrics['test_acc']:.2f}%[/] "
         f"(train {r.metrics['train_acc']:.2f}%), {r.duration_s:.1f} s\n"
         f"checkpoint {r.checkpoint} (sha256 {r.sha256[:16]}...), sidecar {r.sidecar}",
+        highlight=False,
+    )
+
+
+def _train_segmentation(*, dataset: str, model: str, root: Path | None, out: Path | None, epochs: int | None,
+                        batch_size: int | None, lr: float | None, seed: int, crop: int, gta5_fraction: float,
+                        gta5_mismatch: str, device: str | None, workers: int, sync_bn: bool, resume: bool,
+                        stop_after: int | None) -> None:
+    """The paper's segmentation recipe (Section 4.2); unset numbers keep its defaults."""
+    from ..train.segmentation import train_segmentation
+
+    recipe = {k: v for k, v in (("epochs", epochs), ("batch_size", batch_size), ("base_lr", lr)) if v is not None}
+    r = train_segmentation(
+        dataset, model, root=root, out_dir=out or Path("runs") / f"{model}-{dataset}-seed{seed}", seed=seed,
+        crop_size=(crop, crop), gta5_fraction=gta5_fraction, gta5_mismatch=gta5_mismatch, device=device,
+        num_workers=workers, sync_bn=sync_bn, resume=resume, stop_after=stop_after, **recipe,
+    )
+    done = "finished" if r.weights else f"stopped at iteration {r.iteration} (run again to resume)"
+    console.print(
+        f"{done}: {r.iteration}/{r.total_iterations} iterations, last loss "
+        f"{r.losses[-1] if r.losses else float('nan'):.4f}; checkpoint {r.checkpoint}"
+        + (f", weights {r.weights}" if r.weights else ""),
         highlight=False,
     )
 
