@@ -162,3 +162,12 @@ def test_generic_selection_on_any_dataset() -> None:
     res = evaluate(torch.nn.Sequential(torch.nn.Flatten(), torch.nn.LazyLinear(3)), sel, [get_shift("origin")],
                    config=EngineConfig(device="cpu", workers=0, progress=False, channels_last=False))
     assert res.num_samples == 5
+
+
+def test_zoo_aliases_mean_the_small_models_on_the_builtin_digits() -> None:
+    from dgbench.protocols.appearance import builtin_model_names, resolve_models
+
+    names = builtin_model_names(["ibn_b", "ibn_b"])
+    assert len(names) == 1 and names[0] != "resnet50_ibn_b"
+    assert resolve_models(names[0]) == names  # a registered model
+    assert resolve_models("ibn_b") == ["resnet50_ibn_b"]  # on ImageNet the alias keeps its meaning

@@ -133,6 +133,21 @@ def resolve_models(spec: str | Sequence[str], *, pretrained: bool = True) -> lis
         return hits
 
 
+def builtin_model_names(names: Sequence[str]) -> list[str]:
+    """On the built-in digits, ``ibn_a`` means the small model of that variant (see models.small)."""
+    try:
+        from ..models.small import small_name_for
+    except ImportError:  # the small models are not in this checkout
+        return list(names)
+    return list(dict.fromkeys(small_name_for(n) for n in names))
+
+
+def _registry_cfg(name: str) -> Any:
+    from ..models import get_pretrained_cfg
+
+    return get_pretrained_cfg(name)
+
+
 def build_model(name: str | nn.Module, *, pretrained: bool = True, checkpoint: str | None = None, seed: int = 0) -> nn.Module:
     if isinstance(name, nn.Module):
         return name
@@ -228,7 +243,14 @@ def run_protocol(
     rank, world = dist_info()
     rstore = ResultStore(results_dir(results)) if store else None
     done = rstore.completed_keys(proto.name) if rstore and not force else set()
-    names = [model] if isinstance(model, nn.Module) else resolve_models(model, pretrained=pretrained)
+    if isinstance(model, nn.Module):
+        names: list[Any] = [model]
+    else:
+        wanted: str | list[str] = model if isinstance(model, str) else list(model)
+        if ds_name in BUILTIN_OFFLINE and wanted != "all":  # ibn_a means the small ibn_a there
+            wanted = builtin_model_names([wanted] if isinstance(wanted, str) else wanted)
+            wanted = wanted[0] if len(wanted) == 1 else wanted
+        names = resolve_models(wanted, pretrained=pretrained)
     if not names:
         raise DgbenchError(f"no model matches {model!r}")
     cfg = EngineConfig(device=str(dev), batch_size=batch_size, workers=workers, precision=precision,
@@ -238,15 +260,18 @@ def run_protocol(
     computed = reused = images = 0
     t0 = time.perf_counter()
     for name in names:
-        m = build_model(name, pretrained=pretrained, checkpoint=checkpoint, seed=seed)
-        mname = getattr(m, "dgbench_name", type(m).__name__)
-        prep = Preprocess.from_cfg(m.pretrained_cfg)  # type: ignore[attr-defined]
+        # The dataset comes from the model's preprocessing, read before building (and downloading)
+        # the model, so that `--model all` skips models made for another dataset without fetching them.
+        mcfg = name.pretrained_cfg if isinstance(name, nn.Module) else _registry_cfg(name)
+        prep = Preprocess.from_cfg(mcfg)
         if prep not in datasets:
             datasets[prep] = select(build_dataset(ds_name, root, preprocess=prep), limit, subset)
         ds = datasets[prep]
-        if m.pretrained_cfg.num_classes != ds.num_classes and len(names) > 1:  # type: ignore[attr-defined]
-            say(f"skipping {mname}: {m.pretrained_cfg.num_classes} classes, {ds.name} has {ds.num_classes}")  # type: ignore[attr-defined]
+        if mcfg.num_classes != ds.num_classes and len(names) > 1:
+            say(f"skipping {name}: {mcfg.num_classes} classes, {ds.name} has {ds.num_classes}")
             continue
+        m = build_model(name, pretrained=pretrained, checkpoint=checkpoint, seed=seed)
+        mname = getattr(m, "dgbench_name", type(m).__name__)
         run_specs = [get_shift_or_fallback(s, proto.fallbacks, ds) for s in specs]
         base = dict(
             task="classification", protocol=proto.name, model=mname, model_kwargs=getattr(m, "variant_kwargs", {}),
@@ -279,7 +304,7 @@ def run_protocol(
                 **base, shift=s.name, shift_spec=s.to_dict(), reference=None if is_ref else ref_spec.name,
                 metrics=metrics, drop={} if is_ref else {m_: metrics[m_] - ref_metrics[m_] for m_ in metrics},
                 num_samples=res.num_samples, skipped_corrupt=res.skipped_corrupt, skipped_files=res.skipped_files[:100],
-                weights_source=str(checkpoint) if checkpoint else ("pretrained" if pretrained else "random init"),
+                weights_source=_weights_source(name, checkpoint, pretrained),
                 dataset_info=ds.describe(), device=res.device, batch_size=batch_size, world_size=res.world_size,
                 duration_s=res.duration_s, images_per_s=res.images_per_s,
                 forward_images_per_s=res.num_samples * len(todo) / res.duration_s if res.duration_s else None,
@@ -293,6 +318,12 @@ def run_protocol(
         computed += len(new)
         reused += len(keyed) - len([k for _, k in keyed if k in by_key])
     return RunSummary(out, computed, reused, time.perf_counter() - t0, images, ds_name)
+
+
+def _weights_source(name: str | nn.Module, checkpoint: str | None, pretrained: bool) -> str:
+    if isinstance(name, nn.Module):
+        return "module passed by the caller"
+    return str(checkpoint) if checkpoint else ("published weights" if pretrained else "random init")
 
 
 def get_shift_or_fallback(spec: ShiftSpec, fallbacks: dict[str, str], ds: Any) -> ShiftSpec:
