@@ -190,3 +190,27 @@ def test_interrupt_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     with pytest.raises(KeyboardInterrupt):
         run_protocol(model, "appearance-lite", data=root, workers=0, progress=False, pretrained=False, batch_size=2)
     assert not (tmp_path / "results").exists() or not ResultStore(tmp_path / "results").records()
+
+
+def test_torchrun_two_ranks_give_the_single_process_records(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Launched under torchrun (2 CPU ranks, gloo), 5 images shard 3 + 2; the all-reduced counts make
+    the records equal to a single process's, and only rank 0 writes them."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    env_isolated(monkeypatch, tmp_path)
+    root = folder_tree(tmp_path / "val", [0, 1, 2, 3, 1], size=(40, 30))
+    common = ["-m", "dgbench", "run", "--model", "resnet18", "--protocol", "appearance-lite", "--data", str(root),
+              "--no-pretrained", "--no-progress", "--workers", "0", "--batch-size", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    for name, launcher in (("one", []), ("two", ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29731"])):
+        out = subprocess.run([sys.executable, *launcher, *common, "--results", str(tmp_path / name)], env=env,
+                             capture_output=True, text=True, timeout=300)
+        assert out.returncode == 0, out.stderr[-2000:]
+    one, two = ([json.loads(line) for line in (tmp_path / n / "appearance-lite.jsonl").read_text().splitlines()] for n in ("one", "two"))
+    assert len(two) == 4, "rank 0 alone writes"
+    assert [r["world_size"] for r in two] == [2] * 4 and [r["world_size"] for r in one] == [1] * 4
+    for a, b in zip(one, two):
+        assert (a["key"], a["metrics"], a["drop"], a["num_samples"]) == (b["key"], b["metrics"], b["drop"], b["num_samples"])

@@ -79,6 +79,15 @@ def run_cmd(
             "are stored); run the same command again to resume."
         )
         raise typer.Exit(130) from None
+    from ..engine import dist_info
+
+    rank, world = dist_info()
+    if world > 1:  # under torchrun: every rank holds the same (all-reduced) records; rank 0 reports
+        import torch.distributed
+
+        torch.distributed.destroy_process_group()
+    if rank != 0:
+        return
     if fmt == OutFormat.json:
         for rec in summary.records:
             sys.stdout.write(json.dumps(rec, sort_keys=True, default=str) + "\n")
