@@ -156,3 +156,29 @@ def test_cv_stylize_runs_on_the_fly_or_from_its_cache_with_equal_results(tmp_pat
     assert rep.rendered == 3
     cached = run_protocol(model, "appearance-offline", shifts=["cv-stylize"], data=root, workers=0, progress=False, pretrained=False, store=False)
     assert [r["metrics"] for r in live.records] == [r["metrics"] for r in cached.records]
+
+
+def test_cli_prepare_monet_then_doctor_reports_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from dgbench.cli import app
+
+    env_isolated(monkeypatch, tmp_path)
+    root = folder_tree(tmp_path / "val", [0, 1, 2])
+    g = _tiny_generator(tmp_path / "latest_net_G.pth", 3)
+    runner = CliRunner()
+    args = ["prepare", "monet", "--data", str(root), "--weights", str(g), "--resize", "40", "--crop", "32", "--workers", "0", "--no-progress"]
+    first = runner.invoke(app, args)
+    assert first.exit_code == 0, first.output
+    assert "3 rendered" in first.output and "0 already cached" in first.output
+    second = runner.invoke(app, args)
+    assert "0 rendered" in second.output and "3 already cached" in second.output
+    missing = runner.invoke(app, ["prepare", "monet", "--data", str(root)])
+    assert missing.exit_code != 0 and "--weights" in str(missing.exception or missing.output)
+    doc = runner.invoke(app, ["doctor", "--data", str(root), "--format", "json"])
+    assert doc.exit_code == 0, doc.output
+    import json
+
+    rows = {r["what"]: r for r in json.loads(doc.stdout)}
+    assert rows["imagenet"]["status"] == "partial" and "layout folders: 3 images" in rows["imagenet"]["details"]
+    assert rows["style cache monet"]["status"] == "ok" and "3 of 3 images" in rows["style cache monet"]["details"]
