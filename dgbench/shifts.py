@@ -42,7 +42,7 @@ KIND_PARAMS: dict[str, dict[str, tuple[type, ...]]] = {
     "add": {"value": (int, float), "channels": (str, list)},
     "scale_std": {"factor": (int, float)},
     "cyclegan": {"style": (str,), "weights": (str,)},
-    "cv_stylize": {"sigma_s": (int, float), "sigma_r": (int, float)},
+    "cv_stylize": {"sigma_s": (int, float), "sigma_r": (int, float), "work_size": (int,)},
 }
 
 CHANNEL_INDEX = {"r": 0, "g": 1, "b": 2}
@@ -198,15 +198,27 @@ class AffineBatchShift:
         return x
 
 
-def cv_stylize(rgb: np.ndarray, sigma_s: float = 60.0, sigma_r: float = 0.45) -> np.ndarray:
+def cv_stylize(rgb: np.ndarray, sigma_s: float = 60.0, sigma_r: float = 0.45, work_size: int = 224) -> np.ndarray:
     """OpenCV's edge-preserving stylization on an ``H x W x 3`` uint8 RGB array (uint8 RGB out).
+
+    The filter's ``sigma_s`` is a window in *pixels*, tuned for photographs. On a small crop (the
+    built-in digits are 32x32) it would span the whole image and wipe the content out (chance-level
+    error), so the crop is first enlarged by the integer factor ``f = max(1, work_size // min(H, W))``
+    (bicubic), stylized, and reduced back by area averaging. At ImageNet's 224 crop ``f = 1``: the
+    filter runs on the crop itself.
 
     ``cv2.stylization`` expects BGR; the image is converted there and back so colours stay put.
     """
     import cv2
 
+    h, w = rgb.shape[:2]
+    f = max(1, int(work_size) // min(h, w))
     bgr = np.ascontiguousarray(rgb[:, :, ::-1])
+    if f > 1:
+        bgr = cv2.resize(bgr, (w * f, h * f), interpolation=cv2.INTER_CUBIC)
     out = cv2.stylization(bgr, sigma_s=float(sigma_s), sigma_r=float(sigma_r))
+    if f > 1:
+        out = cv2.resize(out, (w, h), interpolation=cv2.INTER_AREA)
     return np.ascontiguousarray(out[:, :, ::-1])
 
 
@@ -218,5 +230,5 @@ def render_image_shift(spec: ShiftSpec, crop: torch.Tensor) -> torch.Tensor:
     if spec.kind != "cv_stylize":
         raise ValueError(f"shift {spec.name!r} ({spec.kind}) cannot be computed per image on the fly")
     hwc = crop.permute(1, 2, 0).contiguous().numpy()
-    out = cv_stylize(hwc, spec.params["sigma_s"], spec.params["sigma_r"])
+    out = cv_stylize(hwc, spec.params["sigma_s"], spec.params["sigma_r"], spec.params["work_size"])
     return torch.from_numpy(out).permute(2, 0, 1).contiguous()

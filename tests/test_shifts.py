@@ -157,3 +157,22 @@ def test_user_specs_add_a_shift_without_code(tmp_path: Path, monkeypatch: pytest
         (tmp_path / "dup.toml").write_text('[shifts.origin]\nkind = "origin"\nunits = "n"\nformula = "x"\n')
         monkeypatch.setenv("DGBENCH_TRANSFORMS", str(tmp_path) + "")
         load_specs()
+
+
+def test_cv_stylize_keeps_the_content_of_small_crops() -> None:
+    # A bright square on a dark 32x32 crop (the built-in digits' size). Run at its own size, the
+    # filter's 60-pixel window wipes the square out; run at the 224-pixel working size it stays.
+    img = np.zeros((32, 32, 3), np.uint8)
+    img[8:24, 8:24] = 220
+    inside, outside = (slice(10, 22), slice(10, 22)), (slice(0, 4), slice(0, 32))
+
+    def contrast(x: np.ndarray) -> float:
+        return float(x[inside].mean()) - float(x[outside].mean())
+
+    native = cv_stylize(img, work_size=32)
+    worked = cv_stylize(img, work_size=224)
+    assert contrast(worked) > 0.5 * contrast(img)
+    assert contrast(native) < 0.5 * contrast(img)
+    big = np.zeros((224, 224, 3), np.uint8)  # at 224 and above nothing is resampled
+    big[50:170, 50:170] = 220
+    assert np.array_equal(cv_stylize(big, work_size=224), cv_stylize(big, work_size=1))
