@@ -146,16 +146,25 @@ def test_run_reads_the_cache_and_says_how_to_build_it_when_missing(tmp_path: Pat
     assert again.computed == 1 and again.reused == 4
 
 
-def test_cv_stylize_runs_on_the_fly_or_from_its_cache_with_equal_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cv_stylize_is_rendered_once_into_the_cache_and_equals_the_filter(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import shutil
+
+    from dgbench.shifts import render_image_shift
+
     env_isolated(monkeypatch, tmp_path)
     root = folder_tree(tmp_path / "val", [0, 1, 2])
     model = small("resnet18", size=32)
-    live = run_protocol(model, "appearance-offline", shifts=["cv-stylize"], data=root, workers=0, progress=False, pretrained=False, store=False)
+    first = run_protocol(model, "appearance-offline", shifts=["cv-stylize"], data=root, workers=0, progress=False, pretrained=False, store=False)
     prep = Preprocess.from_cfg(model.pretrained_cfg)
-    rep = style_cache.prepare(get_shift("cv-stylize"), ImageNetVal(root, prep), prep, workers=0, progress=False)
-    assert rep.rendered == 3
-    cached = run_protocol(model, "appearance-offline", shifts=["cv-stylize"], data=root, workers=0, progress=False, pretrained=False, store=False)
-    assert [r["metrics"] for r in live.records] == [r["metrics"] for r in cached.records]
+    ds = ImageNetVal(root, prep)
+    rep = style_cache.prepare(get_shift("cv-stylize"), ds, prep, workers=0, progress=False)
+    assert (rep.rendered, rep.reused) == (0, 3)  # the run already rendered every image
+    for i in range(len(ds)):  # lossless: the cached PNG is exactly the filter's output
+        cached = style_cache.read_png(style_cache.png_path(rep.folder, style_cache.sample_id(ds, i)))
+        assert torch.equal(cached, render_image_shift(get_shift("cv-stylize"), ds[i][0]))
+    shutil.rmtree(rep.folder)
+    again = run_protocol(model, "appearance-offline", shifts=["cv-stylize"], data=root, workers=0, progress=False, pretrained=False, store=False)
+    assert [r["metrics"] for r in first.records] == [r["metrics"] for r in again.records]
 
 
 def test_cli_prepare_monet_then_doctor_reports_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -158,12 +158,14 @@ def build_model(name: str | nn.Module, *, pretrained: bool = True, checkpoint: s
 
 
 # ----------------------------------------------------------------------------- image shifts
-def image_source(spec: ShiftSpec, ds: Any, prep: Preprocess, cache_root: Path | None = None) -> tuple[ShiftSpec, style_cache.CachedStyle]:
+def image_source(spec: ShiftSpec, ds: Any, prep: Preprocess, cache_root: Path | None = None,
+                 progress: bool = True) -> tuple[ShiftSpec, style_cache.CachedStyle]:
     """The source of an image shift's renderings, and the spec as run (Monet: with the generator's hash)."""
     if spec.kind == "cv_stylize":
-        found = style_cache.find_caches(spec, ds, prep, cache_root)
-        usable = [f for f in found if not style_cache.missing(f, ds)]
-        return spec, style_cache.CachedStyle(usable[0] if usable else None, spec)
+        # Needs no weights, so render the missing images into the cache now: every model of the
+        # run (and every later run) then reads them instead of filtering each image again.
+        report = style_cache.prepare(spec, ds, prep, root=cache_root, progress=progress)
+        return spec, style_cache.CachedStyle(report.folder, spec)
     pinned = spec.params.get("sha256")
     found = style_cache.find_caches(spec, ds, prep, cache_root)
     if pinned:
@@ -283,7 +285,7 @@ def run_protocol(
         keyed: list[tuple[ShiftSpec, str]] = []
         for s in run_specs:
             if s.is_image:  # the spec as run: a Monet record names the generator that rendered it
-                s, sources[s.name] = image_source(s, ds, prep, cache_root)
+                s, sources[s.name] = image_source(s, ds, prep, cache_root, progress and rank == 0)
             keyed.append((s, record_key({**base, "shift": s.name, "shift_spec": s.to_dict()})))
         ref_spec, ref_key = keyed[0]  # protocol_shifts puts the reference first
         stored = {k: rstore.find(k, proto.name) for _, k in keyed if k in done} if rstore else {}
@@ -360,7 +362,7 @@ def evaluate_model(
     for n in shifts:
         s = get_shift(n)
         if s.is_image:
-            s, sources[s.name] = image_source(s, ds, prep, cache_root)
+            s, sources[s.name] = image_source(s, ds, prep, cache_root, config.progress if config else False)
         specs.append(s)
     res = evaluate(m, ds, specs, sources=sources, config=config)
     return {s.name: res.counts[s.name].errors() for s in specs}
