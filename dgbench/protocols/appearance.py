@@ -260,6 +260,7 @@ def run_protocol(
     datasets: dict[Preprocess, Any] = {}
     out: list[dict[str, Any]] = []
     computed = reused = images = 0
+    skipped: list[str] = []  # models made for another label set (e.g. ImageNet models on digits)
     t0 = time.perf_counter()
     for name in names:
         # The dataset comes from the model's preprocessing, read before building (and downloading)
@@ -270,7 +271,7 @@ def run_protocol(
             datasets[prep] = select(build_dataset(ds_name, root, preprocess=prep), limit, subset)
         ds = datasets[prep]
         if mcfg.num_classes != ds.num_classes and len(names) > 1:
-            say(f"skipping {name}: {mcfg.num_classes} classes, {ds.name} has {ds.num_classes}")
+            skipped.append(str(name))
             continue
         m = build_model(name, pretrained=pretrained, checkpoint=checkpoint, seed=seed)
         mname = getattr(m, "dgbench_name", type(m).__name__)
@@ -319,6 +320,9 @@ def run_protocol(
         out += [by_key.get(k) or stored[k] for _, k in keyed]
         computed += len(new)
         reused += len(keyed) - len([k for _, k in keyed if k in by_key])
+    if skipped:
+        shown = ", ".join(skipped[:3]) + (", ..." if len(skipped) > 3 else "")
+        say(f"skipped {len(skipped)} model(s) whose classifier does not fit {ds_name}'s classes ({shown})")
     return RunSummary(out, computed, reused, time.perf_counter() - t0, images, ds_name)
 
 
