@@ -22,7 +22,6 @@ and are dropped, as the authors' own loader does.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from pathlib import Path
@@ -31,6 +30,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
+from .weights import fetch, read_state_dict, sha256_file
 
 _LEGACY_IN_KEYS = ("running_mean", "running_var", "num_batches_tracked")
 
@@ -98,31 +98,6 @@ def infer_arch(state: dict[str, torch.Tensor]) -> tuple[int, int]:
     return ngf, len(blocks)
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _fetch(url: str) -> Path:
-    """Download a generator once into dgbench's cache (refused when ``DGBENCH_OFFLINE`` is set)."""
-    from ..config import cache_dir, offline
-
-    dest = cache_dir() / "weights" / Path(url.split("?")[0]).name
-    if dest.is_file():
-        return dest
-    if offline():
-        raise CheckpointError(f"{url}: not cached at {dest} and DGBENCH_OFFLINE is set")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        torch.hub.download_url_to_file(url, str(dest), progress=True)
-    except Exception as exc:  # network errors come in many types
-        raise CheckpointError(f"cannot download {url}: {exc}; download it yourself and pass the file path") from None
-    return dest
-
-
 def load_style_generator(path_or_url: str | os.PathLike, map_location: str | torch.device = "cpu") -> ResnetGenerator:
     """Load a CycleGAN ResNet generator (e.g. the authors' ``style_monet`` ``latest_net_G.pth``).
 
@@ -132,15 +107,11 @@ def load_style_generator(path_or_url: str | os.PathLike, map_location: str | tor
     ``source``.
     """
     s = str(path_or_url)
-    path = _fetch(s) if s.startswith(("http://", "https://")) else Path(s).expanduser()
+    # The download goes through the zoo's loader: torch hub's cache, DGBENCH_OFFLINE honoured.
+    path = fetch(s) if s.startswith(("http://", "https://", "file://")) else Path(s).expanduser()
     if not path.is_file():
         raise CheckpointError(f"style generator weights not found: {path}")
-    try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as exc:
-        raise CheckpointError(f"{path}: cannot load as a weights-only checkpoint ({exc})") from None
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
+    state = read_state_dict(path)  # weights_only=True; unwraps {"state_dict": ...}
     state = clean_state_dict(state)
     ngf, n_blocks = infer_arch(state)
     gen = ResnetGenerator(ngf=ngf, n_blocks=n_blocks)
@@ -148,7 +119,7 @@ def load_style_generator(path_or_url: str | os.PathLike, map_location: str | tor
         gen.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: keys do not fit a CycleGAN ResnetGenerator: {exc}") from None
-    gen.eval()
+    gen.to(map_location).eval()
     gen.sha256 = sha256_file(path)  # type: ignore[assignment]
     gen.source = s  # type: ignore[assignment]
     return gen
