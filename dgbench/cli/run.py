@@ -14,6 +14,7 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
+from ..errors import DgbenchError, UnknownNameError
 from ._app import app, console, err_console
 
 
@@ -26,6 +27,20 @@ class Precision(str, Enum):
     fp32 = "fp32"
     bf16 = "bf16"
     fp16 = "fp16"
+
+
+class EvalMode(str, Enum):
+    whole = "whole"
+    slide = "slide"
+
+
+class Gta5Mismatch(str, Enum):
+    error = "error"
+    resize_label = "resize-label"
+    skip = "skip"
+
+
+CROSS_DOMAIN = "cross-domain"
 
 
 def _split(values: Optional[list[str]]) -> list[str] | None:
@@ -41,7 +56,7 @@ def _note(msg: str) -> None:
 @app.command("run")
 def run_cmd(
     model: str = typer.Option("ibn_a", "--model", "-m", help="model name or alias, 'all', or a glob pattern"),
-    protocol: str = typer.Option("appearance", "--protocol", "-p", help="appearance, appearance-lite, appearance-offline, sweep-rgb, sweep-r, sweep-std, severity"),
+    protocol: str = typer.Option("appearance", "--protocol", "-p", help="appearance, appearance-lite, appearance-offline, sweep-rgb, sweep-r, sweep-std, severity, cross-domain"),
     dataset: Optional[str] = typer.Option(None, "--dataset", help="a registered dataset (default: ImageNet if --data/DGBENCH_IMAGENET, else the built-in digits)"),
     data: Optional[Path] = typer.Option(None, "--data", help="ImageNet validation folder (any of the three layouts)"),
     shifts: Optional[list[str]] = typer.Option(None, "--shifts", help="only these shifts or families (comma-separated or repeated)"),
@@ -61,10 +76,45 @@ def run_cmd(
     checkpoint: Optional[Path] = typer.Option(None, "--checkpoint", help="load this checkpoint instead of the published weights"),
     seed: int = typer.Option(0, "--seed", help="seed of random-weight models (recorded)"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
+    checkpoint_a: Optional[Path] = typer.Option(None, "--checkpoint-a", help="cross-domain cityscapes-gta5: the model trained on Cityscapes"),
+    checkpoint_b: Optional[Path] = typer.Option(None, "--checkpoint-b", help="cross-domain cityscapes-gta5: the model trained on GTA5"),
+    cityscapes: Optional[Path] = typer.Option(None, "--cityscapes", "--cityscapes-root", help="Cityscapes root (default $DGBENCH_CITYSCAPES)"),
+    gta5: Optional[Path] = typer.Option(None, "--gta5", "--gta5-root", help="GTA5 root (default $DGBENCH_GTA5)"),
+    eval_mode: EvalMode = typer.Option(EvalMode.whole, "--eval-mode", help="segmentation inference: whole image or sliding window"),
+    crop: Optional[str] = typer.Option(None, "--crop", help="sliding-window crop: H or HxW pixels (default 769)"),
+    stride: Optional[str] = typer.Option(None, "--stride", help="sliding-window stride: H or HxW pixels (default 513)"),
+    flip: bool = typer.Option(False, "--flip/--no-flip", help="segmentation: average with the mirrored image"),
+    eval_scale: float = typer.Option(1.0, "--eval-scale", min=0.01, help="segmentation: image scale before inference"),
+    save_predictions: Optional[Path] = typer.Option(None, "--save-predictions", help="segmentation: write labelId/trainId/colour PNGs here"),
+    gta5_mismatch: Gta5Mismatch = typer.Option(Gta5Mismatch.error, "--gta5-mismatch", help="GTA5 label maps whose size differs from their image"),
+    gta5_split_file: Optional[Path] = typer.Option(None, "--gta5-split-file", help="GTA5 split: split.mat or a text list (default <root>/split.mat)"),
 ) -> None:
-    """Evaluate models under every shift of a protocol and print the Table-1-shaped result."""
+    """Evaluate models under every shift of a protocol and print the Table-1-shaped result.
+
+    `--protocol cross-domain` evaluates the models trained on each domain of a pair on both
+    (the paper's Table 6): `--dataset digits` (classification, shipped checkpoints),
+    `digit-scenes` (segmentation, shipped checkpoints) or `cityscapes-gta5` (segmentation, your
+    `--checkpoint-a` (Cityscapes) and `--checkpoint-b` (GTA5)).
+    """
     from ..protocols.appearance import run_protocol
 
+    if protocol == CROSS_DOMAIN:
+        seg = dict(
+            checkpoint_a=checkpoint_a, checkpoint_b=checkpoint_b, cityscapes=cityscapes, gta5=gta5,
+            eval_mode=eval_mode.value, crop=crop, stride=stride, flip=flip, eval_scale=eval_scale,
+            save_predictions=save_predictions, gta5_mismatch=gta5_mismatch.value, gta5_split_file=gta5_split_file,
+        )
+        unused = [flag for flag, given in (
+            ("--shifts", shifts), ("--subset", subset), ("--checkpoint", checkpoint), ("--no-pretrained", not pretrained),
+            ("--skip-corrupt", skip_corrupt), ("--workers", workers is not None),
+            ("--precision", precision != Precision.fp32),
+        ) if given]
+        if unused:
+            raise DgbenchError(f"{', '.join(unused)}: not used by the cross-domain protocol")
+        _run_cross_domain(model, dataset, data, seg, limit=limit, device=device, batch_size=batch_size,
+                          results=results, force=force, fmt=fmt, metric=metric, progress=progress)
+        return
+    _check_protocol(protocol)
     try:
         summary = run_protocol(
             model, protocol, dataset=dataset, data=data, shifts=_split(shifts), limit=limit, subset=subset,
@@ -104,6 +154,131 @@ def run_cmd(
     if skipped:
         line += f" · {skipped} corrupt image(s) skipped"
     console.print(line, highlight=False)
+
+
+def _check_protocol(name: str) -> None:
+    """Unknown protocol names get suggestions among the spec protocols and cross-domain."""
+    from ..protocols import registry
+
+    known = registry().protocols
+    if name not in known:
+        raise UnknownNameError("protocol", name, [*known, CROSS_DOMAIN])
+
+
+def _size(text: str | None, flag: str, default: tuple[int, int]) -> tuple[int, int]:
+    if text is None:
+        return default
+    try:
+        parts = [int(v) for v in text.lower().replace(",", "x").split("x")]
+    except ValueError:
+        parts = []
+    if len(parts) not in (1, 2) or min(parts) < 1:
+        raise DgbenchError(f"{flag} {text!r}: expected H or HxW in pixels, e.g. 769 or 769x769")
+    return (parts[0], parts[-1])
+
+
+def _run_cross_domain(model: str, dataset: str | None, data: Path | None, seg: dict[str, Any], *, limit: int | None,
+                      device: str, batch_size: int, results: Path | None, force: bool, fmt: OutFormat,
+                      metric: str | None, progress: bool) -> None:
+    """``dgbench run --protocol cross-domain``: the 2x2 of a domain pair (Table 6's shape)."""
+    import time
+
+    from ..engine import resolve_device
+    from ..protocols.cross_domain import cross_domain_dataset, cross_domain_pairs, run_cross_domain
+    from ..protocols.segmentation import run_builtin_scenes
+
+    if data is not None:
+        raise DgbenchError(
+            f"--data is an ImageNet folder, which has no second domain for the cross-domain protocol; "
+            f"pass --dataset, one of: {cross_domain_pairs()}"
+        )
+    seg_given = [f"--{k.replace('_', '-')}" for k in ("checkpoint_a", "checkpoint_b", "cityscapes", "gta5", "crop", "stride", "gta5_split_file")
+                 if seg[k] is not None]
+    if dataset is None:
+        dataset = "cityscapes-gta5" if seg["checkpoint_a"] or seg["checkpoint_b"] else "digits"
+        if dataset == "digits":
+            _note("no --dataset: using the built-in digits <-> typeset-digits pair "
+                  f"(cross-domain datasets: {cross_domain_pairs()})")
+    task, pair = cross_domain_dataset(dataset)
+    if pair != ("cityscapes", "gta5"):
+        not_here = seg_given + [f for f, v in (("--eval-mode", seg["eval_mode"] != "whole"), ("--flip", seg["flip"]),
+                                              ("--eval-scale", seg["eval_scale"] != 1.0),
+                                              ("--gta5-mismatch", seg["gta5_mismatch"] != "error"),
+                                              ("--limit", limit is not None)) if v]
+        if task == "classification" and seg["save_predictions"] is not None:
+            not_here.append("--save-predictions")
+        if not_here:
+            raise DgbenchError(f"{', '.join(not_here)}: only for --dataset cityscapes-gta5 (the built-in pairs use "
+                               "their shipped checkpoints and whole test sets)")
+    dev = str(resolve_device(device))
+    show = progress and fmt == OutFormat.rich
+    before = _stored_count(results)
+    t0 = time.perf_counter()
+    try:
+        if task == "classification":
+            records = run_cross_domain(model, dataset, results=results, force=force, device=dev,
+                                       batch_size=batch_size, progress=show)
+        elif pair[0] == "digit-scenes":
+            records = run_builtin_scenes(model, results=results, force=force, device=dev,
+                                         save_predictions=seg["save_predictions"], progress=show)
+        else:
+            records = _run_cityscapes_gta5(model, seg, limit=limit, device=dev, results=results, force=force,
+                                           progress=show)
+    except KeyboardInterrupt:
+        err_console.print("[bold yellow]interrupted:[/] nothing partial was written (models that finished are "
+                          "stored); run the same command again to resume.")
+        raise typer.Exit(130) from None
+    if fmt == OutFormat.json:
+        for rec in records:
+            sys.stdout.write(json.dumps(rec, sort_keys=True, default=str) + "\n")
+        return
+    from ..results.tables import render_table
+
+    console.print(render_table(records, kind=CROSS_DOMAIN, fmt="rich", metric=metric))
+    computed = _stored_count(results) - before
+    console.print(f"{computed} result(s) computed, {len(records) - computed} reused from the store · "
+                  f"{' <-> '.join(pair)} · {time.perf_counter() - t0:,.1f} s", highlight=False)
+
+
+def _stored_count(results: Path | None) -> int:
+    from ..config import results_dir
+    from ..results.store import ResultStore
+
+    return sum(1 for _ in ResultStore(results_dir(results)).iter_records(CROSS_DOMAIN))
+
+
+def _run_cityscapes_gta5(model: str, seg: dict[str, Any], *, limit: int | None, device: str,
+                         results: Path | None, force: bool, progress: bool) -> list[dict[str, Any]]:
+    from ..config import results_dir
+    from ..data.seg_base import QuirkPolicy
+    from ..models.registry import resolve_name
+    from ..protocols.segmentation import build_eval_dataset, run_cross_domain_segmentation
+    from ..results.store import ResultStore
+
+    missing = [f for f, k in (("--checkpoint-a (trained on Cityscapes)", "checkpoint_a"),
+                              ("--checkpoint-b (trained on GTA5)", "checkpoint_b")) if seg[k] is None]
+    if missing:
+        raise DgbenchError(f"cross-domain cityscapes-gta5 needs {' and '.join(missing)}: the authors released no "
+                           "segmentation weights; `dgbench train --task segmentation` makes them")
+    for k in ("checkpoint_a", "checkpoint_b"):
+        if not Path(seg[k]).is_file():
+            raise DgbenchError(f"--{k.replace('_', '-')} {seg[k]}: no such file")
+    if model == "all" or any(c in model for c in "*?[") or "," in model:
+        raise DgbenchError("cross-domain cityscapes-gta5 evaluates one model (the one --checkpoint-a/-b hold); "
+                           f"got --model {model!r}")
+    name = model if model.startswith("deeplab_") else f"deeplab_{resolve_name(model)}"
+    resolve_name(name)  # unknown names: suggestions
+    crop = _size(seg["crop"], "--crop", (769, 769))
+    stride = _size(seg["stride"], "--stride", (513, 513))
+    cs = build_eval_dataset("cityscapes", seg["cityscapes"])
+    gta = build_eval_dataset("gta5", seg["gta5"], split_file=seg["gta5_split_file"],
+                             policy=QuirkPolicy(size_mismatch=seg["gta5_mismatch"]))
+    return run_cross_domain_segmentation(
+        name, {"cityscapes": str(seg["checkpoint_a"]), "gta5": str(seg["checkpoint_b"])},
+        {"cityscapes": cs, "gta5": gta}, device=device, mode=seg["eval_mode"], scale=seg["eval_scale"],
+        crop_size=crop, stride=stride, flip=seg["flip"], save_predictions=seg["save_predictions"], limit=limit,
+        progress=progress, store=ResultStore(results_dir(results)), force=force,
+    )
 
 
 def print_table(records: list[dict[str, Any]], metric: str | None = None) -> None:

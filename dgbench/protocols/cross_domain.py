@@ -34,6 +34,33 @@ from ..results.store import ResultStore
 PROTOCOL = "cross-domain"
 # The built-in pair: the real domain first, as Cityscapes is first in Table 6.
 DIGITS_PAIR: tuple[str, str] = ("digits", "typeset-digits")
+# What `dgbench run --protocol cross-domain --dataset NAME` accepts: name -> (task, the pair).
+# Either domain of a built-in pair names the pair.
+CROSS_DOMAIN_DATASETS: dict[str, tuple[str, tuple[str, str]]] = {
+    "digits": ("classification", DIGITS_PAIR),
+    "typeset-digits": ("classification", DIGITS_PAIR),
+    "digit-scenes": ("segmentation", ("digit-scenes", "typeset-digit-scenes")),
+    "typeset-digit-scenes": ("segmentation", ("digit-scenes", "typeset-digit-scenes")),
+    "cityscapes-gta5": ("segmentation", ("cityscapes", "gta5")),
+}
+
+
+def cross_domain_pairs() -> str:
+    """One line naming every cross-domain dataset and its pair, for messages."""
+    seen: dict[tuple[str, str], str] = {}
+    for name, (_, pair) in CROSS_DOMAIN_DATASETS.items():
+        seen.setdefault(pair, name)
+    return "; ".join(f"{name} ({' <-> '.join(pair)})" for pair, name in seen.items())
+
+
+def cross_domain_dataset(name: str) -> tuple[str, tuple[str, str]]:
+    """``(task, pair)`` of a cross-domain dataset name; unknown names get suggestions."""
+    from ..errors import UnknownNameError
+
+    if name not in CROSS_DOMAIN_DATASETS:
+        err = UnknownNameError("cross-domain dataset", name, CROSS_DOMAIN_DATASETS)
+        raise DgbenchError(f"{err} The cross-domain protocol runs on: {cross_domain_pairs()}")
+    return CROSS_DOMAIN_DATASETS[name]
 
 
 @dataclass
@@ -219,8 +246,9 @@ def run_cross_domain(
 
     if dataset not in DIGITS_PAIR:
         raise DgbenchError(
-            f"the built-in cross-domain protocol runs on {' <-> '.join(DIGITS_PAIR)}, not {dataset!r} "
-            "(Cityscapes <-> GTA5 is `dgbench seg`)"
+            f"the built-in cross-domain classification runs on {' <-> '.join(DIGITS_PAIR)}, not {dataset!r} "
+            "(the segmentation pairs: dgbench.protocols.segmentation.run_builtin_scenes and "
+            "run_cross_domain_segmentation, or `dgbench run --protocol cross-domain --dataset digit-scenes|cityscapes-gta5`)"
         )
     names = _small_models(model, SMALL_MODELS, small_name_for)
     rstore = ResultStore(results_dir(results)) if store else None

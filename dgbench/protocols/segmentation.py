@@ -310,6 +310,8 @@ def run_cross_domain_segmentation(
     dataset_name: str = DATASET_NAME,
     seed: int | None = None,
     progress: bool = False,
+    store: Any = None,
+    force: bool = False,
 ) -> list[dict[str, Any]]:
     """Result records of Table 6 for one model: every (train domain, test domain) pair.
 
@@ -319,11 +321,19 @@ def run_cross_domain_segmentation(
     and pixel accuracy in percent plus per-class IoU; a cross-domain record's ``reference`` is its
     in-domain test and its ``drop`` the difference from it (negative = a loss). Predictions are
     saved under ``<save_predictions>/<train>-to-<test>/`` when asked.
+
+    With a ``store`` (:class:`dgbench.results.store.ResultStore`) a cell already stored under the
+    same record key (model, kwargs, weights, dataset fingerprint, domains, preprocessing, seed,
+    limit) is reused instead of evaluated, unless ``force``; the new records are appended to it
+    once every cell is known (an interrupted run writes nothing).
     """
     import time
 
     from ..models.registry import create_model
-    from ..results.record import new_record
+    from ..results.record import new_record, record_key
+
+    done = store.completed_keys("cross-domain") if store is not None and not force else set()
+    fresh: list[dict[str, Any]] = []
 
     kwargs = dict(model_kwargs or {})
     preprocessing = {"mode": mode, "scale": scale, "flip": flip}
@@ -334,6 +344,20 @@ def run_cross_domain_segmentation(
         net = create_model(model, pretrained=ckpt, **kwargs)
         per_train: dict[str, dict[str, Any]] = {}
         for test_domain, ds in test_sets.items():
+            n = len(ds) if limit is None else min(limit, len(ds))
+            identity = dict(
+                task="segmentation", protocol="cross-domain", model=getattr(net, "dgbench_name", model),
+                model_kwargs=kwargs, weights_sha256=getattr(net, "weights_sha256", None), dataset=dataset_name,
+                dataset_fingerprint=ds.fingerprint() if hasattr(ds, "fingerprint") else None,
+                train_domain=train_domain, test_domain=test_domain, shift=None, shift_spec=None,
+                preprocessing=preprocessing, precision="amp" if amp and torch.device(device).type == "cuda" else "fp32",
+                limit=limit, subset=None, seed=seed,
+            )
+            key = record_key(identity)
+            stored = store.find(key, "cross-domain") if key in done else None
+            if stored is not None:
+                per_train[test_domain] = stored
+                continue
             save_dir = Path(save_predictions) / f"{train_domain}-to-{test_domain}" if save_predictions else None
             t0 = time.perf_counter()
             metrics, _ = evaluate_segmentation(
@@ -341,35 +365,23 @@ def run_cross_domain_segmentation(
                 amp=amp, save_dir=save_dir, limit=limit, progress=progress,
             )
             dt = time.perf_counter() - t0
-            n = len(ds) if limit is None else min(limit, len(ds))
             per_train[test_domain] = new_record(
-                task="segmentation",
-                protocol="cross-domain",
-                model=getattr(net, "dgbench_name", model),
-                model_kwargs=kwargs,
-                weights_sha256=getattr(net, "weights_sha256", None),
+                **identity,
                 weights_source=str(ckpt),
-                dataset=dataset_name,
-                dataset_fingerprint=ds.fingerprint() if hasattr(ds, "fingerprint") else None,
                 dataset_info=ds.describe() if hasattr(ds, "describe") else {},
-                train_domain=train_domain,
-                test_domain=test_domain,
                 reference=None,
                 metrics=metrics.as_record_metrics(),
                 num_samples=n,
                 skipped_corrupt=0,
-                seed=seed,
-                limit=limit,
-                preprocessing=preprocessing,
-                precision="amp" if amp and torch.device(device).type == "cuda" else "fp32",
                 device=str(device),
                 batch_size=1,
                 duration_s=round(dt, 3),
                 images_per_s=round(n / dt, 4) if dt > 0 else None,
             )
+            fresh.append(per_train[test_domain])
         in_domain = per_train.get(train_domain)
         for test_domain, rec in per_train.items():
-            if in_domain is not None and test_domain != train_domain:
+            if in_domain is not None and test_domain != train_domain and any(rec is f for f in fresh):
                 rec["reference"] = train_domain
                 rec["drop"] = {
                     m: rec["metrics"][m] - in_domain["metrics"][m]
@@ -377,6 +389,8 @@ def run_cross_domain_segmentation(
                     if rec["metrics"].get(m) is not None and in_domain["metrics"].get(m) is not None
                 }
             records.append(rec)
+    if store is not None and fresh:
+        store.append(fresh)
     return records
 
 
@@ -421,3 +435,83 @@ def segmentation_evaluate(
         )
 
     return evaluate
+
+
+# ---------------------------------------------------------------------------------------------
+# The built-in pair (digit-scenes <-> typeset-digit-scenes) with its shipped checkpoints.
+
+SCENES_DATASET = "digit-scenes"
+
+
+def builtin_scene_models(spec: str | Sequence[str]) -> list[str]:
+    """The small scene DeepLabs meant by ``spec``: ``ibn_b`` / ``small_resnet_ibn_b`` /
+    ``deeplab_small_resnet_ibn_b``, ``all`` or a glob (on either name); only models with shipped
+    checkpoints qualify."""
+    import fnmatch
+
+    from ..errors import DgbenchError
+    from ..models.deeplab import scene_manifest
+    from ..models.small import SMALL_MODELS, small_name_for
+
+    shipped = [f"deeplab_{s}" for s in SMALL_MODELS if f"deeplab_{s}-digit-scenes.pth" in scene_manifest()]
+    specs = [spec] if isinstance(spec, str) else list(spec)
+    out: list[str] = []
+    for one in specs:
+        if one == "all":
+            hits = shipped
+        elif any(c in one for c in "*?["):
+            hits = [m for m in shipped if fnmatch.fnmatch(m, one) or fnmatch.fnmatch(m.removeprefix("deeplab_"), one)]
+            if not hits:
+                raise DgbenchError(f"no built-in scene model matches {one!r} (shipped: {', '.join(shipped)})")
+        else:
+            name = "deeplab_" + small_name_for(one.removeprefix("deeplab_"))
+            if name not in shipped:
+                raise DgbenchError(
+                    f"{one!r} has no shipped digit-scenes checkpoints; the built-in pair has {', '.join(shipped)}"
+                )
+            hits = [name]
+        out += [h for h in hits if h not in out]
+    return out
+
+
+def run_builtin_scenes(
+    model: str | Sequence[str] = "ibn_b",
+    *,
+    results: str | os.PathLike | None = None,
+    store: bool = True,
+    force: bool = False,
+    device: str | torch.device = "cpu",
+    save_predictions: str | os.PathLike | None = None,
+    progress: bool = False,
+) -> list[dict[str, Any]]:
+    """Cross-domain segmentation on the built-in digit-scenes pair: 4 records per model.
+
+    The generic :func:`dgbench.protocols.cross_domain.cross_domain` runner with
+    :func:`segmentation_evaluate`, the shipped checkpoints
+    (:func:`dgbench.models.deeplab.builtin_scene_checkpoints`) and the 200 test scenes of each
+    domain, whole 64x64 scenes, no flip. Records go to ``<results>/cross-domain.jsonl`` (stored
+    cells reused unless ``force``; ``store=False`` writes nothing).
+    """
+    from ..config import results_dir
+    from ..data.digit_scenes import SCENE_DOMAINS, DigitScenes
+    from ..models.deeplab import builtin_scene_checkpoints
+    from ..models.registry import create_model
+    from ..results.store import ResultStore
+    from .cross_domain import Domain, cross_domain
+
+    rstore = ResultStore(results_dir(results)) if store else None
+    evaluate = segmentation_evaluate(device=device, save_predictions=save_predictions, progress=progress)
+    test_sets = {d: DigitScenes(d, "test") for d in SCENE_DOMAINS}
+
+    def preprocessing(net: torch.nn.Module, ds: Any) -> dict[str, Any]:
+        return {"mode": "whole", "scale": 1.0, "flip": False}
+
+    out: list[dict[str, Any]] = []
+    for name in builtin_scene_models(model):
+        ckpts = builtin_scene_checkpoints(name)
+        domains = [Domain(d, (lambda p=ckpts[d], n=name: create_model(n, pretrained=p)), test_sets[d]) for d in SCENE_DOMAINS]
+        out += cross_domain(
+            name, domains, evaluate, task="segmentation", store=rstore, force=force, preprocessing=preprocessing,
+            record_fields={"precision": "fp32", "weights_source": "builtin"},
+        )
+    return out
