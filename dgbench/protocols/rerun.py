@@ -54,11 +54,15 @@ def _protocol_order(protocol: str, shifts: list[str]) -> list[str]:
 
 def _rerun_cross_domain(dataset: str, models: list[str], rows: pd.DataFrame,
                         results_dir: Path) -> list[dict[str, Any]]:
+    from ..data.digit_scenes import SCENE_DOMAINS
     from .cross_domain import DIGITS_PAIR, run_cross_domain
+    from .segmentation import run_builtin_scenes
 
     domains = set(rows["train_domain"]) | set(rows["test_domain"])
     if domains <= set(DIGITS_PAIR):
         return run_cross_domain(models, DIGITS_PAIR[0], results=results_dir, force=True)
+    if domains <= set(SCENE_DOMAINS):
+        return run_builtin_scenes(models, results=results_dir, force=True)
     raise DgbenchError(
         f"{dataset} · cross-domain: re-running needs the domains' data and checkpoints "
         f"({', '.join(sorted(domains))}); run the protocol, then `dgbench check` without --rerun"
