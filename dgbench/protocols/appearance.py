@@ -322,7 +322,7 @@ def run_protocol(
         reused += len(keyed) - len([k for _, k in keyed if k in by_key])
     if skipped:
         shown = ", ".join(skipped[:3]) + (", ..." if len(skipped) > 3 else "")
-        say(f"skipped {len(skipped)} model(s) whose classifier does not fit {ds_name}'s classes ({shown})")
+        say(f"skipped {len(skipped)} model(s) whose classifier does not fit the classes of {ds_name} ({shown})")
     return RunSummary(out, computed, reused, time.perf_counter() - t0, images, ds_name)
 
 
