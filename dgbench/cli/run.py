@@ -411,11 +411,18 @@ def _style_rows() -> list[DoctorRow]:
     from ..protocols.style_cache import list_all_caches
 
     rows: list[DoctorRow] = []
-    wdir = cache_dir() / "weights"
-    gens = sorted(wdir.glob("*.pth")) if wdir.is_dir() else []
-    rows.append(("style generators", str(wdir), "ok" if gens else "none",
-                 ", ".join(p.name for p in gens) or "pass --weights to `dgbench prepare monet` (see README)"))
     caches = list_all_caches()
+    # Generators are wherever the user keeps them (a URL goes to torch hub's cache): report the
+    # ones the style caches were rendered with, and whether each file is still there.
+    sources = sorted({m["generator_source"] for _, m, _ in caches if m.get("generator_source")})
+    if not sources:
+        rows.append(("style generators", "style cache manifests", "none",
+                     "pass --weights to `dgbench prepare monet` (see README)"))
+    for src in sources:
+        local = not src.startswith(("http://", "https://", "file://"))
+        found = Path(src).expanduser().is_file() if local else None
+        rows.append(("style generator", src, "ok" if found in (True, None) else "missing",
+                     "used by a style cache" + ("" if found is not False else "; the file is gone (re-renders need it)")))
     if not caches:
         rows.append(("style caches", str(cache_dir() / "styles"), "none", "`dgbench prepare monet --data ... --weights ...` builds one"))
     for folder, man, count in caches:
