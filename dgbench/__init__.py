@@ -39,6 +39,10 @@ _API = {
     "run_cross_domain": "dgbench.protocols.cross_domain",
     "load_builtin": "dgbench.models.small",
     "digit_images": "dgbench.data.digits",
+    "build_dataset": "dgbench.data.base",
+    "list_datasets": "dgbench.data.base",
+    "run_builtin_scenes": "dgbench.protocols.segmentation",
+    "rerun_leaderboard": "dgbench.protocols.rerun",
 }
 
 __all__ = sorted(_API) + ["__version__"]

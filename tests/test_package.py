@@ -94,3 +94,12 @@ def test_wheel_ships_transforms_and_leaderboards(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, check=True, capture_output=True, text=True)
     for line in out.stdout.split():
         assert Path(line).is_dir() and Path(line).is_relative_to(target), line
+
+
+def test_every_public_name_resolves() -> None:
+    import dgbench
+
+    for name in dgbench.__all__:
+        assert getattr(dgbench, name) is not None, name
+    with pytest.raises(AttributeError):
+        dgbench.no_such_thing  # noqa: B018
