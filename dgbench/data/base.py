@@ -7,7 +7,7 @@ image is decoded once per protocol, never once per shift.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,25 @@ class ClassificationDataset(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:  # pragma: no cover - abstract
         raise NotImplementedError
+
+
+def class_balanced_indices(labels: Sequence[int], n: int) -> list[int]:
+    """A fixed, class-balanced choice of ``n`` indices, returned in index order.
+
+    Round-robin over the classes in label order, taking each class's samples in index order, so
+    the choice depends only on the labels (10,000 of ImageNet val = the first 10 of each class).
+    """
+    by_class: dict[int, list[int]] = {}
+    for i, y in enumerate(labels):
+        by_class.setdefault(int(y), []).append(i)
+    picked: list[int] = []
+    rank = 0
+    while len(picked) < n and any(rank < len(v) for v in by_class.values()):
+        for c in sorted(by_class):
+            if rank < len(by_class[c]) and len(picked) < n:
+                picked.append(by_class[c][rank])
+        rank += 1
+    return sorted(picked)
 
 
 # name -> builder(root, *, split, preprocess, **options) -> ClassificationDataset

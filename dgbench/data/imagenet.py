@@ -34,7 +34,7 @@ from PIL import Image
 
 from ..config import asset_path, data_root
 from ..errors import CorruptImageError, DatasetNotFoundError
-from .base import ClassificationDataset, Preprocess, register_dataset
+from .base import ClassificationDataset, Preprocess, class_balanced_indices, register_dataset
 
 IMAGE_EXTS = (".jpeg", ".jpg", ".png")
 SYNSET_RE = re.compile(r"^n\d{8}$")
@@ -214,17 +214,8 @@ def scan(root: str | os.PathLike) -> Layout:
 def class_balanced(samples: list[tuple[Path, int]], n: int) -> list[tuple[Path, int]]:
     """A fixed, class-balanced subset of ``n`` samples: round-robin over classes in index order,
     each class's images in file-name order (so 10,000 of ImageNet val = 10 per class)."""
-    by_class: dict[int, list[tuple[Path, int]]] = {}
-    for s in sorted(samples, key=lambda s: (s[1], s[0].name)):
-        by_class.setdefault(s[1], []).append(s)
-    picked: list[tuple[Path, int]] = []
-    rank = 0
-    while len(picked) < n and any(rank < len(v) for v in by_class.values()):
-        for c in sorted(by_class):
-            if rank < len(by_class[c]) and len(picked) < n:
-                picked.append(by_class[c][rank])
-        rank += 1
-    return sorted(picked, key=lambda s: s[0].name)
+    ordered = sorted(samples, key=lambda s: s[0].name)
+    return [ordered[i] for i in class_balanced_indices([y for _, y in ordered], n)]
 
 
 class ImageNetVal(ClassificationDataset):

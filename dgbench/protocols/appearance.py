@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from ..config import ENV_VARS, results_dir
-from ..data.base import Preprocess, build_dataset, list_datasets
+from ..data.base import Preprocess, build_dataset, class_balanced_indices, list_datasets
 from ..engine import EngineConfig, EvalResult, dist_info, evaluate, maybe_init_distributed, resolve_device
 from ..errors import DatasetNotFoundError, DgbenchError, UnknownNameError
 from ..results.record import new_record, record_key
@@ -95,17 +95,7 @@ def select(ds: Any, limit: int | None = None, subset: int | None = None) -> Any:
         return ds
     idx = list(range(len(ds)))
     if subset:
-        by_class: dict[int, list[int]] = {}
-        for i, y in enumerate(labels_of(ds)):
-            by_class.setdefault(y, []).append(i)
-        picked: list[int] = []
-        rank = 0
-        while len(picked) < subset and any(rank < len(v) for v in by_class.values()):
-            for c in sorted(by_class):
-                if rank < len(by_class[c]) and len(picked) < subset:
-                    picked.append(by_class[c][rank])
-            rank += 1
-        idx = sorted(picked)
+        idx = class_balanced_indices(labels_of(ds), subset)
     if limit:
         idx = idx[:limit]
     return Selection(ds, idx, limit, subset)
