@@ -205,7 +205,7 @@ def test_torchrun_two_ranks_give_the_single_process_records(tmp_path: Path, monk
     common = ["-m", "dgbench", "run", "--model", "resnet18", "--protocol", "appearance-lite", "--data", str(root),
               "--no-pretrained", "--no-progress", "--workers", "0", "--batch-size", "2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    for name, launcher in (("one", []), ("two", ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29731"])):
+    for name, launcher in (("one", []), ("two", ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"])):
         out = subprocess.run([sys.executable, *launcher, *common, "--results", str(tmp_path / name)], env=env,
                              capture_output=True, text=True, timeout=300)
         assert out.returncode == 0, out.stderr[-2000:]
