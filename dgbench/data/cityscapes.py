@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ..config import ENV_VARS, data_root
 from ..errors import DatasetNotFoundError
-from .seg_base import LayoutReport, Pair, QuirkPolicy, SegmentationDataError, SegmentationDataset, Transform, match_counts, scan_pairs
+from .seg_base import LayoutReport, Pair, layout_report, QuirkPolicy, SegmentationDataError, SegmentationDataset, Transform, match_counts
 
 IMAGE_SUFFIX = "_leftImg8bit.png"
 LABEL_SUFFIX = "_gtFine_labelIds.png"
@@ -75,23 +75,4 @@ def check_layout(root: str | os.PathLike | None = None, splits: tuple[str, ...] 
 
     Reads file headers only (no pixel decoding), so it is quick even on the full dataset.
     """
-    try:
-        r = resolve_root(root)
-    except DatasetNotFoundError as exc:
-        return LayoutReport("cityscapes", None, False, problems=[str(exc)])
-    report = LayoutReport("cityscapes", str(r), True, split=",".join(splits))
-    for split in splits:
-        try:
-            pairs = find_pairs(r, split)
-            ok_pairs, quirks, _ = scan_pairs(pairs, QuirkPolicy(size_mismatch="skip", unreadable="skip"), "cityscapes", warn=False)
-        except Exception as exc:  # report, do not raise: doctor lists every problem it finds
-            report.ok = False
-            report.problems.append(f"{split}: {exc}")
-            continue
-        report.num_pairs += len(pairs)
-        report.notes.append(f"{split}: {len(pairs)} pairs")
-        for q in quirks:
-            report.ok = False
-            report.quirks.append(q)
-            report.problems.append(f"{split}: {q.kind} in {len(q.files)} file(s): {', '.join(q.files[:5])}")
-    return report
+    return layout_report("cityscapes", lambda: resolve_root(root), find_pairs, splits)

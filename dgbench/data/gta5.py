@@ -33,13 +33,14 @@ from ..errors import DatasetNotFoundError
 from .seg_base import (
     LayoutReport,
     Pair,
+    Quirk,
     QuirkPolicy,
     SegmentationDataError,
     SegmentationDataset,
     Transform,
     _list_names,
+    layout_report,
     match_counts,
-    scan_pairs,
 )
 
 SPLITS = ("train", "val", "test", "all")
@@ -172,25 +173,8 @@ def check_layout(
     Size-mismatched and unreadable pairs are listed as notes (they have a policy; the default
     policy stops, so they are also what the user must decide about).
     """
-    try:
-        r = resolve_root(root)
-    except DatasetNotFoundError as exc:
-        return LayoutReport("gta5", None, False, problems=[str(exc)])
-    report = LayoutReport("gta5", str(r), True, split=",".join(splits))
-    for split in splits:
-        try:
-            pairs = find_pairs(r, split, split_file)
-            _, quirks, _ = scan_pairs(pairs, QuirkPolicy(size_mismatch="skip", unreadable="skip"), "gta5", warn=False)
-        except Exception as exc:  # doctor reports every problem instead of stopping at the first
-            report.ok = False
-            report.problems.append(f"{split}: {exc}")
-            continue
-        report.num_pairs += len(pairs)
-        report.notes.append(f"{split}: {len(pairs)} pairs")
-        for q in quirks:
-            report.quirks.append(q)
-            report.notes.append(
-                f"{split}: {q.kind} in {len(q.files)} file(s) ({_list_names(q.files, 5)}); "
-                "choose --gta5-mismatch resize-label|skip / --gta5-unreadable skip"
-            )
-    return report
+    def note(split: str, q: Quirk) -> str:
+        return (f"{split}: {q.kind} in {len(q.files)} file(s) ({_list_names(q.files, 5)}); "
+                "choose --gta5-mismatch resize-label|skip / --gta5-unreadable skip")
+
+    return layout_report("gta5", lambda: resolve_root(root), lambda r, split: find_pairs(r, split, split_file), splits, note)

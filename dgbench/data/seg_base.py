@@ -150,6 +150,45 @@ class LayoutReport:
         return "\n".join([head] + [f"  - {p}" for p in self.problems] + [f"  * {n}" for n in self.notes])
 
 
+def layout_report(
+    dataset: str,
+    resolve: Callable[[], Path],
+    find: Callable[[Path, str], list["Pair"]],
+    splits: Sequence[str],
+    quirk_note: Callable[[str, Quirk], str] | None = None,
+) -> LayoutReport:
+    """``dgbench doctor``'s layout check of one dataset; never raises.
+
+    ``find(root, split)`` lists a split's pairs; file headers are scanned for quirks (no pixel
+    decoding). A quirk is a problem unless ``quirk_note`` words it as a note (quirks with a policy).
+    """
+    from ..errors import DatasetNotFoundError
+
+    try:
+        root = resolve()
+    except DatasetNotFoundError as exc:
+        return LayoutReport(dataset, None, False, problems=[str(exc)])
+    report = LayoutReport(dataset, str(root), True, split=",".join(splits))
+    for split in splits:
+        try:
+            pairs = find(root, split)
+            _, quirks, _ = scan_pairs(pairs, QuirkPolicy(size_mismatch="skip", unreadable="skip"), dataset, warn=False)
+        except Exception as exc:  # doctor reports every problem instead of stopping at the first
+            report.ok = False
+            report.problems.append(f"{split}: {exc}")
+            continue
+        report.num_pairs += len(pairs)
+        report.notes.append(f"{split}: {len(pairs)} pairs")
+        for q in quirks:
+            report.quirks.append(q)
+            if quirk_note is None:
+                report.ok = False
+                report.problems.append(f"{split}: {q.kind} in {len(q.files)} file(s): {', '.join(q.files[:5])}")
+            else:
+                report.notes.append(quirk_note(split, q))
+    return report
+
+
 def _list_names(paths: Sequence[Any], limit: int = 10) -> str:
     names = [str(p) for p in paths]
     more = f" ... and {len(names) - limit} more" if len(names) > limit else ""
