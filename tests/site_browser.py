@@ -63,7 +63,7 @@ def main(out: str) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="dgbench-site-"))
     try:
         build_site(leaderboard_csvs([data_dir("leaderboards")]), tmp / "site")
-        drv = browser(1000, 760, profile=str(tmp / "profile"))
+        drv = browser(1000, 840, profile=str(tmp / "profile"))
         try:
             drv.get((tmp / "site" / "digits-appearance.html").as_uri())
             png = drv.get_screenshot_as_png()
