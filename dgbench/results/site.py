@@ -148,9 +148,9 @@ def _conditions(both: pd.DataFrame, kind: str) -> tuple[list[str], str]:
     return cols + sorted(extra - set(cols), key=_natural), ""
 
 
-def build_grid(both: pd.DataFrame, kind: str, metric: str, metrics: tuple[str, ...], sidecar,
-               csv_of) -> Grid:
-    """One metric's table from measured and paper summary rows (the paper's row order)."""
+def build_grid(both: pd.DataFrame, kind: str, metric: str, metrics: tuple[str, ...], sidecar) -> Grid:
+    """One metric's table from measured and paper summary rows (the paper's row order); the
+    ``_csv`` column names the CSV each row comes from (a link relative to the page)."""
     conditions, reference = _conditions(both, kind)
     cond_col = "shift" if kind == "appearance" else "test_domain"
     keys = sorted({(m, kw, s) for m, kw, s in zip(both["model"], both["model_kwargs"], both["source"])},
@@ -166,7 +166,7 @@ def build_grid(both: pd.DataFrame, kind: str, metric: str, metrics: tuple[str, .
             rows.append(Row(variant_label(model, kw), src, train,
                             [_cell(by[c], metric) if c in by else None for c in conditions],
                             _runs(part, sidecar, metrics) if src == MEASURED else None,
-                            "; ".join(notes), csv_of(part.iloc[0])))
+                            "; ".join(notes), str(part["_csv"].iloc[0])))
     return Grid(metric, kind, conditions, rows, reference)
 
 
@@ -201,15 +201,12 @@ def build_board(csv_path: Path, paper: pd.DataFrame | None) -> Board:
     p = _paper_matches(paper, kind, dataset, protocol) if paper is not None else pd.DataFrame()
     if not p.empty:
         p = p[p["model"].isin(set(measured["model"]))]
-    both = pd.concat([summary, p], ignore_index=True) if not p.empty else summary
-    paper_csvs = sorted({f"paper/{leaderboard_name(d, pr)}.csv" for d, pr in zip(p.get("dataset", []),
-                                                                                    p.get("protocol", []))})
-
-    def csv_of(r: Mapping[str, Any]) -> str:
-        return csv_path.name if r["source"] != PAPER else f"paper/{leaderboard_name(r['dataset'], r['protocol'])}.csv"
-
+    both = pd.concat([summary.assign(_csv=csv_path.name),
+                      p.assign(_csv=[f"paper/{leaderboard_name(d, pr)}.csv" for d, pr in zip(p["dataset"], p["protocol"])])],
+                     ignore_index=True) if not p.empty else summary.assign(_csv=csv_path.name)
+    paper_csvs = sorted(set(both["_csv"]) - {csv_path.name})
     sidecar = read_sidecar(csv_path)
-    grids = [build_grid(both, kind, m, metrics, sidecar, csv_of) for m in metrics]
+    grids = [build_grid(both, kind, m, metrics, sidecar) for m in metrics]
     return Board(csv_path.stem, dataset, protocol, kind, task, metrics, csv_path.name, grids,
                  _plots(measured, metrics), sidecar is not None, paper_csvs)
 
