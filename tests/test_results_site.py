@@ -91,6 +91,16 @@ def test_pages_show_every_csv_number(builtin: Path) -> None:
         assert f'<a href="{csv_path.name}">' in page
 
 
+def test_builtin_pages_show_the_committed_provenance(builtin: Path) -> None:
+    # The committed sidecars match their CSVs, so every measured row shows its runs.
+    for sidecar in sorted(data_dir("leaderboards").glob("*.provenance.json")):
+        page = (builtin / sidecar.name.replace(".provenance.json", ".html")).read_text()
+        rows = re.findall(r'<tr data-source="dgbench".*?</tr>', page)
+        assert rows and "does not cover" not in page
+        for run in (r for entry in json.loads(sidecar.read_text())["rows"] for r in entry["runs"]):
+            assert all(f"<code>{run[k]}</code>" in page for k in ("weights_sha256", "git_commit", "dgbench"))
+
+
 def test_index_lists_every_leaderboard(builtin: Path) -> None:
     index = (builtin / "index.html").read_text()
     for csv_path in data_dir("leaderboards").glob("*.csv"):
