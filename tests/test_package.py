@@ -78,9 +78,12 @@ def test_wheel_ships_transforms_and_leaderboards(tmp_path: Path) -> None:
     )
     (wheel,) = wheel_dir.glob("dgbench-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    for folder, pattern in (("transforms", "*.toml"), ("leaderboards", "*.csv")):
+    for folder, pattern in (("transforms", "*.toml"), ("leaderboards", "*.csv"),
+                            ("leaderboards", "*.provenance.json")):
         for f in (REPO / folder).glob(pattern):
             assert f"dgbench/{folder}/{f.name}" in names, f"{folder}/{f.name} missing from the wheel"
+    for asset in ("site.css", "site.js"):  # the leaderboard site's styles and script
+        assert f"dgbench/assets/site/{asset}" in names, f"assets/site/{asset} missing from the wheel"
     assert not any(n.startswith("tests/") for n in names)
 
     # Installed from the wheel (no checkout on the path), dgbench finds its data folders inside itself.

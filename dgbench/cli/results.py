@@ -10,7 +10,7 @@ from ..config import data_dir, results_dir
 from ..errors import DgbenchError, UnknownNameError
 from ._app import app, console
 
-leaderboard_app = typer.Typer(help="Published leaderboards (fixed-schema CSV + Markdown).",
+leaderboard_app = typer.Typer(help="Published leaderboards (fixed-schema CSV + Markdown, and a static site).",
                               no_args_is_help=True)
 app.add_typer(leaderboard_app, name="leaderboard")
 
@@ -99,12 +99,34 @@ def publish_cmd(
     out: Path = typer.Option(Path("leaderboards"), "--out", help="Folder to write <dataset>-<protocol>.csv/.md into."),
     protocol: Optional[str] = typer.Option(None, "--protocol", "-p", help="Only this protocol."),
     dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Only this dataset."),
+    html: bool = typer.Option(False, "--html", help="Also write the static site into --out: index.html, "
+                              "one page per leaderboard there, and each run's provenance (.provenance.json)."),
 ) -> None:
     """Write leaderboards/<dataset>-<protocol>.csv (fixed schema) and its Markdown page."""
     from ..results.leaderboard import publish
 
     frame = _load(results, protocol, dataset)
-    for path in publish(frame, out):
+    written = publish(frame, out)
+    if html:
+        from ..results.site import publish_site
+        from ..results.store import ResultStore
+
+        records = {r["key"]: r for r in ResultStore(results_dir(results)).iter_records()}
+        written += publish_site(frame, records, out)
+    for path in written:
+        console.print(f"wrote {path}", highlight=False)
+
+
+@leaderboard_app.command("site")
+def site_cmd(
+    sources: Optional[list[Path]] = typer.Argument(None, help="Leaderboard CSVs or folders of them "
+                                                   "(default: the built-in leaderboards)."),
+    out: Path = typer.Option(..., "--out", help="Folder to write index.html and the pages into."),
+) -> None:
+    """Build the static site (index.html + one page per leaderboard) from published CSVs."""
+    from ..results.site import build_site, leaderboard_csvs
+
+    for path in build_site(leaderboard_csvs(sources or [data_dir("leaderboards")]), out):
         console.print(f"wrote {path}", highlight=False)
 
 

@@ -81,7 +81,14 @@ def plot_results(frame: pd.DataFrame, out: str | os.PathLike, metric: str | None
     out = Path(out)
     if out.suffix.lower() != ".png":
         raise DgbenchError(f"--out {out}: dgbench plot writes PNG files (name it *.png)")
-    summary = summarize(frame)
+    fig = drops_figure(summarize(frame), metric)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, format="png", dpi=110)
+    return out
+
+
+def drops_figure(summary: pd.DataFrame, metric: str | None = None) -> Figure:
+    """The drops of a summary frame's measured rows as a figure (the site embeds it too)."""
     summary = summary[summary["source"] == MEASURED] if not summary.empty else summary
     shifted = summary[summary["reference"] != ""] if not summary.empty else summary
     if shifted.empty:
@@ -117,6 +124,4 @@ def plot_results(frame: pd.DataFrame, out: str | os.PathLike, metric: str | None
     axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
     for draw, ax in zip(panels, axes):
         draw(ax)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, format="png", dpi=110)
-    return out
+    return fig

@@ -1,0 +1,179 @@
+"""The leaderboard site in a real headless browser (the system's Chromium, driven by selenium).
+
+Skipped, with the reason, only where no Chromium and chromedriver are installed; `.ci/run`
+installs them with apt-get. Pages are opened from file:// exactly as a user opens them from disk.
+"""
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dgbench.config import data_dir
+from dgbench.results.site import build_site, leaderboard_csvs
+
+from site_browser import NoBrowser, browser
+from test_results_site import SHA, provenance_records, publish_html
+
+LEADERBOARD = data_dir("leaderboards") / "digits-appearance.csv"
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("site")
+    build_site(leaderboard_csvs([data_dir("leaderboards")]), out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def driver(tmp_path_factory):
+    try:
+        drv = browser(1200, 900, profile=str(tmp_path_factory.mktemp("chromium-profile")))
+    except NoBrowser as exc:
+        pytest.skip(f"no browser to test the site in: {exc}")
+    yield drv
+    drv.quit()
+
+
+def open_page(driver, path: Path) -> None:
+    driver.get_log("browser")  # drain the previous page's log: each page starts with its own
+    driver.get(path.as_uri())
+
+
+def console_errors(driver) -> list[dict]:
+    return [e for e in driver.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
+
+
+def column(driver, table: int, col: int) -> list[str]:
+    """The visible text of column ``col`` of the ``table``-th board, top to bottom."""
+    return driver.execute_script(
+        "var t = document.querySelectorAll('table.board')[arguments[0]], col = arguments[1];"
+        "return Array.prototype.filter.call(t.tBodies[0].rows, function (r) { return !r.hidden; })"
+        ".map(function (r) { var v = r.cells[col].querySelector('.v, .model');"
+        " return v ? v.textContent : r.cells[col].textContent; });", table, col)
+
+
+def header(driver, table: int, label: str):
+    from selenium.webdriver.common.by import By
+
+    tab = driver.find_elements(By.CSS_SELECTOR, "table.board")[table]
+    return next(th for th in tab.find_elements(By.CSS_SELECTOR, "thead th") if th.text.strip() == label)
+
+
+def test_page_loads_from_file_without_console_errors(driver, site: Path) -> None:
+    for page in ("index.html", "digits-appearance.html", "digits-typeset-digits-cross-domain.html"):
+        open_page(driver, site / page)
+        assert driver.execute_script("return document.readyState") == "complete"
+        assert console_errors(driver) == [], page
+    assert driver.title.startswith("digits-typeset-digits · cross-domain")
+
+
+def test_dom_numbers_equal_the_csv(driver, site: Path) -> None:
+    open_page(driver, site / "digits-appearance.html")
+    cells = driver.execute_script(  # {metric: {model: {shift: [value, drop]}}} as rendered
+        "var out = {};"
+        "document.querySelectorAll('table.board').forEach(function (t) {"
+        "  var heads = Array.prototype.map.call(t.tHead.rows[0].cells, function (h) { return h.textContent; });"
+        "  var m = out[t.getAttribute('data-metric')] = {};"
+        "  Array.prototype.forEach.call(t.tBodies[0].rows, function (r) {"
+        "    var row = m[r.getAttribute('data-model')] = {};"
+        "    Array.prototype.forEach.call(r.cells, function (c, i) {"
+        "      var v = c.querySelector('.v'), d = c.querySelector('.d');"
+        "      if (v) row[heads[i]] = [v.textContent, d ? d.textContent : ''];"
+        "    });"
+        "  });"
+        "});"
+        "return out;")
+    rows = list(csv.DictReader(LEADERBOARD.open()))
+    assert set(cells) == {"top1_err", "top5_err"}
+    for metric, table in cells.items():
+        expected = {}
+        for r in rows:
+            drop = r[f"{metric}_drop_pct"]
+            expected.setdefault(r["model"], {})[r["shift"]] = [r[f"{metric}_pct"], f"({drop})" if drop else ""]
+        assert table == expected, metric
+
+
+def test_clicking_a_header_sorts_the_rows(driver, site: Path) -> None:
+    from selenium.webdriver.common.keys import Keys
+
+    open_page(driver, site / "digits-appearance.html")
+    th = header(driver, 0, "cv-stylize")
+    col = driver.execute_script("return arguments[0].cellIndex", th)
+    before = [float(v) for v in column(driver, 0, col)]
+    assert th.get_attribute("aria-sort") is None
+    th.find_element("css selector", "button").click()
+    assert th.get_attribute("aria-sort") == "ascending"
+    ascending = [float(v) for v in column(driver, 0, col)]
+    assert ascending == sorted(before) and ascending != before
+    th.find_element("css selector", "button").click()
+    assert th.get_attribute("aria-sort") == "descending"
+    assert [float(v) for v in column(driver, 0, col)] == sorted(before, reverse=True)
+    # Keyboard: the header is a button, so Enter on it sorts too (and the other header resets).
+    model = header(driver, 0, "model")
+    model.find_element("css selector", "button").send_keys(Keys.ENTER)
+    assert model.get_attribute("aria-sort") == "ascending" and th.get_attribute("aria-sort") is None
+    names = column(driver, 0, 0)
+    assert names == sorted(names) and len(names) == 7
+    # The other metric's table keeps its own order.
+    assert header(driver, 1, "cv-stylize").get_attribute("aria-sort") is None
+
+
+def test_the_filter_hides_rows(driver, site: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    open_page(driver, site / "digits-appearance.html")
+    box = driver.find_element(By.ID, "filter")
+    box.send_keys("ibn_a")
+    for table in (0, 1):  # every table of the page follows the one box
+        assert column(driver, table, 0) == ["small_resnet_ibn_a", "small_resnet_ibn_a2", "small_resnet_ibn_ad"]
+    assert "Showing 3 of 7 rows" in driver.find_element(By.ID, "filter-status").text
+    hidden = driver.execute_script("return document.querySelectorAll('table.board tbody tr[hidden]').length")
+    assert hidden == 2 * 4
+    box.clear()
+    box.send_keys(" ")  # blank: everything again
+    assert len(column(driver, 0, 0)) == 7
+
+
+def test_screenshot_is_not_blank(driver, site: Path) -> None:
+    from PIL import Image
+
+    open_page(driver, site / "digits-appearance.html")
+    img = np.asarray(Image.open(io.BytesIO(driver.get_screenshot_as_png())).convert("RGB"), dtype=float)
+    assert img.shape[0] > 500 and img.shape[1] > 800
+    assert img.std() > 20  # text, rules and shaded cells, not one flat colour
+    colours = {tuple(p) for p in img[::7, ::7].reshape(-1, 3).astype(int)}
+    assert len(colours) > 20
+
+
+def test_readable_at_200_percent_zoom(driver, site: Path) -> None:
+    # 200 % zoom of a 1280 px window lays the page out in 640 CSS px: nothing may force the page
+    # itself to scroll sideways (wide tables scroll inside their own region).
+    driver.set_window_size(640, 900)
+    try:
+        open_page(driver, site / "digits-appearance.html")
+        width = driver.execute_script("return document.documentElement.clientWidth")
+        assert driver.execute_script("return document.documentElement.scrollWidth") <= width
+        box = driver.execute_script("return document.getElementById('filter').getBoundingClientRect().right")
+        assert box <= width
+    finally:
+        driver.set_window_size(1200, 900)
+
+
+def test_paper_rows_and_provenance(driver, tmp_path: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    site = publish_html(tmp_path, provenance_records())
+    open_page(driver, site / "imagenet-appearance.html")
+    assert console_errors(driver) == []
+    paper = driver.find_elements(By.CSS_SELECTOR, "table.board")[0].find_elements(By.CSS_SELECTOR, "tr.paper")
+    assert paper and all(r.find_element(By.CSS_SELECTOR, ".badge").is_displayed() for r in paper)
+    assert {r.get_attribute("data-model") for r in paper} == {"resnet50", "resnet50_ibn_a", "resnet50_ibn_b"}
+    row = driver.find_element(By.CSS_SELECTOR, 'tr[data-source="dgbench"][data-model="resnet50"]')
+    details = row.find_element(By.CSS_SELECTOR, "details.prov")
+    assert not details.find_element(By.TAG_NAME, "dl").is_displayed()
+    details.find_element(By.TAG_NAME, "summary").click()
+    assert SHA in details.find_element(By.TAG_NAME, "dl").text
