@@ -6,8 +6,8 @@ without bias + norm + ReLU, no max-pool) for 32x32 inputs, four residual groups 
 (:data:`WIDTHS`), and the variant's IN placement from :mod:`dgbench.models.ibn` (not
 reimplemented here): ``baseline``, ``ibn_a``, ``ibn_b``, ``ibn_c``, ``ibn_d``, ``ibn_ad``
 (no ``ibn_a2``: IBN-a x2 needs a bottleneck, see :func:`dgbench.models.ibn.unsupported_reason`;
-``small_resnet_ibn_a2`` is refused with that reason). With one block per group, "the last block of a group" (where b and d put their IN
-after the addition) is that block. Groups 1-4 run at 32, 16, 8 and 4 pixels.
+``small_resnet_ibn_a2`` is refused with that reason). With one block per group, "the last block
+of a group" (where b and d put their IN after the addition) is that block. Groups 1-4 run at 32, 16, 8 and 4 pixels.
 
 Weights: ``pretrained=True`` loads the checkpoint trained on the real ``digits`` train split,
 shipped in ``dgbench/assets/checkpoints/digits/`` and verified against the sha256 recorded in
