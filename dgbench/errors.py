@@ -31,6 +31,16 @@ class UnknownNameError(DgbenchError, KeyError):
         return self.args[0]
 
 
+class RefusedNameError(UnknownNameError):
+    """A name dgbench deliberately does not build (e.g. IBN-a x2 on a BasicBlock network); the
+    message names it and says why. An :class:`UnknownNameError`, so lookups handle it the same."""
+
+    def __init__(self, kind: str, name: str, reason: str):
+        self.kind, self.name, self.reason = kind, name, reason
+        self.known, self.suggestions = [], []
+        Exception.__init__(self, f"{kind} {name!r} is not built: {reason}")
+
+
 class DatasetNotFoundError(DgbenchError):
     """A dataset root is missing or not in the expected layout."""
 

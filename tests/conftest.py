@@ -13,3 +13,23 @@ os.environ["TORCH_HOME"] = os.path.join(_scratch, "torch")
 os.environ.setdefault("MPLBACKEND", "Agg")
 for _var in ("DGBENCH_IMAGENET", "DGBENCH_CITYSCAPES", "DGBENCH_GTA5", "DGBENCH_OFFLINE", "DGBENCH_TRANSFORMS"):
     os.environ.pop(_var, None)
+
+
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def built_wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """dgbench's wheel, built once per session from this checkout (offline: no build isolation)."""
+    repo = Path(__file__).resolve().parents[1]
+    wheel_dir = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheel_dir), str(repo)],
+        check=True, capture_output=True,
+    )
+    (wheel,) = wheel_dir.glob("dgbench-*.whl")
+    return wheel

@@ -69,7 +69,6 @@ def test_digits_pair_prints_the_2x2_stores_and_reuses(tmp_path: Path) -> None:
     assert len(ResultStore(res).records("cross-domain")) == 8
 
 
-@pytest.mark.skipif(not scene_manifest(), reason="no shipped digit-scene checkpoints in this checkout")
 def test_digit_scenes_pair_and_both_pairs_in_tables_and_leaderboards(tmp_path: Path) -> None:
     res = str(tmp_path / "results")
     code, out = run("run", "--model", "ibn_b", "--protocol", "cross-domain", "--dataset", "digit-scenes",

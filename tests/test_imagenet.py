@@ -18,11 +18,25 @@ from dgbench.errors import CorruptImageError, DatasetNotFoundError
 LABELS = [3, 0, 999, 3, 17, 0]  # image i (1-based) has class LABELS[i-1]
 
 
+# sha256 of the 1000 WordNet ids, one per line ("\n".join(ids) + "\n"), computed from an
+# independent copy of the list: timm 1.0.31's timm/data/_info/imagenet_synsets.txt (the wheel from
+# PyPI; not a dependency). To recompute: pip download timm --no-deps, unzip that file, then
+# hashlib.sha256(("\n".join(ids) + "\n").encode()).hexdigest().
+SYNSETS_SHA256 = "70002b0ff5de60a3a17a82dbfcff291931f96225ddf941ad2e182fc39e183d15"
+# Class indices every ImageNet user knows by name (tench, goldfish, golden retriever, tabby cat,
+# Egyptian cat, analog clock, toilet tissue): the order of the middle too, not only the ends.
+KNOWN_CLASSES = {0: "n01440764", 1: "n01443537", 207: "n02099601", 281: "n02123045",
+                 285: "n02124075", 409: "n02708093", 999: "n15075141"}
+
+
 def test_synset_list_is_the_canonical_sorted_1000() -> None:
+    import hashlib
+
     s = synsets()
     assert len(s) == 1000 == len(set(s)) and list(s) == sorted(s)
-    assert s[0] == "n01440764" and s[-1] == "n15075141"
     assert all(len(w) == 9 and w[0] == "n" and w[1:].isdigit() for w in s)
+    assert {i: s[i] for i in KNOWN_CLASSES} == KNOWN_CLASSES
+    assert hashlib.sha256(("\n".join(s) + "\n").encode()).hexdigest() == SYNSETS_SHA256
 
 
 def _flat_copy(src: Path, dst: Path) -> Path:
@@ -150,3 +164,29 @@ def test_preprocessing_equals_torchvision_on_real_photos(tmp_path: Path) -> None
         path = tmp_path / f"portrait{i}.JPEG"
         Image.fromarray(np.ascontiguousarray(arr.transpose(1, 0, 2))).save(path, quality=90)
         assert torch.equal(decode_crop(path, Preprocess()), ref(Image.open(path).convert("RGB")))
+
+
+def test_preprocessing_equals_pil_resize_and_a_hand_computed_crop(tmp_path: Path) -> None:
+    """An independent path: PIL's own Image.resize with the documented filter (bilinear, which PIL
+    antialiases when shrinking) to the size the authors' Resize(256) gives, then the center-crop
+    box worked out by hand, so a wrong size, rounding, filter or offset in decode_crop fails."""
+    from sklearn.datasets import load_sample_images
+
+    arr = load_sample_images().images[0]  # china.jpg: 640 wide, 427 high
+    assert arr.shape[:2] == (427, 640)
+    # Landscape 640x427: shorter side 427 -> 256, longer int(640 * 256 / 427) = int(383.7) = 383.
+    # Crop 224 from 383x256: left = round((383 - 224) / 2) = round(79.5) = 80, top = 16.
+    # Portrait 427x640: the same numbers with the axes swapped.
+    cases = {"landscape": (arr, (383, 256), (80, 16, 304, 240)),
+             "portrait": (np.ascontiguousarray(arr.transpose(1, 0, 2)), (256, 383), (16, 80, 240, 304))}
+    for name, (pixels, size, box) in cases.items():
+        path = tmp_path / f"{name}.png"  # lossless, so the decoded pixels are the array's
+        Image.fromarray(pixels).save(path)
+        want = np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BILINEAR).crop(box))
+        got = decode_crop(path, Preprocess())
+        assert got.shape == (3, 224, 224)
+        assert np.array_equal(got.permute(1, 2, 0).numpy(), want), name
+        # the comparison can fail: a crop one pixel off gives other pixels
+        off = np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BILINEAR).crop(
+            (box[0] + 1, box[1], box[2] + 1, box[3])))
+        assert not np.array_equal(got.permute(1, 2, 0).numpy(), off)

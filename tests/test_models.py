@@ -12,6 +12,7 @@ from dgbench.models import IBN, IBNCat, PartialIN, create_model, list_models, mo
 from dgbench.models.resnet import RESNET_LAYERS, BasicBlock, Bottleneck, ResNet
 
 VARIANTS = ["", "_ibn_a", "_ibn_b", "_ibn_c", "_ibn_d", "_ibn_ad", "_ibn_a2"]
+BASIC_VARIANTS = [v for v in VARIANTS if v != "_ibn_a2"]  # a x2 needs a bottleneck (see ibn.py)
 ZOO_FAMILIES = {"resnet", "resnext", "se_resnet", "densenet"}
 
 
@@ -38,7 +39,7 @@ def randomize_norms(model: nn.Module, seed: int = 0) -> nn.Module:
 def test_zoo_has_every_family_depth_and_variant() -> None:
     names = set(list_models())
     for depth in (18, 34, 50, 101, 152):
-        for v in VARIANTS:
+        for v in VARIANTS if depth >= 50 else BASIC_VARIANTS:
             assert f"resnet{depth}{v}" in names
     for depth in (50, 101, 152):
         assert {f"resnext{depth}_32x4d", f"resnext{depth}_ibn_a", f"se_resnet{depth}", f"se_resnet{depth}_ibn_a"} <= names
@@ -60,7 +61,7 @@ def test_unknown_name_suggests_close_matches() -> None:
 
 
 def test_list_models_pattern_and_pretrained_filter() -> None:
-    assert list_models("resnet18_ibn_*") == [f"resnet18{v}" for v in sorted(VARIANTS[1:])]
+    assert list_models("resnet18_ibn_*") == [f"resnet18{v}" for v in sorted(BASIC_VARIANTS[1:])]
     published = list_models(pretrained=True)
     assert "resnet50_ibn_a" in published and "resnet50_ibn_c" not in published
 
@@ -80,7 +81,7 @@ def test_create_model_records_what_was_built() -> None:
 # small non-square size for one model of each other family. Everything else (ResNet-50 and the
 # deep models) runs on the meta device: shapes are propagated without arithmetic, so the whole zoo
 # is checked while the suite stays fast on a 2-core CPU.
-@pytest.mark.parametrize("name", [f"resnet18{v}" for v in VARIANTS])
+@pytest.mark.parametrize("name", [f"resnet18{v}" for v in BASIC_VARIANTS])
 def test_every_variant_forward_224_and_non_square(name: str) -> None:
     model = create_model(name, num_classes=10).eval()
     with torch.no_grad():
@@ -104,7 +105,7 @@ DEEP = ("resnet101", "resnet152", "resnext101", "resnext152", "se_resnet101", "s
 
 def test_every_zoo_model_runs_on_meta_at_224_and_non_square() -> None:
     names = zoo()
-    assert len(names) == 35 + 6 + 6 + 8
+    assert len(names) == 33 + 6 + 6 + 8  # 5 depths x 7 variants, less resnet18/34_ibn_a2
     for name in names:
         with torch.device("meta"):
             model = create_model(name).eval()
@@ -201,7 +202,8 @@ def test_parameter_counts_follow_the_variant(depth: int) -> None:
     assert zoo_params(f"resnet{depth}") == base
     # a, a x2: an IBN layer has exactly the affine parameters of the BN it replaces.
     assert zoo_params(f"resnet{depth}_ibn_a") == base
-    assert zoo_params(f"resnet{depth}_ibn_a2") == base
+    if block is Bottleneck:
+        assert zoo_params(f"resnet{depth}_ibn_a2") == base
     # b: the stem IN replaces a BN (same count); one affine IN after the last block of groups 1-2.
     assert zoo_params(f"resnet{depth}_ibn_b") == base + 2 * (64 * exp + 128 * exp)
     # d: the same two positions, IN on half of the channels; the stem IBN costs nothing extra.
@@ -264,8 +266,9 @@ def test_in_placement_per_variant(depth: int) -> None:
         "_ibn_c": {f"{b}.bn1": "cat" for b in blocks_of(depth, (1, 2, 3))},
         "_ibn_d": {"bn1": "ibn", **after_d},
         "_ibn_ad": {"bn1": "ibn", **a, **after_d},
-        "_ibn_a2": {**a, **{f"{b}.bn2": "ibn" for b in blocks_of(depth, (1, 2, 3))}},
     }
+    if depth >= 50:  # a x2 exists for bottlenecks only (see test_a2_refused_on_basic_blocks)
+        expected["_ibn_a2"] = {**a, **{f"{b}.bn2": "ibn" for b in blocks_of(depth, (1, 2, 3))}}
     for v, exp in expected.items():
         with torch.device("meta"):
             model = create_model(f"resnet{depth}{v}")
@@ -274,6 +277,29 @@ def test_in_placement_per_variant(depth: int) -> None:
     with torch.device("meta"):
         m = create_model(f"resnet{depth}_ibn_a")
     assert (m.layer2[0].bn1.n_in, m.layer2[0].bn1.n_bn) == (64, 64)  # layer2 planes = 128 in both
+
+
+def test_a2_refused_on_basic_blocks() -> None:
+    """IBN-a x2 would have to put IN at bn2, the last norm of a BasicBlock's residual path, which
+    the paper keeps BN: every BasicBlock a2 name is refused with that reason, and so is a direct build."""
+    from dgbench.errors import RefusedNameError
+    from dgbench.models.ibn import VariantError
+
+    for name in ("resnet18_ibn_a2", "resnet34_ibn_a2", "small_resnet_ibn_a2", "small_ibn_a2",
+                 "deeplab_small_resnet_ibn_a2"):
+        with pytest.raises(RefusedNameError, match=rf"{name}.*last norm.*stays BN"):
+            create_model(name)
+        assert name not in list_models()
+    with pytest.raises(VariantError, match="BasicBlock"):
+        ResNet(BasicBlock, (1, 1, 1, 1), variant="a2")
+    # The last norm of every residual path is BN in every other variant too (bn2 / bn3).
+    for name in ["resnet18" + v for v in BASIC_VARIANTS] + ["resnet50" + v for v in VARIANTS]:
+        with torch.device("meta"):
+            m = create_model(name)
+        for blk in m.modules():
+            if isinstance(blk, (BasicBlock, Bottleneck)):
+                last = blk.bn2 if isinstance(blk, BasicBlock) else blk.bn3
+                assert type(last) is nn.BatchNorm2d, name
 
 
 def test_ratio_and_groups_knobs_move_the_in() -> None:

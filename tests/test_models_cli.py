@@ -26,10 +26,14 @@ def test_models_csv_lists_sizes_and_weights() -> None:
     assert res.exit_code == 0, res.output
     rows = {r["name"]: r for r in csv.DictReader(io.StringIO(res.output))}
     assert set(rows) == {"resnet18", "resnet18_ibn_a", "resnet18_ibn_b", "resnet18_ibn_c", "resnet18_ibn_d",
-                         "resnet18_ibn_ad", "resnet18_ibn_a2"}
+                         "resnet18_ibn_ad"}  # no resnet18_ibn_a2: a x2 needs a bottleneck
     assert rows["resnet18"]["params_m"] == "11.69"  # torchvision's ResNet-18: 11,689,512 parameters
     assert rows["resnet18"]["gflops"] == "1.81"  # 1.81 G multiply-adds at 224 (torchvision's table)
     assert rows["resnet18_ibn_a"]["weights"] == "yes" and rows["resnet18_ibn_c"]["weights"] == "no"
+    # Who trained them: the baselines' are torchvision's V1 weights, not the paper's re-implementation.
+    assert rows["resnet18"]["weights_source"] == "torchvision V1"
+    assert rows["resnet18_ibn_a"]["weights_source"] == "IBN-Net authors"
+    assert rows["resnet18_ibn_c"]["weights_source"] == "none"
     assert float(rows["resnet18_ibn_c"]["params_m"]) > 11.69  # c adds channels
     assert rows["resnet18_ibn_b"]["variant"] == "ibn_b" and rows["resnet18_ibn_b"]["backbone"] == "resnet18"
 

@@ -69,21 +69,36 @@ def test_suggest_offers_close_names() -> None:
     assert "did you mean 'resnet50_ibn_a'" in str(err)
 
 
-def test_wheel_ships_transforms_and_leaderboards(tmp_path: Path) -> None:
-    wheel_dir, target = tmp_path / "wheel", tmp_path / "site"
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation", "-w", str(wheel_dir), str(REPO)],
-        check=True,
-        capture_output=True,
-    )
-    (wheel,) = wheel_dir.glob("dgbench-*.whl")
-    names = set(zipfile.ZipFile(wheel).namelist())
-    for folder, pattern in (("transforms", "*.toml"), ("leaderboards", "*.csv"),
-                            ("leaderboards", "*.provenance.json")):
-        for f in (REPO / folder).glob(pattern):
-            assert f"dgbench/{folder}/{f.name}" in names, f"{folder}/{f.name} missing from the wheel"
-    for asset in ("site.css", "site.js"):  # the leaderboard site's styles and script
-        assert f"dgbench/assets/site/{asset}" in names, f"assets/site/{asset} missing from the wheel"
+def _shipped_files() -> dict[str, Path]:
+    """Every file the wheel must carry: its name inside the wheel -> the file in the checkout."""
+    files: dict[str, Path] = {}
+    for folder, pattern in (("transforms", "*.toml"), ("leaderboards", "*.csv"), ("leaderboards", "*.md"),
+                            ("leaderboards", "paper/*.csv"), ("leaderboards", "*.provenance.json")):
+        files.update({f"dgbench/{folder}/{f.relative_to(REPO / folder).as_posix()}": f
+                      for f in (REPO / folder).glob(pattern)})
+    assets = REPO / "dgbench" / "assets"
+    files.update({f"dgbench/{f.relative_to(REPO / 'dgbench').as_posix()}": f
+                  for f in assets.rglob("*") if f.is_file()})
+    return files
+
+
+def test_wheel_ships_transforms_and_leaderboards(tmp_path: Path, built_wheel: Path) -> None:
+    wheel, target = built_wheel, tmp_path / "site"
+    shipped = _shipped_files()
+    # The data the package reads at run time, byte for byte: the paper's numbers, the synset list,
+    # the checkpoints and their manifests.
+    assert any(n.startswith("dgbench/leaderboards/paper/") for n in shipped)
+    assert "dgbench/assets/imagenet_synsets.txt" in shipped
+    assert "dgbench/assets/checkpoints/digits/manifest.json" in shipped
+    assert "dgbench/assets/site/site.js" in shipped and "dgbench/assets/site/site.css" in shipped  # the leaderboard site
+    with zipfile.ZipFile(wheel) as zf:
+        names = set(zf.namelist())
+        for name, path in sorted(shipped.items()):
+            assert name in names, f"{name} missing from the wheel"
+            assert zf.read(name) == path.read_bytes(), f"{name} differs in the wheel"
+    # and nothing stale (a withdrawn checkpoint left in a build folder) ships beside them
+    stale = {n for n in names if n.startswith(("dgbench/assets/", "dgbench/leaderboards/"))} - set(shipped)
+    assert not stale, f"files in the wheel that the checkout does not have: {sorted(stale)}"
     assert not any(n.startswith("tests/") for n in names)
 
     # Installed from the wheel (no checkout on the path), dgbench finds its data folders inside itself.

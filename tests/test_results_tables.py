@@ -67,11 +67,14 @@ def test_paper_rows_join_the_measured_models() -> None:
     rows = _csv(render_table(table1_records(), fmt="csv", metric="top1", with_paper=True))
     assert rows[0] == ["model", "source", "origin", "rgb+50", "std-x1.5", "r+50", "monet"]
     by = {(r[0], r[1]): r[2:] for r in rows[1:]}
-    assert set(by) == {("resnet50", "dgbench"), ("resnet50", "paper"),
-                       ("resnet50_ibn_b", "dgbench"), ("resnet50_ibn_b", "paper")}
+    # Measured rows say who trained the weights: the baseline's are torchvision's, not the paper's.
+    assert set(by) == {("resnet50", "dgbench · torchvision V1"), ("resnet50", "paper"),
+                       ("resnet50_ibn_b", "dgbench · IBN-Net authors"), ("resnet50_ibn_b", "paper")}
     assert by[("resnet50_ibn_b", "paper")] == ["23.64", "23.82 (0.18)", "23.64 (0.00)", "25.10 (1.46)",
                                                "50.45 (26.81)"]
-    assert by[("resnet50", "dgbench")][3:] == ["–", "–"]  # shifts only the paper has
+    assert by[("resnet50", "dgbench · torchvision V1")][3:] == ["–", "–"]  # shifts only the paper has
+    # Table 1's origin row, not also Table 2's (the clean rows only fill what Table 1 lacks).
+    assert by[("resnet50", "paper")][0] == "24.27"
     # The paper's ImageNet numbers do not join a table of another dataset.
     digits = _csv(render_table(table1_records("digits"), fmt="csv", with_paper=True))
     assert all("paper" not in r for r in digits)
@@ -81,6 +84,26 @@ def test_paper_join_accepts_refined_dataset_and_protocol_names() -> None:
     recs = [appearance("resnet50_ibn_a", "origin", 22.0, 6.0, dataset="imagenet-val", protocol="appearance-lite")]
     rows = _csv(render_table(recs, fmt="csv", with_paper=True))
     assert ["resnet50_ibn_a", "paper", "22.54/6.32"] == rows[2][:3]
+
+
+def test_paper_clean_rows_join_by_canonical_model_name() -> None:
+    """Tables 2, 4 and 5 (clean ImageNet error, protocol 'classification') join a measured
+    appearance table's origin column; the paper's resnext101_32x4d_ibn_a joins the registry's
+    resnext101_ibn_a, and a measured alias joins too."""
+    recs = [appearance("resnext101_ibn_a", "origin", 21.0, 5.5),
+            appearance("resnext101_ibn_a", "rgb+50", 22.0, 6.0, (21.0, 5.5)),
+            appearance("resnet101", "origin", 23.0, 6.5),
+            appearance("ibn_a", "origin", 22.0, 6.0)]  # an alias of resnet50_ibn_a
+    rows = _csv(render_table(recs, fmt="csv", metric="top1", with_paper=True))
+    assert rows[0][:4] == ["model", "source", "origin", "rgb+50"]
+    by = {(r[0], r[1]): r[2:] for r in rows[1:]}
+    assert set(by[("resnext101_ibn_a", "paper")][1:]) == {"–"}  # clean error only
+    assert by[("resnext101_ibn_a", "paper")][0] == "20.88"  # Table 2
+    assert by[("resnet101", "paper")][0] == "22.48"  # Table 2 (re-implementation)
+    assert by[("ibn_a", "paper")][:2] == ["22.54", "25.54 (3.00)"]  # Table 1, under the measured spelling
+    assert by[("ibn_a (ibn_ratio=0.25)", "paper")][0] == "22.49"  # Table 5 (a kwargs row)
+    assert len([k for k in by if k == ("ibn_a", "paper")]) == 1
+    assert ("resnet101", "dgbench · torchvision V1") in by
 
 
 def test_cross_domain_segmentation_grid_and_drop_sign() -> None:

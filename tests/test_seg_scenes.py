@@ -57,7 +57,6 @@ def test_small_deeplabs_for_every_small_variant() -> None:
     assert img.dtype == torch.uint8 and lab.dtype == torch.int64 and name.startswith("typeset-digit-scenes")
 
 
-@pytest.mark.skipif(not scene_manifest(), reason="no shipped digit-scene checkpoints in this checkout")
 def test_shipped_checkpoints_give_the_2x2_table(capsys: pytest.CaptureFixture[str]) -> None:
     test_sets = {d: DigitScenes(d, "test") for d in ("digit-scenes", "typeset-digit-scenes")}
     records = []

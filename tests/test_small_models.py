@@ -13,21 +13,55 @@ from dgbench.data import digits as D
 from dgbench.errors import CheckpointError
 from dgbench.models import create_model, list_models, model_info
 from dgbench.models.ibn import IBN, IBNCat, PartialIN
-from dgbench.models.resnet import BasicBlock, ResNet
-from dgbench.models.small import LAYERS, SMALL_MODELS, WIDTHS, checkpoint_file, load_builtin, manifest, manifest_path
-
-VARIANT_OF = {n: (n.removeprefix("small_resnet_ibn_") if "ibn" in n else "baseline") for n in SMALL_MODELS}
+from dgbench.models.resnet import ResNet
+from dgbench.models.small import SMALL_MODELS, WIDTHS, checkpoint_file, load_builtin, manifest, manifest_path
 
 
-def _norm_layout(model: nn.Module) -> list[tuple[str, str, int]]:
-    return [(name, type(m).__name__, getattr(m, "num_features", getattr(m, "planes", 0)))
-            for name, m in model.named_modules()
-            if isinstance(m, (nn.BatchNorm2d, nn.InstanceNorm2d, IBN, IBNCat))]
+
+def _norm_layout(model: nn.Module) -> dict[str, str]:
+    """Every norm position -> a short description: BN8, IN8, IBN4+4 (IN channels + BN channels),
+    CAT8 (IN and BN of all 8 channels, concatenated), PIN4/8 (IN on 4 of 8 channels)."""
+    out: dict[str, str] = {}
+    for name, m in model.named_modules():
+        if name.rsplit(".", 1)[0] in out:  # the IN/BN halves inside an IBN or IBNCat
+            continue
+        if isinstance(m, IBN):
+            out[name] = f"IBN{m.n_in}+{m.n_bn}"
+        elif isinstance(m, IBNCat):
+            out[name] = f"CAT{m.BN.num_features}"
+        elif isinstance(m, PartialIN):
+            out[name] = f"PIN{m.num_features}/{m.planes}"
+        elif isinstance(m, nn.InstanceNorm2d):
+            out[name] = f"IN{m.num_features}"
+        elif isinstance(m, nn.BatchNorm2d):
+            out[name] = f"BN{m.num_features}"
+    return out
 
 
-def test_seven_small_variants_registered():
+# The expected layouts, written out (widths 8-16-32-64, one BasicBlock per group, projection
+# shortcuts in groups 2-4): independent of dgbench.models.ibn, so a wrong placement rule fails.
+_BASELINE = {
+    "bn1": "BN8",
+    "layer1.0.bn1": "BN8", "layer1.0.bn2": "BN8",
+    "layer2.0.bn1": "BN16", "layer2.0.bn2": "BN16", "layer2.0.downsample.1": "BN16",
+    "layer3.0.bn1": "BN32", "layer3.0.bn2": "BN32", "layer3.0.downsample.1": "BN32",
+    "layer4.0.bn1": "BN64", "layer4.0.bn2": "BN64", "layer4.0.downsample.1": "BN64",
+}
+_A = {"layer1.0.bn1": "IBN4+4", "layer2.0.bn1": "IBN8+8", "layer3.0.bn1": "IBN16+16"}
+_D = {"bn1": "IBN4+4", "layer1.0.IN": "PIN4/8", "layer2.0.IN": "PIN8/16"}
+EXPECTED_LAYOUT = {
+    "small_resnet": _BASELINE,
+    "small_resnet_ibn_a": {**_BASELINE, **_A},
+    "small_resnet_ibn_b": {**_BASELINE, "bn1": "IN8", "layer1.0.IN": "IN8", "layer2.0.IN": "IN16"},
+    "small_resnet_ibn_c": {**_BASELINE, "layer1.0.bn1": "CAT8", "layer2.0.bn1": "CAT16", "layer3.0.bn1": "CAT32"},
+    "small_resnet_ibn_d": {**_BASELINE, **_D},
+    "small_resnet_ibn_ad": {**_BASELINE, **_A, **_D},
+}
+
+
+def test_six_small_variants_registered():
     assert sorted(list_models("small_resnet*")) == sorted(SMALL_MODELS)
-    assert len(SMALL_MODELS) == 7
+    assert sorted(SMALL_MODELS) == sorted(EXPECTED_LAYOUT)  # no a2: it needs a bottleneck
     for name in SMALL_MODELS:
         info = model_info(name)
         assert info.family == "small" and info.task == "classification"
@@ -43,8 +77,7 @@ def test_built_from_the_zoo_with_its_in_placement(name):
     assert m.conv1.kernel_size == (3, 3) and m.conv1.stride == (1, 1) and m.conv1.bias is None
     assert isinstance(m.maxpool, nn.Identity)
     assert isinstance(m, ResNet)
-    zoo = ResNet(BasicBlock, LAYERS, num_classes=10, variant=VARIANT_OF[name], stem="cifar", widths=WIDTHS)
-    assert _norm_layout(m) == _norm_layout(zoo)
+    assert _norm_layout(m) == EXPECTED_LAYOUT[name]
     assert m(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
 
 
@@ -76,7 +109,7 @@ def test_ibn_b_is_invariant_to_scaling_the_normalized_input():
 
 def test_every_shipped_checkpoint_matches_its_manifest_and_is_small():
     entries = manifest()
-    assert len(entries) == 14
+    assert len(entries) == 12
     assert {(e["model"], e["dataset"]) for e in entries.values()} == {(m, d) for m in SMALL_MODELS for d in D.DOMAINS}
     for file, e in entries.items():
         path = manifest_path().parent / file

@@ -18,13 +18,14 @@ class Format(str, Enum):
     json = "json"
 
 
-COLUMNS = ("name", "family", "backbone", "variant", "params_m", "gflops", "weights", "aliases")
+COLUMNS = ("name", "family", "backbone", "variant", "params_m", "gflops", "weights", "weights_source", "aliases")
 
 
 def rows(pattern: str | None = None, pretrained: bool = False, image_size: int = 224) -> list[dict[str, object]]:
     """One dict per model matching ``pattern``: the columns of ``dgbench models``."""
     from ..models.registry import list_models, model_info
     from ..models.stats import model_stats
+    from ..models.weights import weights_label
 
     out: list[dict[str, object]] = []
     for name in list_models(pattern, pretrained=pretrained):
@@ -38,6 +39,8 @@ def rows(pattern: str | None = None, pretrained: bool = False, image_size: int =
             "params_m": round(stats.params / 1e6, 2),
             "gflops": None if stats.gflops is None else round(stats.gflops, 2),
             "weights": info.pretrained_cfg.has_weights,
+            # torchvision V1 for the baselines: not the paper's re-implementation (see README)
+            "weights_source": weights_label(info.pretrained_cfg),
             "aliases": list(info.aliases),
         })
     return out
@@ -50,7 +53,8 @@ def models_cmd(
     pretrained: bool = typer.Option(False, "--pretrained", help="Only models with published weights."),
     image_size: int = typer.Option(224, "--size", help="Square input size for the GFLOPs column."),
 ) -> None:
-    """List the models dgbench knows: parameters (M), GFLOPs, and whether published weights exist.
+    """List the models dgbench knows: parameters (M), GFLOPs, and whether published weights exist
+    and who trained them (the baselines' are torchvision's V1 weights, not the paper's).
 
     GFLOPs are multiply-accumulates of one image (torch's flop counter / 2), as in the ResNet
     papers. `dgbench.create_model(NAME, pretrained=True)` loads the published weights.
@@ -79,12 +83,13 @@ def models_cmd(
     table.add_column("variant", no_wrap=True)
     table.add_column("params (M)", justify="right", no_wrap=True)
     table.add_column("GFLOPs", justify="right", no_wrap=True)
-    table.add_column("weights", justify="center", no_wrap=True)
+    table.add_column("weights", overflow="fold")  # who trained them, or no
     table.add_column("aliases", overflow="fold")
     for r in data:
         table.add_row(
             str(r["name"]), str(r["backbone"]), str(r["variant"]), f"{r['params_m']:.2f}",
             "-" if r["gflops"] is None else f"{r['gflops']:.2f}",
-            "[green]yes[/]" if r["weights"] else "no", " ".join(r["aliases"]),  # type: ignore[arg-type]
+            f"[green]{r['weights_source']}[/]" if r["weights"] else "no",
+            " ".join(r["aliases"]),  # type: ignore[arg-type]
         )
     console.print(table)

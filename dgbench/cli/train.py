@@ -37,7 +37,7 @@ def train_cmd(
     threads: int = typer.Option(None, "--threads", help="Intra-op CPU threads (default 1; part of what makes the bytes reproducible)."),
     reproduce_builtin: bool = typer.Option(
         False, "--reproduce-builtin",
-        help="Retrain every shipped checkpoint (7 variants x 2 domains) and say whether each matches its manifest sha256.",
+        help="Retrain every shipped checkpoint (6 variants x 2 domains) and say whether each matches its manifest sha256.",
     ),
     write_builtin: bool = typer.Option(
         False, "--write-builtin", hidden=True,

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import CheckpointError
-from .registry import PretrainedCfg, model_info, register_model
+from .registry import PretrainedCfg, model_info, refuse_model, register_model
 from .resnet import RESNET_LAYERS, RESNET_VARIANTS, BasicBlock, ResNet
 
 __all__ = ["DeepLab", "ASPPv2", "ASPPv3", "build_deeplab", "load_backbone_weights"]
@@ -274,6 +274,8 @@ def _register_small() -> None:
     from ..data import digit_scenes as S
 
     entries = scene_manifest()
+    for v, why in _small.REFUSED_VARIANTS.items():
+        refuse_model(f"deeplab_{_small.small_name(v)}", why)
     for v in _small.VARIANTS:
         base = _small.small_name(v)
         name = f"deeplab_{base}"

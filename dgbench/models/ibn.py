@@ -29,7 +29,8 @@ d          b's positions, keeping two kinds of features: the stem norm is an :cl
 ad         a and d together: a's ``bn1`` IBN layers in groups 1-3 plus d's stem and
            after-addition layers in groups 1-2.
 a2         a, plus an IBN layer at the second normalization of the residual path
-           (``bn2``) of the same blocks. (In a BasicBlock ``bn2`` is also its last norm.)
+           (``bn2``) of the same blocks. Bottleneck networks only: in a two-norm BasicBlock
+           ``bn2`` is the last norm, which stays BN, so a2 is refused there (see below).
 full       ``ibn_ratio="full"``: every BN of the network (stem, blocks, shortcuts, all four
            groups) replaced by an affine IN (Table 5's "full").
 =========  ============================================================================
@@ -41,6 +42,14 @@ to IBN-b", so every IN that b adds becomes half IN / half untouched (the stem, w
 BN, becomes half IN / half BN). a x2 "adds additional IBN layers to IBN-Net-a"; the paper argues
 IN must not sit at the *last* norm of the residual path (it would misalign with the identity),
 so the only other position in a bottleneck is the second norm, ``bn2``.
+
+a x2 on a BasicBlock (ResNet-18/34, the small digit nets): its residual path has two norms,
+``bn1`` (already IBN in a) and ``bn2``, the last one. The paper's rule keeps the last norm BN, and
+its other rules exclude the identity path (shortcut norms) and the last group, so a two-norm
+network has no position left for a's "additional IBN layers": :meth:`IBNConfig.block_norm`
+refuses to build it (:func:`unsupported_reason`), and the registries do not register such names
+(asking for one raises an error that gives this reason). Every block norm also obeys the general
+rule here: the last norm of a residual path is BN unless the whole network is IN ("full").
 """
 from __future__ import annotations
 
@@ -145,6 +154,23 @@ class PartialIN(nn.InstanceNorm2d):
         return torch.cat((super().forward(a.contiguous()), b), dim=1)
 
 
+def unsupported_reason(variant: str, block_norms: int) -> str | None:
+    """Why ``variant`` cannot be built from blocks with ``block_norms`` residual-path norms, or None.
+
+    The single rule: a x2 needs a second norm on the residual path that is not the last one
+    (``bn2`` of a three-norm bottleneck); a two-norm BasicBlock has none.
+    """
+    v = (variant or "baseline").removeprefix("ibn_")
+    if v == "a2" and block_norms < 3:
+        return (
+            f"IBN-a x2 adds IBN at a second norm of the residual path that is not its last one, and a "
+            f"block with {block_norms} norms (BasicBlock) has none: bn1 is already IBN-a's and bn2 is "
+            "the last norm, which stays BN (paper Sec. 3.2: IN there would misalign the residual "
+            "with the identity path); use the IBN-a model or a bottleneck network (resnet50_ibn_a2)"
+        )
+    return None
+
+
 def _groups(groups: Iterable[int] | int) -> tuple[int, ...]:
     if isinstance(groups, int):
         groups = (groups,)
@@ -231,10 +257,19 @@ class IBNConfig:
             return IBN(planes, self.ratio)
         return nn.BatchNorm2d(planes)
 
-    def block_norm(self, index: int, planes: int, group: int) -> nn.Module:
-        """The ``index``-th (1-based) norm on the residual path of a block in ``group``."""
+    def block_norm(self, index: int, planes: int, group: int, n_norms: int) -> nn.Module:
+        """The ``index``-th (1-based) of the ``n_norms`` norms on the residual path of a block in
+        ``group``. The last one (``index == n_norms``) is BN except in the "full" network; a
+        variant that needs a position the block lacks raises :class:`VariantError`."""
         if self.full:
             return nn.InstanceNorm2d(planes, affine=True)
+        reason = unsupported_reason(self.variant, n_norms)
+        if reason:
+            raise VariantError(reason)
+        if not 1 <= index <= n_norms:
+            raise ValueError(f"norm index {index} outside 1..{n_norms}")
+        if index == n_norms:  # the last norm of the residual path aligns it with the identity: BN
+            return nn.BatchNorm2d(planes)
         in_group = group in self.a_groups
         if index == 1 and in_group and self.variant in ("a", "ad", "a2"):
             return IBN(planes, self.ratio)

@@ -16,7 +16,7 @@ from typing import Any
 
 from torch import nn
 
-from ..errors import UnknownNameError
+from ..errors import RefusedNameError, UnknownNameError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -70,6 +70,14 @@ class ModelInfo:
 
 _REGISTRY: dict[str, ModelInfo] = {}
 _ALIASES: dict[str, str] = {}
+_REFUSED: dict[str, str] = {}  # names (and aliases) deliberately not built -> why
+
+
+def refuse_model(name: str, reason: str, aliases: tuple[str, ...] = ()) -> None:
+    """Record that ``name`` (and its ``aliases``) is not built, so asking for it gives ``reason``
+    instead of "unknown model" (e.g. ``resnet18_ibn_a2``: see :func:`dgbench.models.ibn.unsupported_reason`)."""
+    for n in (name, *aliases):
+        _REFUSED[n] = reason
 
 
 def register_model(
@@ -125,6 +133,8 @@ def resolve_name(name: str) -> str:
         return name
     if name in _ALIASES:
         return _ALIASES[name]
+    if name in _REFUSED:
+        raise RefusedNameError("model", name, _REFUSED[name])
     raise UnknownNameError("model", name, list(_REGISTRY) + list(_ALIASES))
 
 

@@ -18,8 +18,8 @@ from typing import Any, Literal
 
 from torch import Tensor, nn
 
-from .ibn import IBNConfig, Ratio, norm_out_channels
-from .registry import register_model
+from .ibn import IBNConfig, Ratio, norm_out_channels, unsupported_reason
+from .registry import refuse_model, register_model
 from .weights import pretrained_cfg_for
 
 __all__ = ["ResNet", "BasicBlock", "Bottleneck", "SELayer", "conv1x1", "conv3x3"]
@@ -63,6 +63,7 @@ class BasicBlock(nn.Module):
     """
 
     expansion = 1
+    norms = 2  # norms on the residual path (IBNConfig.block_norm keeps the last one BN)
 
     def __init__(
         self,
@@ -84,10 +85,10 @@ class BasicBlock(nn.Module):
             raise ValueError("BasicBlock only supports groups=1 and base_width=64")
         ibn = ibn or IBNConfig()
         self.conv1 = conv3x3(inplanes, planes, stride, dilation=dilation)
-        self.bn1 = ibn.block_norm(1, planes, group)
+        self.bn1 = ibn.block_norm(1, planes, group, self.norms)
         self.relu = nn.ReLU(inplace=True)
         self.conv2 = conv3x3(norm_out_channels(self.bn1, planes), planes, dilation=dilation)
-        self.bn2 = ibn.block_norm(2, planes, group)
+        self.bn2 = ibn.block_norm(2, planes, group, self.norms)
         self.se = SELayer(planes, se_reduction) if se_reduction else None
         self.downsample = downsample
         self.IN = ibn.after_add(planes, group, last_in_group)
@@ -115,6 +116,7 @@ class Bottleneck(nn.Module):
     """
 
     expansion = 4
+    norms = 3
 
     def __init__(
         self,
@@ -138,11 +140,11 @@ class Bottleneck(nn.Module):
         width = int(planes * (base_width / 64.0)) * groups
         out = planes * self.expansion
         self.conv1 = conv1x1(inplanes, width)
-        self.bn1 = ibn.block_norm(1, width, group)
+        self.bn1 = ibn.block_norm(1, width, group, self.norms)
         self.conv2 = conv3x3(norm_out_channels(self.bn1, width), width, stride, groups, dilation)
-        self.bn2 = ibn.block_norm(2, width, group)
+        self.bn2 = ibn.block_norm(2, width, group, self.norms)
         self.conv3 = conv1x1(width, out)
-        self.bn3 = ibn.block_norm(3, out, group)
+        self.bn3 = ibn.block_norm(3, out, group, self.norms)
         self.relu = nn.ReLU(inplace=True)
         self.se = SELayer(out, se_reduction) if se_reduction else None
         self.downsample = downsample
@@ -309,7 +311,8 @@ RESNET_LAYERS: dict[int, tuple[Block, tuple[int, ...]]] = {
 }
 
 # Registered ResNet variants: suffix -> IBNConfig variant. a and b are the authors' release;
-# c, d, ad (a&d) and a2 (a x2) are the paper's Table 3 variants, never released.
+# c, d, ad (a&d) and a2 (a x2) are the paper's Table 3 variants, never released. a2 exists for
+# bottleneck depths only (dgbench.models.ibn.unsupported_reason): resnet18/34_ibn_a2 are refused.
 RESNET_VARIANTS: dict[str, str] = {"": "baseline", "_ibn_a": "a", "_ibn_b": "b", "_ibn_c": "c",
                                    "_ibn_d": "d", "_ibn_ad": "ad", "_ibn_a2": "a2"}
 
@@ -320,7 +323,7 @@ _VARIANT_TEXT = {
     "c": "IBN-c: IN and BN of all channels concatenated at bn1 in groups 1-3 (adds channels)",
     "d": "IBN-d: half-IN stem norm, IN on half the channels after the last addition of groups 1-2",
     "ad": "IBN-a&d: the layers of a and of d together",
-    "a2": "IBN-a x2: a, plus IBN layers at bn2 of the same blocks",
+    "a2": "IBN-a x2: a, plus IBN layers at bn2 of the same blocks (bottleneck depths only)",
 }
 
 
@@ -337,6 +340,10 @@ def _register_resnets() -> None:
     for depth, (block, layers) in RESNET_LAYERS.items():
         for suffix, variant in RESNET_VARIANTS.items():
             name = f"resnet{depth}{suffix}"
+            reason = unsupported_reason(variant, block.norms)
+            if reason:
+                refuse_model(name, reason)
+                continue
 
             def build(num_classes: int = 1000, _b: Block = block, _l: tuple[int, ...] = layers,
                       _v: str = variant, **kwargs: Any) -> ResNet:

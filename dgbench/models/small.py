@@ -4,9 +4,10 @@ Each is the zoo's :class:`~dgbench.models.resnet.ResNet` with a CIFAR-style stem
 without bias + norm + ReLU, no max-pool) for 32x32 inputs, four residual groups of one
 :class:`~dgbench.models.resnet.BasicBlock` each (:data:`LAYERS`) with narrow widths
 (:data:`WIDTHS`), and the variant's IN placement from :mod:`dgbench.models.ibn` (not
-reimplemented here): ``baseline``, ``ibn_a``, ``ibn_b``, ``ibn_c``, ``ibn_d``, ``ibn_ad``,
-``ibn_a2``. With one block per group, "the last block of a group" (where b and d put their IN
-after the addition) is that block. Groups 1-4 run at 32, 16, 8 and 4 pixels.
+reimplemented here): ``baseline``, ``ibn_a``, ``ibn_b``, ``ibn_c``, ``ibn_d``, ``ibn_ad``
+(no ``ibn_a2``: IBN-a x2 needs a bottleneck, see :func:`dgbench.models.ibn.unsupported_reason`;
+``small_resnet_ibn_a2`` is refused with that reason). With one block per group, "the last block
+of a group" (where b and d put their IN after the addition) is that block. Groups 1-4 run at 32, 16, 8 and 4 pixels.
 
 Weights: ``pretrained=True`` loads the checkpoint trained on the real ``digits`` train split,
 shipped in ``dgbench/assets/checkpoints/digits/`` and verified against the sha256 recorded in
@@ -25,14 +26,20 @@ from torch import nn
 from ..config import asset_path
 from ..data import digits as D
 from ..errors import CheckpointError, UnknownNameError
-from .ibn import VARIANTS
-from .registry import PretrainedCfg, aliases, model_info, register_model, resolve_name
+from .ibn import VARIANTS as _ALL_VARIANTS
+from .ibn import unsupported_reason
+from .registry import PretrainedCfg, aliases, model_info, refuse_model, register_model, resolve_name
 from .resnet import BasicBlock, ResNet
 
 LAYERS: tuple[int, int, int, int] = (1, 1, 1, 1)
 WIDTHS: tuple[int, int, int, int] = (8, 16, 32, 64)
 CHECKPOINT_DIR = ("checkpoints", "digits")  # under dgbench/assets
 MANIFEST = "manifest.json"
+# The variants a one-BasicBlock-per-group net can be (a2 cannot: ibn.unsupported_reason).
+VARIANTS: tuple[str, ...] = tuple(v for v in _ALL_VARIANTS if unsupported_reason(v, BasicBlock.norms) is None)
+REFUSED_VARIANTS: dict[str, str] = {
+    v: r for v in _ALL_VARIANTS if (r := unsupported_reason(v, BasicBlock.norms)) is not None
+}
 
 
 def small_name(variant: str) -> str:
@@ -112,6 +119,8 @@ def _register(variant: str) -> None:
 
 for _v in VARIANTS:
     _register(_v)
+for _v, _why in REFUSED_VARIANTS.items():
+    refuse_model(small_name(_v), _why, aliases=(f"small_ibn_{_v}",))
 
 
 def small_name_for(name: str) -> str:
@@ -126,8 +135,9 @@ def small_name_for(name: str) -> str:
         return name
     bare = name.removeprefix("ibn_")
     # "resnet50" is the CLI's short name of the baseline, as ibn_a is of ResNet-50-IBN-a.
-    if name in ("resnet", "resnet50", "baseline") or bare in VARIANTS:
-        return small_name("baseline" if name in ("resnet", "resnet50") else bare)
+    if name in ("resnet", "resnet50", "baseline") or bare in _ALL_VARIANTS:
+        # resolve_name refuses a variant the small net cannot be (a2), giving the reason
+        return resolve_name(small_name("baseline" if name in ("resnet", "resnet50") else bare))
     canonical = resolve_name(name)  # raises UnknownNameError with suggestions
     info = model_info(canonical)
     if info.family == "small" or name in aliases():

@@ -98,18 +98,46 @@ def resolve_metrics(metric: str | None, kind: str, available: Iterable[str]) -> 
     return [catalogue.resolve_metric(metric, kind, available)]
 
 
-def _paper_matches(paper: pd.DataFrame, kind: str, dataset: str, protocol: str) -> pd.DataFrame:
+def _canonical(name: str) -> str:
+    """The registry's canonical name (``resnext101_32x4d_ibn_a`` -> ``resnext101_ibn_a``), or the
+    name itself when the registry does not know it (a plugin's model, a refused name)."""
+    from ..models.registry import resolve_name
+
+    try:
+        return resolve_name(name)
+    except UnknownNameError:
+        return name
+
+
+def _paper_matches(paper: pd.DataFrame, kind: str, dataset: str, protocol: str,
+                   models: Iterable[str] = ()) -> pd.DataFrame:
     """Paper rows for a measured table: same kind, and dataset/protocol equal or a refinement of
-    the paper's (``imagenet-val`` matches ``imagenet``, ``appearance-lite`` matches ``appearance``)."""
+    the paper's (``imagenet-val`` matches ``imagenet``, ``appearance-lite`` matches ``appearance``).
+
+    The paper's clean-error tables (2, 4, 5: protocol ``classification``, shift ``origin``) join
+    an appearance table's reference column, for (model, kwargs) the matching protocol's rows do
+    not already give. Models join by canonical registry name (paper rows take the measured
+    spelling), so an alias on either side still joins; only ``models`` (measured names) are kept.
+    """
     if paper is None or paper.empty:
         return pd.DataFrame()
 
     def refines(measured: str, reported: str) -> bool:
         return measured == reported or measured.startswith(reported + "-")
 
-    ok = [k == kind and refines(dataset, d) and refines(protocol, p)
-          for k, d, p in zip(paper["kind"], paper["dataset"], paper["protocol"])]
-    return paper[ok]
+    same = [k == kind and refines(dataset, d) and refines(protocol, p)
+            for k, d, p in zip(paper["kind"], paper["dataset"], paper["protocol"])]
+    clean = [k == kind == "appearance" and refines(dataset, d) and p == "classification" and sh == "origin"
+             for k, d, p, sh in zip(paper["kind"], paper["dataset"], paper["protocol"], paper["shift"])]
+    spelled = {_canonical(m): m for m in models}
+    out = paper[same].copy()
+    out["model"] = [spelled.get(_canonical(m), m) for m in out["model"]]
+    extra = paper[clean].copy()
+    extra["model"] = [spelled.get(_canonical(m), m) for m in extra["model"]]
+    have = set(zip(out["model"], out["model_kwargs"], out["shift"]))
+    extra = extra[[k not in have for k in zip(extra["model"], extra["model_kwargs"], extra["shift"])]]
+    out = pd.concat([out, extra], ignore_index=True) if not extra.empty else out
+    return out[out["model"].isin(set(spelled.values()))]
 
 
 def build_tables(summary: pd.DataFrame, *, kind: str | None = None, metric: str | None = None,
@@ -126,9 +154,7 @@ def build_tables(summary: pd.DataFrame, *, kind: str | None = None, metric: str 
     groups: list[tuple[str, str, pd.DataFrame, pd.DataFrame]] = []
     if not measured.empty:
         for (dataset, protocol), g in measured.groupby(["dataset", "protocol"], sort=True):
-            p = _paper_matches(paper, g["kind"].iloc[0], dataset, protocol)
-            if not p.empty:
-                p = p[p["model"].isin(set(g["model"]))]
+            p = _paper_matches(paper, g["kind"].iloc[0], dataset, protocol, set(g["model"]))
             groups.append((dataset, protocol, g, p))
     elif paper is not None and not paper.empty:
         p_all = paper if kind is None else paper[paper["kind"] == kind]
@@ -142,6 +168,22 @@ def build_tables(summary: pd.DataFrame, *, kind: str | None = None, metric: str 
         build = _appearance if k == "appearance" else _cross_domain
         tables.append(build(both, dataset, protocol, metrics, with_source=not p.empty))
     return tables
+
+
+def _source_cell(model: str, src: str) -> str:
+    """The source column beside the paper: ``paper``, or ``dgbench`` with who trained the model's
+    registered weights (``dgbench · torchvision V1``: the baselines are not the paper's
+    re-implementation, so a measured IBN-vs-baseline gap mixes two training recipes)."""
+    if src != MEASURED:
+        return src
+    from ..models.registry import get_pretrained_cfg
+    from ..models.weights import weights_label
+
+    try:
+        label = weights_label(get_pretrained_cfg(model))
+    except UnknownNameError:
+        return src
+    return src if label == "none" else f"{src} · {label}"
 
 
 def _row_order(both: pd.DataFrame) -> list[tuple[str, str, str]]:
@@ -166,7 +208,7 @@ def _appearance(both: pd.DataFrame, dataset: str, protocol: str, metrics: list[s
         sel = both[(both["model"] == model) & (both["model_kwargs"] == kw) & (both["source"] == src)]
         by_shift = {r["shift"]: r for _, r in sel.iterrows()}
         cells = [_cell(by_shift[s], metrics, with_drop=True) if s in by_shift else "–" for s in shifts]
-        rows.append([variant_label(model, kw)] + ([src] if with_source else []) + cells)
+        rows.append([variant_label(model, kw)] + ([_source_cell(model, src)] if with_source else []) + cells)
         sources.append(src)
     what = "/".join(METRIC_TITLES.get(m, m) for m in metrics)
     return TableData(
@@ -193,7 +235,7 @@ def _cross_domain(both: pd.DataFrame, dataset: str, protocol: str, metrics: list
             if not by_test:
                 continue
             cells = [_cell(by_test[d], metrics, with_drop=True) if d in by_test else "–" for d in domains]
-            rows.append([variant_label(model, kw)] + ([src] if with_source else []) + [train] + cells)
+            rows.append([variant_label(model, kw)] + ([_source_cell(model, src)] if with_source else []) + [train] + cells)
             sources.append(src)
     what = "/".join(METRIC_TITLES.get(m, m) for m in metrics)
     return TableData(
