@@ -34,6 +34,9 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("miou", "mIoU", "%", True),
     Metric("pixel_acc", "pixel accuracy", "%", True, ("pixacc",)),
     Metric("mean_acc", "mean class accuracy", "%", True),
+    # A distance between two domains' features, not a score: lower means the layer is more
+    # invariant to the pair's difference, which is the aim for appearance pairs only.
+    Metric("divergence", "feature divergence", "nats", False, ("kl", "div")),
 )}
 
 # (protocol kind, task) -> the metrics a table shows and a leaderboard publishes, in order.
@@ -41,6 +44,7 @@ PUBLISHED: dict[tuple[str, str], tuple[str, ...]] = {
     ("appearance", "classification"): ("top1_err", "top5_err"),
     ("cross-domain", "classification"): ("top1_acc", "top1_err"),
     ("cross-domain", "segmentation"): ("miou", "pixel_acc"),
+    ("divergence", "classification"): ("divergence",),
 }
 
 

@@ -80,10 +80,15 @@ def plot_results(frame: pd.DataFrame, out: str | os.PathLike, metric: str | None
     out = Path(out)
     if out.suffix.lower() != ".png":
         raise DgbenchError(f"--out {out}: dgbench plot writes PNG files (name it *.png)")
+    from .divergence import divergence_panels, plot_divergence, split
+
+    frame, div = split(frame)
+    if not div.empty and frame.empty:  # only divergence results: Fig. 5's side-by-side panels
+        return plot_divergence(div, out)
     summary = summarize(frame)
     summary = summary[summary["source"] == MEASURED] if not summary.empty else summary
     shifted = summary[summary["reference"] != ""] if not summary.empty else summary
-    if shifted.empty:
+    if shifted.empty and div.empty:
         raise NoResultsError("nothing to plot: no stored result has a drop "
                              "(run a protocol first, e.g. `dgbench run --protocol appearance`)")
     panels = []  # (callable(ax),)
@@ -110,6 +115,7 @@ def plot_results(frame: pd.DataFrame, out: str | os.PathLike, metric: str | None
                                        zip(g.sort_values("order")["train_domain"], g.sort_values("order")["test_domain"])))
             panels.append(lambda ax, g=g, s=pairs, m=m, t=f"{dataset} · {protocol}":
                           _bars(ax, g, s, lambda r: f"{r['train_domain']}→{r['test_domain']}", m, t))
+    panels += divergence_panels(div) if not div.empty else []
     if not panels:
         raise NoResultsError("nothing to plot: the stored results carry no drops")
     fig = Figure(figsize=(8, 3.6 * len(panels)), layout="constrained")

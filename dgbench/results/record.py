@@ -50,8 +50,15 @@ def fingerprint(obj: Any) -> str:
     return hashlib.sha256(canonical_json(obj).encode()).hexdigest()
 
 
+# Identity fields of some kinds only (divergence: the domain pair and the probed layer); hashed
+# only when set, so the keys of records without them stay what they were.
+OPTIONAL_IDENTITY_FIELDS = ("pair", "pair_spec", "layer")
+
+
 def record_key(record: dict[str, Any]) -> str:
-    return fingerprint({f: record.get(f) for f in IDENTITY_FIELDS})[:32]
+    ident = {f: record.get(f) for f in IDENTITY_FIELDS}
+    ident.update({f: record[f] for f in OPTIONAL_IDENTITY_FIELDS if record.get(f) is not None})
+    return fingerprint(ident)[:32]
 
 
 def versions() -> dict[str, str | None]:
