@@ -11,7 +11,8 @@ Each probe also says whether instance normalization acts inside it (``has_in``: 
 ``InstanceNorm2d`` among the stem's norm or the block's modules), which the plot marks.
 
 Another network can name its own probes with a ``divergence_probes()`` method returning
-``[(name, module), ...]`` in forward order.
+``[(name, module), ...]`` in forward order, or ``(name, module, has_in)`` where IN acts before the
+probed module rather than inside it.
 
 :class:`SpatialMeans` registers forward hooks that reduce each probe's output ``[N, C, H, W]`` to
 its per-channel spatial means ``[N, C]`` (float64) as the forward runs: nothing else is kept.
@@ -52,7 +53,7 @@ def find_probes(model: nn.Module) -> list[Probe]:
     """The probes of ``model`` in forward order (see the module docstring)."""
     custom = getattr(model, "divergence_probes", None)
     if callable(custom):
-        named = [(str(n), m, _has_in(m)) for n, m in custom()]
+        named = [(str(t[0]), t[1], bool(t[2]) if len(t) > 2 else _has_in(t[1])) for t in custom()]
     elif all(hasattr(model, a) for a in ("conv1", "bn1", "relu", "num_groups", "layer1")):
         named = _residual_probes(model)
     else:
