@@ -2,7 +2,7 @@
 
 For each model and each domain pair of the dataset (pairs are data: see
 :mod:`.divergence_pairs`), stream both domains through the model, keep per-probe float64 moments
-of the per-channel spatial means (:mod:`.divergence_stats`), and record the channel-averaged
+of the per-channel spatial means (:mod:`dgbench.engine.feature_stats`), and record the channel-averaged
 symmetric KL divergence (:mod:`dgbench.metrics.divergence`) at every probe (:mod:`dgbench.models.probes`):
 one record per (model, pair, layer), appended to ``<results>/<protocol>.jsonl`` once the pair is
 complete, so an interrupted run leaves no half pair and resumes where it stopped.
@@ -31,7 +31,7 @@ from ..runtime import Runtime
 from ..shifts import ShiftSpec
 from .base import Protocol, RunRequest, RunSummary, reject_options
 from .divergence_pairs import DomainPair, Subset, check_names, class_halves, parse_pairs
-from .divergence_stats import Branch, PassConfig, PassMoments, run_pass
+from ..engine.feature_stats import Branch, PassConfig, PassMoments, run_pass
 
 ORIGIN = ShiftSpec("origin", "origin")
 
@@ -57,6 +57,10 @@ class DivergenceProtocol(Protocol):
     def run(self, request: RunRequest, runtime: Runtime) -> RunSummary:
         reject_options(request, self.name)
         return _Run(self, request, runtime).run()
+
+    def rerun_request(self, dataset: str, rows: Any) -> RunRequest:
+        """A published divergence leaderboard's models, on its dataset (every pair is re-measured)."""
+        return RunRequest(model=sorted(set(rows["model"])), dataset=dataset)
 
 
 # ----------------------------------------------------------------------------- one run
@@ -95,19 +99,22 @@ class _Run:
 
     # -- models ------------------------------------------------------------------------------
     def _models(self) -> list[Any]:
-        from .appearance import BUILTIN_OFFLINE, builtin_model_names, resolve_models
+        from ..models.external import is_external
+        from .appearance import BUILTIN_OFFLINE, small_name_for
+        from .model_select import resolve_models, split_names
 
-        spec = self.req.model
-        if isinstance(spec, nn.Module):
-            return [spec]
-        names = [s.strip() for s in spec.split(",") if s.strip()] if isinstance(spec, str) else list(spec)
-        if self.ds_name in BUILTIN_OFFLINE:  # the small nets: `all` is the seven variants, ibn_a is small
+        wanted = split_names(self.req.model)
+        if self.ds_name in BUILTIN_OFFLINE and not isinstance(wanted, nn.Module):
+            # the built-in digits: `all` means the seven small variants, ibn_a the small IBN-a
             from ..models.small import SMALL_MODELS
 
-            return list(SMALL_MODELS) if names == ["all"] else builtin_model_names(names)
-        found = resolve_models(names[0] if len(names) == 1 else names, pretrained=self.req.pretrained)
+            names = [wanted] if isinstance(wanted, str) else list(wanted)
+            if names == ["all"]:
+                return list(SMALL_MODELS)
+            wanted = [n if isinstance(n, nn.Module) or is_external(n) else small_name_for(n) for n in names]
+        found = list(dict.fromkeys(resolve_models(wanted, pretrained=self.req.pretrained)))
         if not found:
-            raise DgbenchError(f"no model matches {spec!r}")
+            raise DgbenchError(f"no model matches {self.req.model!r}")
         return found
 
     def _dataset(self, name: str, prep: Preprocess) -> Any:
@@ -120,10 +127,12 @@ class _Run:
         return self.datasets[(prep, name)]
 
     def _model(self, name: Any) -> tuple[list[dict[str, Any]], int, int, int]:
-        from .appearance import _preprocessing_info, _weights_source, build_model
+        from .appearance import _preprocessing_info
+        from .model_select import build_model, model_seed, weights_source
 
         req = self.req
-        m = build_model(name, pretrained=req.pretrained, checkpoint=req.checkpoint, seed=req.seed)
+        m = build_model(name, pretrained=req.pretrained, checkpoint=req.checkpoint, seed=req.seed,
+                        kwargs=req.model_kwargs)
         mname = getattr(m, "dgbench_name", type(m).__name__)
         probes = find_probes(m)
         prep = Preprocess.from_cfg(m.pretrained_cfg)  # type: ignore[attr-defined]
@@ -133,9 +142,9 @@ class _Run:
             task="classification", kind="divergence", protocol=self.proto.name, model=mname,
             model_kwargs=getattr(m, "variant_kwargs", {}), weights_sha256=weights, dataset=self.ds_name,
             dataset_fingerprint=ds.fingerprint(), preprocessing=_preprocessing_info(prep, m, ds),
-            precision=req.precision, limit=req.limit, subset=req.subset, seed=req.seed if weights is None else None,
+            precision=req.precision, limit=req.limit, subset=req.subset, seed=model_seed(m, req.seed),
         )
-        extra = dict(weights_source=_weights_source(name, req.checkpoint, req.pretrained), dataset_info=ds.describe(),
+        extra = dict(weights_source=weights_source(name, req.checkpoint, req.pretrained), dataset_info=ds.describe(),
                      device=str(self.rt.device), batch_size=req.batch_size, world_size=self.rt.world_size,
                      num_layers=len(probes))
         passes = _Passes(self, m, probes, prep, mname)

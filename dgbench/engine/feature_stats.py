@@ -1,4 +1,5 @@
-"""One streaming pass of a model over a dataset: per-probe moments of the channel spatial means.
+"""One streaming pass of a model over a dataset: per-probe moments of the channel spatial means
+(the loop behind the ``divergence`` protocol).
 
 A pass decodes each image once and forwards it once per *branch* (the clean image, an affine
 shift of it, or an image shift read from the style cache). Images may be split into *groups*
