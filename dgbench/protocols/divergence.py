@@ -56,6 +56,9 @@ class DivergenceProtocol(Protocol):
 
     def run(self, request: RunRequest, runtime: Runtime) -> RunSummary:
         reject_options(request, self.name)
+        if request.shifts:
+            raise DgbenchError(f"--shifts: not used by the {self.name} protocol (its domain pairs, shifts "
+                               f"included, are defined in {self.spec.source})")
         return _Run(self, request, runtime).run()
 
     def rerun_request(self, dataset: str, rows: Any) -> RunRequest:

@@ -111,7 +111,7 @@ def divergence_tables(frame: pd.DataFrame) -> list[Any]:
                 r0 = r.iloc[0]
                 text = fmt(r0[METRIC], r0.get(f"{METRIC}_se", math.nan)) + (" IN" if r0["has_in"] else "")
                 n = r0.get("n", math.nan)
-                cells.append(text + (f" n={int(n)}" if isinstance(n, (int, float)) and n > 1 else ""))
+                cells.append(text + (f" n={int(n)}" if pd.notna(n) and n > 1 else ""))
             rows.append([str(int(idx)), layer, *cells])
         ptype = next((t for t in g["pair_type"] if t), "")
         tables.append(TableData(
@@ -313,10 +313,15 @@ def leaderboard_summary(lb: pd.DataFrame) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- check
 def check_divergence(base: pd.DataFrame, measured: Any, tolerances: Mapping[str, float]) -> Any:
     """Compare a divergence leaderboard with measured records (absolute tolerances, nats)."""
-    from .check import DIFF_COLUMNS, CheckResult, _EPS, _validate_tolerances, tolerance_for
+    from ..errors import UnknownNameError
+    from .check import DIFF_COLUMNS, CheckResult, _EPS
 
     columns = ["divergence_nats"]
-    _validate_tolerances(tolerances, columns)
+    names = ("divergence_nats", METRIC, "all")  # most specific first
+    for name in tolerances:
+        if name not in names:
+            raise UnknownNameError("tolerance metric", name, names)
+    tol = next((float(tolerances[n]) for n in names if n in tolerances), 0.0)
     frame = measured if isinstance(measured, pd.DataFrame) else records_to_frame(measured)
     mine = {(d, p) for d, p in zip(base["dataset"], base["protocol"])}
     s = summarize_divergence(frame)
@@ -335,7 +340,6 @@ def check_divergence(base: pd.DataFrame, measured: Any, tolerances: Mapping[str,
         seen.add(k)
         for col in columns:
             bv, mv = float(b[col]), float(m[HEADER.index(col)])
-            tol = tolerance_for(col, tolerances)
             delta = round(mv - bv, DECIMALS + 2)
             label = f"{variant_label(b['model'], b['model_kwargs'])} · {b['pair']} · {b['layer']}"
             diff.append([label, col, bv, mv, delta, tol, abs(delta) <= tol + _EPS])
