@@ -172,6 +172,20 @@ def test_a_dataset_without_pairs_is_an_error(tmp_path: Path, monkeypatch: pytest
         _run({"digits": {"s": {"shift": "std-x1.5"}}}, "small_resnet", tmp_path, dataset="typeset-digits")
 
 
+def test_an_optional_pair_without_its_data_is_skipped_with_a_note(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env_isolated(monkeypatch, tmp_path)
+    monkeypatch.delenv("DGBENCH_CITYSCAPES", raising=False)
+    notes: list[str] = []
+    pairs = {"digits": {"scenes": {"domains": ["cityscapes", "gta5"], "optional": True}, "s": {"shift": "std-x1.5"}}}
+    s = _run(pairs, "small_resnet", tmp_path, limit=16, note=notes.append)
+    assert {r["pair"] for r in s.records} == {"s"}
+    assert any(n.startswith("pair scenes skipped") for n in notes)
+    from dgbench.errors import DgbenchError
+
+    with pytest.raises(DgbenchError):  # not optional: the missing data are an error
+        _run({"digits": {"scenes": {"domains": ["cityscapes", "gta5"]}}}, "small_resnet", tmp_path, limit=16)
+
+
 def test_stored_pairs_are_reused_not_recomputed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     env_isolated(monkeypatch, tmp_path)
     pairs = {"digits": {"halves": {"classes": "index"}, "s": {"shift": "std-x1.5"}}}
@@ -185,20 +199,28 @@ def test_stored_pairs_are_reused_not_recomputed(tmp_path: Path, monkeypatch: pyt
 
 # ----------------------------------------------------------------------------- ImageNet layout
 def test_imagenet_tree_gives_the_fig5_groups_for_three_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    """resnet50, IBN-a, IBN-b (random weights) on a synset-layout tree: the shipped ImageNet pairs
-    in one run; no Monet cache, so the photo-Monet pair falls back to cv-stylize and says so."""
+    """resnet50, IBN-a, IBN-b (random weights) on a synset-layout tree plus generated Cityscapes and
+    GTA5 trees: Fig. 5's three groups in one run; no Monet cache, so the photo-Monet pair falls
+    back to cv-stylize and says so."""
     from dgbench.protocols import get
+    from seg_fixtures import make_cityscapes, make_gta5
 
     env_isolated(monkeypatch, tmp_path)
-    root = folder_tree(tmp_path / "val", [0, 1, 2, 3], size=(64, 48))
+    root = folder_tree(tmp_path / "val", [0, 2], size=(64, 48))  # few images: three ResNet-50s on a CPU
+    roots = {"cityscapes": str(make_cityscapes(tmp_path / "cs", cities=("aachen",), per_city=1)),
+             "gta5": str(make_gta5(tmp_path / "gta", n=4))}
     notes: list[str] = []
     req = RunRequest(model="resnet50,ibn_a,ibn_b", data=root, results=tmp_path / "results", workers=0,
-                     progress=False, pretrained=False, batch_size=8, note=notes.append)
+                     progress=False, pretrained=False, batch_size=8, note=notes.append, options={"roots": roots})
     s = run(get("divergence"), req)
-    assert len(s.records) == 3 * 2 * 17
+    assert len(s.records) == 3 * 3 * 17
+    assert [r["pair"] for r in s.records[::17]][:3] == ["cityscapes-gta5", "photo-monet", "classes-500-500"]
     assert {r["model"] for r in s.records} == {"resnet50", "resnet50_ibn_a", "resnet50_ibn_b"}
+    scenes = [r for r in s.records if r["pair"] == "cityscapes-gta5"]
+    assert [d["name"] for d in scenes[0]["pair_spec"]["datasets"]] == ["cityscapes", "gta5"]
+    assert scenes[0]["domain_sizes"] == [1, 1]
     content = [r for r in s.records if r["pair"] == "classes-500-500"]
-    assert content[0]["pair_spec"]["halves"] == [[0, 1], [2, 3]] and content[0]["domain_sizes"] == [2, 2]
+    assert content[0]["pair_spec"]["halves"] == [[0], [2]] and content[0]["domain_sizes"] == [1, 1]
     style = [r for r in s.records if r["pair"] == "photo-monet"]
     assert {r["pair_spec"]["shift_spec"]["name"] for r in style} == {"cv-stylize"}
     assert any("using cv-stylize" in n for n in notes)

@@ -55,7 +55,7 @@ class DivergenceProtocol(Protocol):
         return [f"{ds}: {p.name}" for ds, ps in self.pairs().items() for p in ps]
 
     def run(self, request: RunRequest, runtime: Runtime) -> RunSummary:
-        reject_options(request, self.name)
+        reject_options(request, self.name, allowed=("roots",))
         if request.shifts:
             raise DgbenchError(f"--shifts: not used by the {self.name} protocol (its domain pairs, shifts "
                                f"included, are defined in {self.spec.source})")
@@ -89,6 +89,7 @@ class _Run:
         self.store = ResultStore(results_dir(request.results)) if request.store else None
         self.done = self.store.completed_keys(proto.name) if self.store and not request.force else set()
         self.datasets: dict[tuple[Preprocess, str], Any] = {}
+        self.skipped: set[str] = set()  # optional pairs without their data
 
     def run(self) -> RunSummary:
         t0 = time.perf_counter()
@@ -121,69 +122,110 @@ class _Run:
         return found
 
     def _dataset(self, name: str, prep: Preprocess) -> Any:
+        """A domain's dataset for the model's preprocessing (a segmentation dataset: its images)."""
+        from ..data.base import dataset_task
+        from ..data.scene_images import SceneImages
         from .appearance import select
 
         if (prep, name) not in self.datasets:
-            root = self.root if name == self.ds_name else None
-            ds = build_dataset(name, root, preprocess=prep)
+            roots = self.req.options.get("roots") or {}
+            root = self.root if name == self.ds_name else roots.get(name)
+            if dataset_task(name) == "segmentation":
+                ds: Any = SceneImages(build_dataset(name, root), prep)
+            else:
+                ds = build_dataset(name, root, preprocess=prep)
             self.datasets[(prep, name)] = select(ds, self.req.limit, self.req.subset)
         return self.datasets[(prep, name)]
 
-    def _model(self, name: Any) -> tuple[list[dict[str, Any]], int, int, int]:
+    def _usable(self, pairs: list[DomainPair], prep: Preprocess) -> list[DomainPair]:
+        """The pairs whose data are here; an optional pair without its data is skipped, with a note."""
+        out = []
+        for p in pairs:
+            try:
+                for d in p.domains or ():
+                    self._dataset(d, prep)
+            except DgbenchError as exc:
+                if not p.optional:
+                    raise
+                if p.name not in self.skipped:
+                    self.skipped.add(p.name)
+                    self.req.say(f"pair {p.name} skipped (optional, its data are not here): {str(exc).splitlines()[0]}")
+                continue
+            out.append(p)
+        return out
+
+    def _identity(self, m: nn.Module, name: Any, prep: Preprocess, ds: Any, probes: list[Probe]) -> tuple[dict, dict]:
+        """The fields hashed into a record's key, and the ones that describe the execution."""
         from .appearance import _preprocessing_info
-        from .model_select import build_model, model_seed, weights_source
+        from .model_select import model_seed, weights_source
 
         req = self.req
-        m = build_model(name, pretrained=req.pretrained, checkpoint=req.checkpoint, seed=req.seed,
-                        kwargs=req.model_kwargs)
-        mname = getattr(m, "dgbench_name", type(m).__name__)
-        probes = find_probes(m)
-        prep = Preprocess.from_cfg(m.pretrained_cfg)  # type: ignore[attr-defined]
-        ds = self._dataset(self.ds_name, prep)
-        weights = getattr(m, "weights_sha256", None)
         base = dict(
-            task="classification", kind="divergence", protocol=self.proto.name, model=mname,
-            model_kwargs=getattr(m, "variant_kwargs", {}), weights_sha256=weights, dataset=self.ds_name,
+            task="classification", kind="divergence", protocol=self.proto.name,
+            model=getattr(m, "dgbench_name", type(m).__name__), model_kwargs=getattr(m, "variant_kwargs", {}),
+            weights_sha256=getattr(m, "weights_sha256", None), dataset=self.ds_name,
             dataset_fingerprint=ds.fingerprint(), preprocessing=_preprocessing_info(prep, m, ds),
             precision=req.precision, limit=req.limit, subset=req.subset, seed=model_seed(m, req.seed),
         )
         extra = dict(weights_source=weights_source(name, req.checkpoint, req.pretrained), dataset_info=ds.describe(),
                      device=str(self.rt.device), batch_size=req.batch_size, world_size=self.rt.world_size,
                      num_layers=len(probes))
-        passes = _Passes(self, m, probes, prep, mname)
-        plans = {p.name: self._plan(p, ds, prep, passes) for p in self.pairs}
+        return base, extra
+
+    def _model(self, name: Any) -> tuple[list[dict[str, Any]], int, int, int]:
+        """Every (pair, layer) record of one model: stored ones reused, the rest measured."""
+        from .model_select import build_model
+
+        req = self.req
+        m = build_model(name, pretrained=req.pretrained, checkpoint=req.checkpoint, seed=req.seed,
+                        kwargs=req.model_kwargs)
+        probes = find_probes(m)
+        prep = Preprocess.from_cfg(m.pretrained_cfg)  # type: ignore[attr-defined]
+        ds = self._dataset(self.ds_name, prep)
+        base, extra = self._identity(m, name, prep, ds, probes)
+        pairs = self._usable(self.pairs, prep)
+        passes = _Passes(self, m, probes, prep, base["model"])
+        plans = {p.name: self._plan(p, ds, prep, passes) for p in pairs}
         keys = {p.name: [record_key({**base, "pair": p.name, "pair_spec": plans[p.name][0], "layer": q.name})
-                         for q in probes] for p in self.pairs}
+                         for q in probes] for p in pairs}
         stored = {n: [self.store.find(k, self.proto.name) if k in self.done else None for k in ks] if self.store else []
                   for n, ks in keys.items()}
-        todo = [p for p in self.pairs if not (stored[p.name] and all(r is not None for r in stored[p.name]))]
+        todo = [p for p in pairs if not (stored[p.name] and all(r is not None for r in stored[p.name]))]
         # Content pairs' passes first: their grouped pass also yields the clean domain other pairs need.
         for pair in [p for p in todo if p.type == "content"]:
             passes.get(plans[pair.name][1])
         out, computed, reused = [], 0, 0
-        for pair in self.pairs:  # records in the protocol's order
-            spec, dom_a, dom_b = plans[pair.name]
+        for pair in pairs:  # records in the protocol's order
             if pair not in todo:
-                req.say(f"{mname} · {pair.name}: all {len(probes)} layers already stored (use --force to recompute)")
+                req.say(f"{base['model']} · {pair.name}: all {len(probes)} layers already stored "
+                        "(use --force to recompute)")
                 out += stored[pair.name]
                 reused += len(probes)
                 continue
-            t0 = time.perf_counter()
-            ma, mb = passes.get(dom_a), passes.get(dom_b)
-            recs = []
-            for p, k in zip(probes, keys[pair.name]):
-                a, b = ma[p.name], mb[p.name]
-                rec = new_record(**base, **extra, pair=pair.name, pair_spec=spec, layer=p.name, layer_index=p.index,
-                                 has_in=p.has_in, metrics={"divergence": layer_divergence(a, b)},
-                                 num_samples=int(a.count + b.count), domain_sizes=[int(a.count), int(b.count)],
-                                 duration_s=time.perf_counter() - t0)
-                assert rec["key"] == k, "record key and skip key disagree"
-                recs.append(rec)
+            recs = self._measure(pair, plans[pair.name], keys[pair.name], probes, passes, base, extra)
             if self.store and self.rt.is_main:
                 self.store.append(recs)  # only now: the pair is complete
             out += recs
             computed += len(recs)
         return out, computed, reused, passes.images
+
+    def _measure(self, pair: DomainPair, plan: tuple[dict[str, Any], _Domain, _Domain], keys: list[str],
+                 probes: list[Probe], passes: _Passes, base: dict, extra: dict) -> list[dict[str, Any]]:
+        """One record per layer of one pair (its domains streamed now unless another pair did)."""
+        spec, dom_a, dom_b = plan
+        t0 = time.perf_counter()
+        ma, mb = passes.get(dom_a), passes.get(dom_b)
+        recs = []
+        for p, k in zip(probes, keys):
+            a, b = ma[p.name], mb[p.name]
+            rec = new_record(**base, **extra, pair=pair.name, pair_spec=spec, layer=p.name, layer_index=p.index,
+                             has_in=p.has_in, metrics={"divergence": layer_divergence(a, b)},
+                             num_samples=int(a.count + b.count), domain_sizes=[int(a.count), int(b.count)],
+                             duration_s=time.perf_counter() - t0)
+            if rec["key"] != k:
+                raise RuntimeError(f"record key and skip key disagree for {base['model']} / {pair.name} / {p.name}")
+            recs.append(rec)
+        return recs
 
     # -- pairs -> domains --------------------------------------------------------------------
     def _plan(self, pair: DomainPair, ds: Any, prep: Preprocess, passes: _Passes) -> tuple[dict[str, Any], _Domain, _Domain]:

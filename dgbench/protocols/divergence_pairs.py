@@ -14,7 +14,11 @@ Pairs are data, in the protocol's TOML table, grouped by the dataset they run on
 A pair has exactly one of ``domains``, ``shift`` or ``classes``, plus optional ``description``;
 ``classes = "seeded"`` splits a random permutation of the classes (``seed``, default 0) instead of
 the index order; ``fallback`` (a shift) replaces ``shift`` when the shift's renderings are not
-available (a Monet cache), and the record then names the shift actually used.
+available (a Monet cache), and the record then names the shift actually used; ``optional = true``
+skips the pair, with a note, when one of its datasets is not on this machine. A segmentation
+dataset in ``domains`` (Cityscapes, GTA5) contributes its images only
+(:class:`~dgbench.data.scene_images.SceneImages`); its root comes from ``--cityscapes``/``--gta5``
+or the dataset's environment variable.
 
 :func:`pair_domains` turns a pair and the (already built and selected) dataset into the two domains
 as :class:`Domain` s: a dataset view and the shift applied to it.
@@ -32,7 +36,7 @@ from ..errors import DgbenchError, SpecError
 
 PAIR_FIELDS: dict[str, tuple[type, ...]] = {
     "domains": (list,), "shift": (str,), "classes": (str,), "seed": (int,), "fallback": (str,),
-    "description": (str,),
+    "optional": (bool,), "description": (str,),
 }
 CLASS_SPLITS = ("index", "seeded")
 
@@ -47,6 +51,7 @@ class DomainPair:
     classes: str | None = None
     seed: int = 0
     fallback: str | None = None
+    optional: bool = False  # skipped, with a note, when its data are not on this machine
     description: str = ""
 
     def to_dict(self) -> dict[str, Any]:
@@ -83,7 +88,7 @@ def _parse_pair(dataset: str, name: str, t: Any, source: str, where: str) -> Dom
     for key, value in t.items():
         if key not in PAIR_FIELDS:
             raise bad(f"unknown field {key!r} (known: {', '.join(PAIR_FIELDS)})")
-        if isinstance(value, bool) or not isinstance(value, PAIR_FIELDS[key]):
+        if (isinstance(value, bool) and bool not in PAIR_FIELDS[key]) or not isinstance(value, PAIR_FIELDS[key]):
             raise bad(f"{key} must be {PAIR_FIELDS[key][0].__name__}, got {type(value).__name__}")
     how = [k for k in ("domains", "shift", "classes") if k in t]
     if len(how) != 1:
@@ -102,7 +107,7 @@ def _parse_pair(dataset: str, name: str, t: Any, source: str, where: str) -> Dom
     return DomainPair(name=name, dataset=dataset, type="content" if "classes" in t else "appearance",
                       domains=tuple(domains) if domains else None, shift=t.get("shift"),
                       classes=t.get("classes"), seed=int(t.get("seed", 0)), fallback=t.get("fallback"),
-                      description=t.get("description", ""))
+                      optional=bool(t.get("optional", False)), description=t.get("description", ""))
 
 
 def check_names(pairs: dict[str, list[DomainPair]], shifts: Any, source: str, protocol: str) -> None:
