@@ -316,9 +316,13 @@ class _Passes:
             todo = [b for b in todo if b.spec.name != "origin"]
         if not todo:
             return
+        from .appearance import BUILTIN_OFFLINE
+
         req = self.run.req
         n_groups = 2 if grouping else 1
-        cfg = PassConfig(batch_size=req.batch_size, workers=req.workers, precision=req.precision,
+        # The built-in digits live in memory: a loader process costs more than it saves.
+        workers = 0 if req.workers is None and self.run.ds_name in BUILTIN_OFFLINE else req.workers
+        cfg = PassConfig(batch_size=req.batch_size, workers=workers, precision=req.precision,
                          channels_last=req.channels_last, progress=req.progress,
                          description=f"{self.mname} · {key if key != 'base' else self.run.ds_name} · "
                                      + ", ".join(b.spec.name for b in todo))
