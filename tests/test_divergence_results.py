@@ -111,3 +111,11 @@ def test_cli_table_plot_publish_check(tmp_path: Path) -> None:
     assert runner.invoke(app, ["leaderboard", "publish", "--results", str(res), "--out", str(tmp_path / "lb")]).exit_code == 0
     ok = runner.invoke(app, ["check", "--baseline", str(tmp_path / "lb" / "digits-divergence.csv"), "--results", str(res)])
     assert ok.exit_code == 0, ok.output
+
+
+def test_a_divergence_leaderboard_reruns_its_models_on_its_dataset(tmp_path: Path) -> None:
+    from dgbench.protocols import get
+
+    lb = load_leaderboard(publish(records_to_frame(records()), tmp_path)[0])
+    req = get("divergence").rerun_request("digits", lb)
+    assert (req.model, req.dataset, req.limit) == (["small_resnet", "small_resnet_ibn_b"], "digits", None)

@@ -22,6 +22,7 @@ from torch import nn
 
 from ..config import results_dir
 from ..data.base import Preprocess, build_dataset
+from ..engine.feature_stats import Branch, PassConfig, PassMoments, run_pass
 from ..errors import DgbenchError
 from ..metrics.divergence import Moments, layer_divergence, merge
 from ..models.probes import Probe, find_probes
@@ -30,8 +31,7 @@ from ..results.store import ResultStore
 from ..runtime import Runtime
 from ..shifts import ShiftSpec
 from .base import Protocol, RunRequest, RunSummary, reject_options
-from .divergence_pairs import DomainPair, Subset, check_names, class_halves, parse_pairs
-from ..engine.feature_stats import Branch, PassConfig, PassMoments, run_pass
+from .divergence_pairs import DomainPair, check_names, class_halves, parse_pairs
 
 ORIGIN = ShiftSpec("origin", "origin")
 
@@ -56,6 +56,9 @@ class DivergenceProtocol(Protocol):
 
     def run(self, request: RunRequest, runtime: Runtime) -> RunSummary:
         reject_options(request, self.name, allowed=("roots",))
+        if request.skip_corrupt:
+            raise DgbenchError(f"--skip-corrupt: not supported by the {self.name} protocol (a skipped image would "
+                               "change one domain of a pair but not the other); remove the corrupt files")
         if request.shifts:
             raise DgbenchError(f"--shifts: not used by the {self.name} protocol (its domain pairs, shifts "
                                f"included, are defined in {self.spec.source})")

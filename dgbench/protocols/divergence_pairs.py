@@ -20,17 +20,15 @@ dataset in ``domains`` (Cityscapes, GTA5) contributes its images only
 (:class:`~dgbench.data.scene_images.SceneImages`); its root comes from ``--cityscapes``/``--gta5``
 or the dataset's environment variable.
 
-:func:`pair_domains` turns a pair and the (already built and selected) dataset into the two domains
-as :class:`Domain` s: a dataset view and the shift applied to it.
+The protocol (:mod:`.divergence`) turns each pair into two domains: a dataset and a shift, or one
+pass over the dataset with its images grouped by :func:`class_halves`.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
 from ..errors import DgbenchError, SpecError
 
@@ -120,34 +118,7 @@ def check_names(pairs: dict[str, list[DomainPair]], shifts: Any, source: str, pr
                                     f"unknown shift {s!r}")
 
 
-# ----------------------------------------------------------------------------- the two domains
-class Subset(torch.utils.data.Dataset):
-    """Some samples of a dataset, keeping its identity (name, sample ids) for caches and records."""
-
-    def __init__(self, base: Any, indices: list[int]):
-        self.base, self.indices = base, list(indices)
-        self.name, self.num_classes = base.name, base.num_classes
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, i: int) -> Any:
-        return self.base[self.indices[i]]
-
-    def sample_id(self, i: int) -> str:
-        from .style_cache import sample_id
-
-        return sample_id(self.base, self.indices[i])
-
-
-@dataclass
-class Domain:
-    label: str  # e.g. "digits", "cv-stylize", "classes 0-4"
-    dataset: Any
-    shift: Any = None  # a ShiftSpec (origin when None)
-    info: dict[str, Any] = field(default_factory=dict)
-
-
+# ----------------------------------------------------------------------------- content pairs
 def class_halves(labels: list[int], how: str, seed: int) -> tuple[list[int], list[int]]:
     """Two disjoint halves of the classes present: by index order, or of a seeded permutation."""
     classes = sorted(set(labels))
@@ -157,19 +128,3 @@ def class_halves(labels: list[int], how: str, seed: int) -> tuple[list[int], lis
         classes = [classes[i] for i in np.random.RandomState(seed).permutation(len(classes))]
     half = len(classes) // 2
     return sorted(classes[:half]), sorted(classes[half:])
-
-
-def _span(classes: list[int]) -> str:
-    contiguous = classes == list(range(classes[0], classes[-1] + 1))
-    return f"{classes[0]}-{classes[-1]}" if contiguous else f"{len(classes)} classes"
-
-
-def content_domains(ds: Any, labels: list[int], pair: DomainPair) -> tuple[Domain, Domain]:
-    a, b = class_halves(labels, pair.classes or "index", pair.seed)
-    sa, sb = set(a), set(b)
-    ia = [i for i, y in enumerate(labels) if y in sa]
-    ib = [i for i, y in enumerate(labels) if y in sb]
-    return (Domain(f"classes {_span(a)}", Subset(ds, ia), info={"classes": a, "images": len(ia)}),
-            Domain(f"classes {_span(b)}", Subset(ds, ib), info={"classes": b, "images": len(ib)}))
-
-

@@ -24,7 +24,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import DgbenchError
 from .frame import MEASURED, _latest_config, _stat, _text, records_to_frame, variant_label
 
 KIND = "divergence"
