@@ -197,6 +197,7 @@ def test_stored_pairs_are_reused_not_recomputed(tmp_path: Path, monkeypatch: pyt
 
 
 # ----------------------------------------------------------------------------- ImageNet layout
+@pytest.mark.slow
 def test_imagenet_tree_gives_the_fig5_groups_for_three_models(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """resnet50, IBN-a, IBN-b (random weights) on a synset-layout tree plus generated Cityscapes and
     GTA5 trees: Fig. 5's three groups in one run; no Monet cache, so the photo-Monet pair falls
@@ -239,6 +240,7 @@ run(proto, RunRequest(model="small_resnet_ibn_a,small_resnet_ibn_b", limit=37, r
 """
 
 
+@pytest.mark.slow
 def test_world_size_1_and_2_give_the_same_numbers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """torchrun, 2 CPU ranks (gloo): 37 images shard 19 + 18; the gathered moments give the single
     process's divergences, and rank 0 alone writes them."""
