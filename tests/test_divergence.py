@@ -267,3 +267,16 @@ def test_in_marks_follow_the_variant() -> None:
     marks = {v: [p.has_in for p in find_probes(dgbench.create_model(f"small_resnet{v}"))] for v in ("", "_ibn_a", "_ibn_b")}
     assert marks == {"": [False] * 5, "_ibn_a": [False, True, True, True, False],
                      "_ibn_b": [True, True, True, False, False]}
+
+
+def test_a_model_without_probes_is_named_alone_and_skipped_among_several(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dgbench.errors import DgbenchError
+
+    env_isolated(monkeypatch, tmp_path)
+    pairs = {"digits": {"s": {"shift": "std-x1.5"}}}
+    with pytest.raises(DgbenchError, match="densenet121: the divergence analysis probes residual networks"):
+        _run(pairs, "densenet121", tmp_path, limit=8)
+    notes: list[str] = []
+    s = _run(pairs, "small_resnet,densenet121", tmp_path, limit=8, note=notes.append)
+    assert {r["model"] for r in s.records} == {"small_resnet"}
+    assert notes[-1] == "skipped 1 model(s) that are not residual networks (no probes): densenet121"

@@ -70,6 +70,10 @@ class DivergenceProtocol(Protocol):
 
 
 # ----------------------------------------------------------------------------- one run
+class _NoProbes(Exception):
+    """A model of a several-model run that the analysis cannot probe (skipped with a note)."""
+
+
 @dataclass
 class _Domain:
     key: tuple[str, str, str]  # (dataset key, branch shift name, grouping)
@@ -98,10 +102,19 @@ class _Run:
         t0 = time.perf_counter()
         out: list[dict[str, Any]] = []
         computed = reused = images = 0
-        for name in self._models():
-            recs, c, r, n = self._model(name)
+        names = self._models()
+        unprobed: list[str] = []
+        for name in names:
+            try:
+                recs, c, r, n = self._model(name, several=len(names) > 1)
+            except _NoProbes:
+                unprobed.append(str(name))
+                continue
             out += recs
             computed, reused, images = computed + c, reused + r, images + n
+        if unprobed:
+            self.req.say(f"skipped {len(unprobed)} model(s) that are not residual networks (no probes): "
+                         + ", ".join(unprobed[:4]) + (", ..." if len(unprobed) > 4 else ""))
         return RunSummary(out, computed, reused, time.perf_counter() - t0, images, self.ds_name, self.proto.kind)
 
     # -- models ------------------------------------------------------------------------------
@@ -175,14 +188,19 @@ class _Run:
                      num_layers=len(probes))
         return base, extra
 
-    def _model(self, name: Any) -> tuple[list[dict[str, Any]], int, int, int]:
+    def _model(self, name: Any, several: bool = False) -> tuple[list[dict[str, Any]], int, int, int]:
         """Every (pair, layer) record of one model: stored ones reused, the rest measured."""
         from .model_select import build_model
 
         req = self.req
         m = build_model(name, pretrained=req.pretrained, checkpoint=req.checkpoint, seed=req.seed,
                         kwargs=req.model_kwargs)
-        probes = find_probes(m)
+        try:
+            probes = find_probes(m)
+        except DgbenchError:
+            if several:  # `--model all`: the zoo's DenseNets have no residual probes
+                raise _NoProbes() from None
+            raise
         prep = Preprocess.from_cfg(m.pretrained_cfg)  # type: ignore[attr-defined]
         ds = self._dataset(self.ds_name, prep)
         base, extra = self._identity(m, name, prep, ds, probes)
