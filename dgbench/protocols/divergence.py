@@ -26,7 +26,7 @@ from ..engine.feature_stats import Branch, PassConfig, PassMoments, run_pass
 from ..errors import DgbenchError
 from ..metrics.divergence import Moments, layer_divergence, merge
 from ..models.probes import Probe, find_probes
-from ..results.record import new_record, record_key
+from ..results.record import git_commit, new_record, record_key, versions
 from ..results.store import ResultStore
 from ..runtime import Runtime
 from ..shifts import ShiftSpec
@@ -97,6 +97,8 @@ class _Run:
         self.done = self.store.completed_keys(proto.name) if self.store and not request.force else set()
         self.datasets: dict[tuple[Preprocess, str], Any] = {}
         self.skipped: set[str] = set()  # optional pairs without their data
+        # Stamped once per run, not once per record (a record per layer: git would run 140 times).
+        self.stamp = dict(versions=versions(), git_commit=git_commit())
 
     def run(self) -> RunSummary:
         t0 = time.perf_counter()
@@ -185,7 +187,7 @@ class _Run:
         )
         extra = dict(weights_source=weights_source(name, req.checkpoint, req.pretrained), dataset_info=ds.describe(),
                      device=str(self.rt.device), batch_size=req.batch_size, world_size=self.rt.world_size,
-                     num_layers=len(probes))
+                     num_layers=len(probes), **self.stamp)
         return base, extra
 
     def _model(self, name: Any, several: bool = False) -> tuple[list[dict[str, Any]], int, int, int]:
