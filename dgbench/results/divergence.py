@@ -302,11 +302,7 @@ def leaderboard_summary(lb: pd.DataFrame) -> pd.DataFrame:
              "has_in": r["has_in"], "n": r["n_runs"], "order": i, METRIC: r["divergence_nats"],
              f"{METRIC}_se": math.nan if r["divergence_se_nats"] is None else r["divergence_se_nats"]}
             for i, (_, r) in enumerate(lb.iterrows())]
-    s = pd.DataFrame(rows)
-    if not s.empty:  # pairs in their first-seen order of the protocol, not alphabetically
-        first = {p: i for i, p in enumerate(dict.fromkeys(lb.sort_values("line")["pair"]))}
-        s["order"] = [first[p] * 10_000 + int(li) for p, li in zip(s["pair"], s["layer_index"])]
-    return s
+    return pd.DataFrame(rows)  # pairs in the CSV's order (sorted by name; the run's order is not kept)
 
 
 # ----------------------------------------------------------------------------- check
