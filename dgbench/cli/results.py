@@ -84,6 +84,10 @@ def table_cmd(
             if dataset:
                 paper = paper[paper["dataset"] == dataset]
     tables = build_tables(summarize(frame), metric=metric, paper=paper)
+    if metric is None or metric in ("divergence", "kl", "div"):
+        from ..results.divergence import divergence_tables
+
+        tables += divergence_tables(frame)
     if not tables:
         raise NoResultsError("no results (measured or reported) match these options")
     out = render_tables(tables, fmt)

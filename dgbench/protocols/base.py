@@ -35,6 +35,7 @@ Note = Callable[[str], None]
 KINDS: dict[str, str] = {
     "appearance": "dgbench.protocols.appearance:AppearanceProtocol",
     "cross-domain": "dgbench.protocols.cross_domain:CrossDomainProtocol",
+    "divergence": "dgbench.protocols.divergence:DivergenceProtocol",
 }
 ENTRY_POINT_GROUP = "dgbench.protocols"
 

@@ -34,6 +34,9 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("miou", "mIoU", "%", True),
     Metric("pixel_acc", "pixel accuracy", "%", True),
     Metric("mean_acc", "mean class accuracy", "%", True),
+    # A distance between two domains' features, not a score: lower means the layer is more
+    # invariant to the pair's difference, which is the aim for appearance pairs only.
+    Metric("divergence", "feature divergence", "nats", False),
 )}
 
 # (protocol kind, task) -> the metrics a leaderboard publishes, in column order.
@@ -41,6 +44,7 @@ PUBLISHED: dict[tuple[str, str], tuple[str, ...]] = {
     ("appearance", "classification"): ("top1_err", "top5_err"),
     ("cross-domain", "classification"): ("top1_acc", "top1_err"),
     ("cross-domain", "segmentation"): ("miou", "pixel_acc"),
+    ("divergence", "classification"): ("divergence",),
 }
 # (protocol kind, task) -> what a table shows when no --metric is asked for (the paper's cells:
 # Table 1 "top-1/top-5 error", Table 6 "mIoU/pixel accuracy").
@@ -48,12 +52,14 @@ SHOWN: dict[tuple[str, str], tuple[str, ...]] = {
     ("appearance", "classification"): ("top1_err", "top5_err"),
     ("cross-domain", "classification"): ("top1_acc",),
     ("cross-domain", "segmentation"): ("miou", "pixel_acc"),
+    ("divergence", "classification"): ("divergence",),
 }
 # What users may type for a metric, per protocol kind (a metric's own name always works): ``top1``
 # reads as the paper's tables print it, an error in Table 1 and an accuracy in Table 6.
 ALIASES: dict[str, dict[str, str]] = {
     "appearance": {"top1": "top1_err", "top5": "top5_err"},
     "cross-domain": {"top1": "top1_acc", "acc": "top1_acc", "pixacc": "pixel_acc"},
+    "divergence": {"kl": "divergence", "div": "divergence"},
 }
 
 

@@ -132,6 +132,10 @@ def check_leaderboard(baseline: str | os.PathLike | pd.DataFrame, measured: Any,
     """Compare a baseline leaderboard with measured records; see the module docstring."""
     base = baseline if isinstance(baseline, pd.DataFrame) else load_leaderboard(baseline)
     kind, metrics = base.attrs["kind"], base.attrs["metrics"]
+    if kind == "divergence":  # one row per layer, in nats: compared by results.divergence
+        from .divergence import check_divergence
+
+        return check_divergence(base, measured, tolerances or {})
     columns = [f"{m}_pct" for m in metrics] + [f"{m}_drop_pct" for m in metrics]
     tolerances = dict(tolerances or {})
     _validate_tolerances(tolerances, columns)

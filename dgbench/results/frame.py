@@ -33,6 +33,7 @@ RECORD_COLUMNS = (
     "key", "kind", "task", "protocol", "dataset", "model", "model_kwargs", "shift", "shift_spec",
     "train_domain", "test_domain", "reference", "seed", "num_samples", "precision", "device",
     "started_at", "duration_s", "images_per_s", "git_commit", "order", "config", "config_items",
+    "pair", "pair_spec", "layer", "layer_index", "has_in",  # divergence records (results.divergence)
 )
 # What makes two records repeats of one configuration: every identity field but the seed.
 CONFIG_FIELDS = tuple(f for f in IDENTITY_FIELDS if f != "seed")
@@ -46,12 +47,15 @@ SUMMARY_KEY = (
     "dataset", "protocol", "model", "model_kwargs", "shift", "train_domain", "test_domain", "source",
 )
 
-KINDS = ("appearance", "cross-domain")
+KINDS = ("appearance", "cross-domain", "divergence")
 MEASURED = "dgbench"  # the `source` of numbers dgbench measured (the paper's are "paper")
 
 
 def kind_of(rec: Mapping[str, Any]) -> str:
-    """``cross-domain`` for records with a train/test domain pair, else ``appearance``."""
+    """``cross-domain`` for records with a train/test domain pair, else ``appearance``; a record
+    that names its kind (divergence) keeps it."""
+    if rec.get("kind") == "divergence":
+        return "divergence"
     if rec.get("train_domain") is not None or rec.get("test_domain") is not None:
         return "cross-domain"
     return "appearance"
@@ -192,6 +196,8 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
     metrics = metric_names(frame)
     cols = list(SUMMARY_KEY) + ["kind", "task", "reference", "n", "order", "family", "severity"]
     cols += [f"{m}{s}" for m in metrics for s in ("", "_se", "_drop", "_drop_se")]
+    if "kind" in frame.columns:  # one row per layer: summarized by results.divergence instead
+        frame = frame[frame["kind"] != "divergence"]
     if frame.empty:
         return pd.DataFrame(columns=cols)
     f = frame.copy()

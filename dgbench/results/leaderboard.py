@@ -44,7 +44,9 @@ def schema(kind: str, task: str) -> list[str]:
             + [f"{m}_se_pct" for m in metrics] + ["source", "note"])
 
 
-SCHEMAS = {k: schema(*k) for k in METRICS}
+# Kinds with a condition column; divergence (a row per layer, in nats) has its own schema in
+# results.divergence.
+SCHEMAS = {k: schema(*k) for k in METRICS if k[0] in CONDITION_COLUMNS}
 
 
 class LeaderboardError(SpecError):
@@ -120,15 +122,19 @@ def publish(results: pd.DataFrame | Iterable[Mapping[str, Any]], out_dir: str | 
     Only numbers dgbench measured are published (``source`` = ``dgbench``). Returns the paths
     written. Running it twice on the same results writes the same bytes.
     """
+    from .divergence import publish_divergence, split
     from .tables import markdown_page  # the page renders the paper-shaped tables
 
+    results, div = split(results)  # divergence results have a schema of their own
+    written: list[Path] = publish_divergence(div, out_dir) if not div.empty else []
     summary = _as_summary(results)
     summary = summary[summary["source"] == MEASURED]
+    if summary.empty and written:
+        return written
     if summary.empty:
         raise DgbenchError("no measured results to publish")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
     for (dataset, protocol), (header, rows) in leaderboard_rows(summary).items():
         stem = leaderboard_name(dataset, protocol)
         csv_path, md_path = out / f"{stem}.csv", out / f"{stem}.md"
@@ -187,6 +193,10 @@ def _read_leaderboard(p: Path) -> pd.DataFrame:
         except StopIteration:
             raise LeaderboardError(f"{p}: empty file, expected a header line") from None
         kind_task = _schema_of(header)
+        from .divergence import HEADER as DIVERGENCE_HEADER, read_leaderboard
+
+        if header == DIVERGENCE_HEADER:
+            return read_leaderboard(p, reader)
         if kind_task is None:
             expected = "\n  ".join(",".join(c) for c in SCHEMAS.values())
             raise LeaderboardError(f"{p}:1: header {','.join(header)!r} matches no leaderboard "

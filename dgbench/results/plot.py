@@ -81,17 +81,26 @@ def plot_results(frame: pd.DataFrame, out: str | os.PathLike, metric: str | None
     out = Path(out)
     if out.suffix.lower() != ".png":
         raise DgbenchError(f"--out {out}: dgbench plot writes PNG files (name it *.png)")
-    fig = drops_figure(summarize(frame), metric)
+    from .divergence import plot_divergence, split
+
+    frame, div = split(frame)
+    if not div.empty and frame.empty:  # only divergence results: Fig. 5's side-by-side panels
+        return plot_divergence(div, out)
+    fig = drops_figure(summarize(frame), metric, div)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, format="png", dpi=110)
     return out
 
 
-def drops_figure(summary: pd.DataFrame, metric: str | None = None) -> Figure:
-    """The drops of a summary frame's measured rows as a figure (the site embeds it too)."""
+def drops_figure(summary: pd.DataFrame, metric: str | None = None, div: pd.DataFrame | None = None) -> Figure:
+    """The drops of a summary frame's measured rows as a figure (the site embeds it too), plus the
+    divergence panels of ``div`` (divergence records) when given."""
+    from .divergence import divergence_panels
+
+    div = div if div is not None else pd.DataFrame()
     summary = summary[summary["source"] == MEASURED] if not summary.empty else summary
     shifted = summary[summary["reference"] != ""] if not summary.empty else summary
-    if shifted.empty:
+    if shifted.empty and div.empty:
         raise NoResultsError("nothing to plot: no stored result has a drop "
                              "(run a protocol first, e.g. `dgbench run --protocol appearance`)")
     panels = []  # (callable(ax),)
@@ -117,6 +126,7 @@ def drops_figure(summary: pd.DataFrame, metric: str | None = None) -> Figure:
                                        zip(g.sort_values("order")["train_domain"], g.sort_values("order")["test_domain"])))
             panels.append(lambda ax, g=g, s=pairs, m=m, t=f"{dataset} · {protocol}":
                           _bars(ax, g, s, lambda r: f"{r['train_domain']}→{r['test_domain']}", m, t))
+    panels += divergence_panels(div) if not div.empty else []
     if not panels:
         raise NoResultsError("nothing to plot: the stored results carry no drops")
     fig = Figure(figsize=(8, 3.6 * len(panels)), layout="constrained")

@@ -22,6 +22,8 @@ Fields (units in names where they matter; metrics are percentages):
     dataset, dataset_fingerprint, dataset_info,
     train_domain, test_domain,          # cross-domain protocols (None otherwise)
     shift, shift_spec,                  # appearance protocols ("origin" for the clean reference)
+    pair, pair_spec, layer,             # divergence protocols: the domain pair and the probed layer
+    layer_index, has_in, domain_sizes,  #   (hashed only when set; see OPTIONAL_IDENTITY_FIELDS)
     reference,                          # name of the condition the drop is measured from (None for itself)
     metrics,                            # scalars, e.g. {"top1_err": 22.54, "top5_err": 6.32} or {"miou": .., "pixel_acc": ..}
     drop,                               # metric minus the reference's metric, same keys ({} for the reference)
@@ -83,11 +85,17 @@ def fingerprint(obj: Any) -> str:
     return hashlib.sha256(canonical_json(obj).encode()).hexdigest()
 
 
+# Identity fields of some kinds only (divergence: the domain pair and the probed layer); hashed
+# only when set, so the keys of records without them stay what they were.
+OPTIONAL_IDENTITY_FIELDS = ("pair", "pair_spec", "layer")
+
+
 def record_key(record: dict[str, Any]) -> str:
     """The key of a record's identity; ``code`` is that of this dgbench unless the record has one."""
     ident = {f: record.get(f) for f in IDENTITY_FIELDS}
     if "code" not in record:
         ident["code"] = code_identity()
+    ident.update({f: record[f] for f in OPTIONAL_IDENTITY_FIELDS if record.get(f) is not None})
     return fingerprint(ident)[:32]
 
 

@@ -331,7 +331,11 @@ def render_table(results: pd.DataFrame | Iterable[Mapping[str, Any]], kind: str 
         from .leaderboard import load_paper
 
         paper = load_paper()
-    tables = build_tables(summary, kind=kind, metric=metric, paper=paper)
+    tables = build_tables(summary, kind=kind, metric=metric, paper=paper) if kind != "divergence" else []
+    if kind in (None, "divergence"):
+        from .divergence import divergence_tables
+
+        tables += divergence_tables(frame)
     if not tables:
         raise NoResultsError("no results to tabulate" + (f" for {kind} protocols" if kind else ""))
     return render_tables(tables, fmt)
