@@ -23,7 +23,7 @@ import pandas as pd
 from ..errors import DgbenchError
 from . import catalogue
 from .frame import MEASURED, variant_label
-from .leaderboard import (_fmt, _write_if_changed, leaderboard_name, leaderboard_to_summary,
+from .leaderboard import (CONDITION_COLUMNS, _fmt, _write_if_changed, leaderboard_name, leaderboard_to_summary,
                           load_leaderboard, load_paper)
 from .provenance import (ROW_KEY, attach_values, provenance_by_leaderboard, published_values, read_sidecar,
                          sidecar_path, sidecar_text)
@@ -198,9 +198,9 @@ def build_board(csv_path: Path, paper: pd.DataFrame | None) -> Board:
     summary["order"] = [rank[c] for c in cond]  # the CSV is sorted as strings; plots read naturally
     dataset, protocol = summary["dataset"].iloc[0], summary["protocol"].iloc[0]
     measured = summary[summary["source"] == MEASURED]
-    p = _paper_matches(paper, kind, dataset, protocol) if paper is not None else pd.DataFrame()
-    if not p.empty:
-        p = p[p["model"].isin(set(measured["model"]))]
+    # The tables' own join: same kind and setting, models by canonical name, clean-error rows of
+    # Tables 2, 4 and 5 in the reference column.
+    p = _paper_matches(paper, kind, dataset, protocol, set(measured["model"])) if paper is not None else pd.DataFrame()
     both = pd.concat([summary.assign(_csv=csv_path.name),
                       p.assign(_csv=[f"paper/{leaderboard_name(d, pr)}.csv" for d, pr in zip(p["dataset"], p["protocol"])])],
                      ignore_index=True) if not p.empty else summary.assign(_csv=csv_path.name)
@@ -250,7 +250,9 @@ def build_site(csv_paths: Iterable[Path], out_dir: str | os.PathLike) -> list[Pa
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paper = load_paper()
-    csvs = list(csv_paths)
+    # Pages show tables with a condition column (shifts, train x test domains); a leaderboard of
+    # another shape (divergence: a row per layer) is published as CSV + Markdown only.
+    csvs = [p for p in csv_paths if load_leaderboard(p).attrs["kind"] in CONDITION_COLUMNS]
     stems = [p.stem for p in csvs]
     if len(set(stems)) != len(stems):
         dup = sorted({s for s in stems if stems.count(s) > 1})
