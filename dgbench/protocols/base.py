@@ -35,6 +35,7 @@ Note = Callable[[str], None]
 KINDS: dict[str, str] = {
     "appearance": "dgbench.protocols.appearance:AppearanceProtocol",
     "cross-domain": "dgbench.protocols.cross_domain:CrossDomainProtocol",
+    "finetune": "dgbench.protocols.finetune:FinetuneProtocol",
 }
 ENTRY_POINT_GROUP = "dgbench.protocols"
 
