@@ -208,3 +208,21 @@ def test_paper_files_load() -> None:
     assert len(t8) == 10 and set(t8["fraction"]) == {"0", "0.1", "0.2", "0.3", "1"}
     t7 = load_comparisons()
     assert len(t7) == 4 and math.isclose(t7["gain_pct"].sum(), 27.5)
+
+
+def test_rerun_request_from_published_rows(tmp_path: Path) -> None:
+    """`dgbench check --rerun` re-runs a finetune leaderboard: its pair, models, fractions and seeds."""
+    from dgbench.protocols import get
+    from dgbench.results.leaderboard import load_leaderboard, publish
+
+    recs = [new_record(task="segmentation", protocol="finetune", model=m, dataset="digit-scenes",
+                       train_domain="typeset-digit-scenes", test_domain="digit-scenes", fraction=f, subset={"fraction": f}, seed=s,
+                       metrics={"miou": 40.0 + (s or 0), "pixel_acc": 90.0}, versions={}, git_commit=None, started_at="x")
+            for m in ("deeplab_small_resnet", "deeplab_small_resnet_ibn_a") for f in (0.0, 0.1, 1.0)
+            for s in ((None,) if f == 0 else (0, 1))]
+    lb = load_leaderboard(publish(recs, tmp_path)[0])
+    req = get("finetune").rerun_request("digit-scenes", lb)
+    assert req.dataset == "digit-scenes" and req.model == ["deeplab_small_resnet", "deeplab_small_resnet_ibn_a"]
+    assert req.options == {"fractions": [0.1, 1.0], "seeds": [0, 1]}
+    with pytest.raises(DgbenchError, match="re-running needs"):
+        get("finetune").rerun_request("cityscapes", lb.assign(train_domain="gta5", test_domain="cityscapes"))
