@@ -18,6 +18,10 @@ the RNG states and the run's configuration; the data order and augmentation are 
 have. At the end ``<out_dir>/model.pth`` holds the weights alone (loadable with
 ``create_model(name, pretrained=path, **model_kwargs)``) and ``model.json`` its name and kwargs.
 
+Fine-tuning (:mod:`dgbench.protocols.finetune`): ``init_weights`` starts from a whole model's
+weights, ``indices`` trains on a subset of the split and ``iterations`` fixes the schedule's
+length; all three are in the checkpoint's configuration, so a run never resumes another's.
+
 Multi-GPU: launch with ``torchrun --nproc_per_node N``; each rank takes ``batch_size / N``
 images of every global batch (DDP), SyncBN on by default across CUDA ranks. AMP (fp16 autocast + grad
 scaler) on CUDA when ``amp=True``.
