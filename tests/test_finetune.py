@@ -226,3 +226,28 @@ def test_rerun_request_from_published_rows(tmp_path: Path) -> None:
     assert req.options == {"fractions": [0.1, 1.0], "seeds": [0, 1]}
     with pytest.raises(DgbenchError, match="re-running needs"):
         get("finetune").rerun_request("cityscapes", lb.assign(train_domain="gta5", test_domain="cityscapes"))
+
+
+def test_cli_flags_reach_the_protocol_and_others_refuse_them(tiny: Path) -> None:
+    def invoke(*args: str) -> str:
+        res = runner.invoke(app, ["run", *args, "--results", str(tiny), "--no-progress"])
+        assert res.exit_code != 0
+        return str(res.exception) if isinstance(res.exception, DgbenchError) else res.output
+
+    msg = invoke("--protocol", "finetune", "--dataset", "digit-scenes", "--fractions", "0.1,1.5")
+    assert "--fractions '1.5'" in msg and "(0, 1]" in msg
+    assert "--seeds" in invoke("--protocol", "finetune", "--dataset", "digit-scenes", "--seeds", "a")
+    assert "--fractions: not used by the cross-domain protocol" in invoke(
+        "--protocol", "cross-domain", "--dataset", "digit-scenes", "--fractions", "0.1")
+
+
+@pytest.mark.parametrize("line, why", [('iterations = "some"', "iterations"), ("crop_size = [64]", "two positive"),
+                                       ("lr = 0.1", "unknown recipe key"), ("mirror = 1", "wrong type")])
+def test_bad_recipe_in_toml_names_the_field(tmp_path: Path, line: str, why: str) -> None:
+    from dgbench.errors import SpecError
+    from dgbench.config import data_dir
+    from dgbench.protocols.specs import load_specs
+
+    (tmp_path / "bad.toml").write_text(TINY.replace("batch_size = 8\niterations = 2", line))
+    with pytest.raises(SpecError, match=f"finetune-tiny.recipes.digit-scenes.*{why}"):
+        load_specs([data_dir("transforms"), tmp_path])

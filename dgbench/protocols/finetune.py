@@ -193,6 +193,9 @@ class FinetuneProtocol(CrossDomainProtocol):
                     raise SpecError(f"{where}.recipes.{pair}.{key}: unknown recipe key (known: {', '.join(RECIPE_TYPES)})")
                 if isinstance(value, bool) != (bool in RECIPE_TYPES[key]) or not isinstance(value, RECIPE_TYPES[key]):
                     raise SpecError(f"{where}.recipes.{pair}.{key}: {value!r} has the wrong type")
+                if isinstance(value, list) and not (len(value) == 2 and all(
+                        isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0 for v in value)):
+                    raise SpecError(f"{where}.recipes.{pair}.{key}: {value!r}: expected two positive numbers")
             it = recipe.get("iterations", "scaled")
             if it != "scaled" and not (isinstance(it, int) and it > 0):
                 raise SpecError(f"{where}.recipes.{pair}.iterations: {it!r}: \"scaled\" or a positive integer")
