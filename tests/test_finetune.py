@@ -251,3 +251,22 @@ def test_bad_recipe_in_toml_names_the_field(tmp_path: Path, line: str, why: str)
     (tmp_path / "bad.toml").write_text(TINY.replace("batch_size = 8\niterations = 2", line))
     with pytest.raises(SpecError, match=f"finetune-tiny.recipes.digit-scenes.*{why}"):
         load_specs([data_dir("transforms"), tmp_path])
+
+
+def test_gta5_checkpoint_finetuned_on_a_cityscapes_tree(tiny: Path, tmp_path: Path) -> None:
+    """The Table 8 path: --checkpoint-b (a 19-class "GTA5" model) fine-tuned on half a Cityscapes tree."""
+    from dgbench.models import create_model
+    from seg_fixtures import make_cityscapes
+
+    cs = make_cityscapes(tmp_path / "cs", "train", per_city=4)
+    make_cityscapes(cs, "val", per_city=1)
+    ckpt = tmp_path / "gta5.pth"
+    torch.manual_seed(0)
+    torch.save(create_model("deeplab_resnet50_ibn_a", num_classes=19).state_dict(), ckpt)
+    req = RunRequest(model="ibn_a", dataset="cityscapes-gta5", results=tiny, device="cpu", progress=False, workers=0,
+                     options={"checkpoint_b": str(ckpt), "roots": {"cityscapes": str(cs)}, "fractions": "0.5"})
+    src, half = run("finetune-tiny", req).records
+    assert (src["train_domain"], src["test_domain"], src["dataset"]) == ("gta5", "cityscapes", "cityscapes")
+    assert src["model"] == "deeplab_resnet50_ibn_a" and src["weights_source"] == str(ckpt)
+    assert half["subset"]["images"] == 4 and half["subset"]["of"] == 8 and half["finetune"]["iterations"] == 1
+    assert half["preprocessing"]["recipe"]["crop_size"] == [32, 32] and half["num_samples"] == 2
