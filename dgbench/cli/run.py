@@ -90,6 +90,8 @@ def run_cmd(
     save_predictions: Optional[Path] = typer.Option(None, "--save-predictions", help="segmentation: write labelId/trainId/colour PNGs here"),
     gta5_mismatch: Optional[Gta5Mismatch] = typer.Option(None, "--gta5-mismatch", help="GTA5 label maps whose size differs from their image (default error)"),
     gta5_split_file: Optional[Path] = typer.Option(None, "--gta5-split-file", help="GTA5 split: split.mat or a text list (default <root>/split.mat)"),
+    fractions: Optional[str] = typer.Option(None, "--fractions", help="finetune: fractions of the target's train split, e.g. 0.1,0.2,0.3,1.0 (default: the protocol's)"),
+    seeds: Optional[str] = typer.Option(None, "--seeds", help="finetune: seeds of the subsets and training, e.g. 0,1,2 (default: the protocol's)"),
 ) -> None:
     """Measure models under a protocol and print the result in the paper's table shape.
 
@@ -105,6 +107,7 @@ def run_cmd(
         checkpoint_a=checkpoint_a, checkpoint_b=checkpoint_b, roots=roots or None, eval_mode=eval_mode and eval_mode.value,
         crop=crop, stride=stride, flip=flip, eval_scale=eval_scale, save_predictions=save_predictions,
         gta5_mismatch=gta5_mismatch and gta5_mismatch.value, gta5_split_file=gta5_split_file,
+        fractions=fractions, seeds=seeds,
     )
     request = RunRequest(
         model=model, dataset=dataset, data=data, shifts=_split(shifts), limit=limit, subset=subset, device=device,

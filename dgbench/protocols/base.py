@@ -36,6 +36,7 @@ KINDS: dict[str, str] = {
     "appearance": "dgbench.protocols.appearance:AppearanceProtocol",
     "cross-domain": "dgbench.protocols.cross_domain:CrossDomainProtocol",
     "divergence": "dgbench.protocols.divergence:DivergenceProtocol",
+    "finetune": "dgbench.protocols.finetune:FinetuneProtocol",
 }
 ENTRY_POINT_GROUP = "dgbench.protocols"
 

@@ -45,6 +45,7 @@ PUBLISHED: dict[tuple[str, str], tuple[str, ...]] = {
     ("cross-domain", "classification"): ("top1_acc", "top1_err"),
     ("cross-domain", "segmentation"): ("miou", "pixel_acc"),
     ("divergence", "classification"): ("divergence",),
+    ("finetune", "segmentation"): ("miou", "pixel_acc"),
 }
 # (protocol kind, task) -> what a table shows when no --metric is asked for (the paper's cells:
 # Table 1 "top-1/top-5 error", Table 6 "mIoU/pixel accuracy").
@@ -53,6 +54,7 @@ SHOWN: dict[tuple[str, str], tuple[str, ...]] = {
     ("cross-domain", "classification"): ("top1_acc",),
     ("cross-domain", "segmentation"): ("miou", "pixel_acc"),
     ("divergence", "classification"): ("divergence",),
+    ("finetune", "segmentation"): ("miou",),  # Table 8 prints mIoU
 }
 # What users may type for a metric, per protocol kind (a metric's own name always works): ``top1``
 # reads as the paper's tables print it, an error in Table 1 and an accuracy in Table 6.
@@ -60,6 +62,7 @@ ALIASES: dict[str, dict[str, str]] = {
     "appearance": {"top1": "top1_err", "top5": "top5_err"},
     "cross-domain": {"top1": "top1_acc", "acc": "top1_acc", "pixacc": "pixel_acc"},
     "divergence": {"kl": "divergence", "div": "divergence"},
+    "finetune": {"pixacc": "pixel_acc"},
 }
 
 

@@ -106,6 +106,8 @@ def _validate_tolerances(tolerances: Mapping[str, float], columns: list[str]) ->
 def _row_key(r: Mapping[str, Any], kind: str) -> str:
     label = variant_label(r["model"], r["model_kwargs"])
     cond = r["shift"] if kind == "appearance" else f"{r['train_domain']}→{r['test_domain']}"
+    if kind == "finetune":
+        cond += f" @ {r['fraction']}"
     return f"{label} · {cond}"
 
 

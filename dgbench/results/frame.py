@@ -32,7 +32,7 @@ from .record import IDENTITY_FIELDS, canonical_json, fingerprint
 RECORD_COLUMNS = (
     "key", "kind", "task", "protocol", "dataset", "model", "model_kwargs", "shift", "shift_spec",
     "train_domain", "test_domain", "reference", "seed", "num_samples", "precision", "device",
-    "started_at", "duration_s", "images_per_s", "git_commit", "order", "config", "config_items",
+    "started_at", "duration_s", "images_per_s", "git_commit", "order", "config", "config_items", "fraction",
     "pair", "pair_spec", "layer", "layer_index", "has_in",  # divergence records (results.divergence)
 )
 # What makes two records repeats of one configuration: every identity field but the seed.
@@ -44,21 +44,30 @@ class SupersededResultsWarning(UserWarning):
 
 # What identifies one row of the summary frame (and of a leaderboard).
 SUMMARY_KEY = (
-    "dataset", "protocol", "model", "model_kwargs", "shift", "train_domain", "test_domain", "source",
+    "dataset", "protocol", "model", "model_kwargs", "shift", "train_domain", "test_domain", "fraction", "source",
 )
 
-KINDS = ("appearance", "cross-domain", "divergence")
+KINDS = ("appearance", "cross-domain", "divergence", "finetune")
 MEASURED = "dgbench"  # the `source` of numbers dgbench measured (the paper's are "paper")
 
 
 def kind_of(rec: Mapping[str, Any]) -> str:
-    """``cross-domain`` for records with a train/test domain pair, else ``appearance``; a record
-    that names its kind (divergence) keeps it."""
+    """``finetune`` for records with a ``fraction``, ``cross-domain`` for records with a train/test
+    domain pair, else ``appearance``; a record that names its kind (divergence) keeps it."""
     if rec.get("kind") == "divergence":
         return "divergence"
+    if rec.get("fraction") is not None:
+        return "finetune"
     if rec.get("train_domain") is not None or rec.get("test_domain") is not None:
         return "cross-domain"
     return "appearance"
+
+
+def fraction_label(value: Any) -> str:
+    """A fine-tune record's fraction as text (``0.1``, ``1``; ``0``: source only); ``""`` for other kinds."""
+    if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
+        return ""
+    return f"{float(value):g}"
 
 
 def kwargs_label(kwargs: Any) -> str:
@@ -94,6 +103,7 @@ def records_to_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
         row: dict[str, Any] = {c: rec.get(c) for c in RECORD_COLUMNS}
         row["key"] = rec.get("key") or f"row{i}"
         row["kind"] = kind_of(rec)
+        row["fraction"] = fraction_label(rec.get("fraction"))
         row["model_kwargs"] = kwargs_label(rec.get("model_kwargs"))
         row["order"] = i  # store order: tables list shifts as the protocol ran them
         row["config_items"] = {f: rec.get(f) for f in CONFIG_FIELDS}
@@ -202,7 +212,7 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=cols)
     f = frame.copy()
     for c in ("dataset", "protocol", "model", "model_kwargs", "shift", "train_domain",
-              "test_domain", "reference", "task"):
+              "test_domain", "reference", "task", "fraction"):
         f[c] = [_text(v) for v in f[c]]
     if "source" not in f.columns:
         f["source"] = MEASURED

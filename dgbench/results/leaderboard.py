@@ -29,10 +29,11 @@ DECIMALS = 2  # the paper prints two decimals; so do leaderboards (and the check
 # Metrics per (kind, task), in column order, from the metric catalogue; a record's other metrics
 # are not published.
 METRICS = catalogue.PUBLISHED
-CONDITION_COLUMNS = {"appearance": ("shift",), "cross-domain": ("train_domain", "test_domain")}
+CONDITION_COLUMNS = {"appearance": ("shift",), "cross-domain": ("train_domain", "test_domain"),
+                     "finetune": ("train_domain", "test_domain", "fraction")}
 # Columns that identify a row: no two rows of one file may share them.
 KEY_COLUMNS = ("dataset", "protocol", "model", "model_kwargs", "shift", "train_domain",
-               "test_domain", "source")
+               "test_domain", "fraction", "source")
 
 
 def schema(kind: str, task: str) -> list[str]:
@@ -233,6 +234,14 @@ def _parse_row(p: Path, line: int, header: list[str], row: list[str], kind: str,
             raise bad(col, "empty; every row needs it")
     if rec["task"] != task:
         raise bad("task", f"{rec['task']!r} in a {task} leaderboard")
+    if "fraction" in rec:
+        try:
+            fraction = float(rec["fraction"])
+        except ValueError:
+            fraction = math.nan
+        if not 0.0 <= fraction <= 1.0:
+            raise bad("fraction", f"{rec['fraction']!r} is not a fraction in [0, 1] (0: source only)")
+        rec["fraction"] = f"{fraction:g}"
     if rec["model_kwargs"]:
         try:
             if not isinstance(json.loads(rec["model_kwargs"]), dict):
@@ -277,7 +286,7 @@ def leaderboard_to_summary(lb: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for i, r in lb.reset_index(drop=True).iterrows():
         row: dict[str, Any] = {c: r.get(c, "") or "" for c in KEY_COLUMNS}
-        for c in ("shift", "train_domain", "test_domain"):
+        for c in ("shift", "train_domain", "test_domain", "fraction"):
             row[c] = r[c] if c in lb.columns else ""
         row.update(kind=kind, task=r["task"], reference=r["reference"], note=r["note"],
                    n=r["n_runs"] if r["n_runs"] is not None else float("nan"), order=i)

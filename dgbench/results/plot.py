@@ -4,7 +4,8 @@ One panel per (dataset, protocol): grouped bars of each model's drop per shift (
 per train -> test pair (cross-domain), with standard-error bars where seeds were repeated. Shifts
 that form a severity sweep (three or more severities of one family, e.g. ``rgb+10`` ..
 ``rgb+100``, read from the shift spec's ``family``/``severity`` or from the name) get their own
-panel: a robustness curve of drop against severity, one line per model.
+panel: a robustness curve of drop against severity, one line per model. Fine-tuning results
+(Table 8) are drawn as the metric against the fraction of target data, one line per model.
 
 Drawn with matplotlib's Agg canvas directly (no pyplot), so it works headless and leaves the
 user's matplotlib state alone.
@@ -76,6 +77,22 @@ def _curve(ax, rows: pd.DataFrame, family: str, metric: str, title: str) -> None
     ax.grid(alpha=0.3)
 
 
+def _fraction_curve(ax, g: pd.DataFrame, metric: str, title: str) -> None:
+    """Fine-tuning (Table 8): the metric against the fraction of target data, one line per model."""
+    for model, kw in _models(g):
+        sel = g[(g["model"] == model) & (g["model_kwargs"] == kw)].copy()
+        sel["x"] = [100 * float(f) for f in sel["fraction"]]
+        sel = sel.sort_values("x")
+        se = sel[f"{metric}_se"].fillna(0.0)
+        ax.errorbar(sel["x"], sel[metric], yerr=se if (se > 0).any() else None, marker="o", capsize=2,
+                    label=variant_label(model, kw))
+    ax.set_xlabel("target train images used for fine-tuning (%; 0 = source only)")
+    ax.set_ylabel(f"{METRIC_TITLES.get(metric, metric)} (%)")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+
+
 def plot_results(frame: pd.DataFrame, out: str | os.PathLike, metric: str | None = None) -> Path:
     """Draw the drops of a records frame into the PNG ``out``; returns its path."""
     out = Path(out)
@@ -99,11 +116,16 @@ def drops_figure(summary: pd.DataFrame, metric: str | None = None, div: pd.DataF
 
     div = div if div is not None else pd.DataFrame()
     summary = summary[summary["source"] == MEASURED] if not summary.empty else summary
-    shifted = summary[summary["reference"] != ""] if not summary.empty else summary
-    if shifted.empty and div.empty:
+    finetune = summary[summary["kind"] == "finetune"] if not summary.empty else summary
+    shifted = summary[(summary["reference"] != "") & (summary["kind"] != "finetune")] if not summary.empty else summary
+    if shifted.empty and finetune.empty and div.empty:
         raise NoResultsError("nothing to plot: no stored result has a drop "
                              "(run a protocol first, e.g. `dgbench run --protocol appearance`)")
     panels = []  # (callable(ax),)
+    for (dataset, protocol), g in finetune.groupby(["dataset", "protocol"], sort=True):
+        available = [m for m in catalogue.METRICS if m in g.columns and g[m].notna().any()]
+        m = resolve_metrics(metric, "finetune", available)[0]
+        panels.append(lambda ax, g=g, m=m, t=f"{dataset} · {protocol}": _fraction_curve(ax, g, m, t))
     for (dataset, protocol), g in shifted.groupby(["dataset", "protocol"], sort=True):
         kind = g["kind"].iloc[0]
         metrics = [m for m in catalogue.METRICS if m in g.columns and f"{m}_drop" in g.columns and g[f"{m}_drop"].notna().any()]

@@ -165,8 +165,12 @@ def build_tables(summary: pd.DataFrame, *, kind: str | None = None, metric: str 
         both = pd.concat([g, p], ignore_index=True) if not p.empty else g.reset_index(drop=True)
         metric_cols = [m for m in catalogue.ordered(catalogue.METRICS) if m in both.columns and both[m].notna().any()]
         metrics = resolve_metrics(metric, k, metric_cols)
-        build = _appearance if k == "appearance" else _cross_domain
+        build = {"appearance": _appearance, "finetune": _finetune}.get(k, _cross_domain)
         tables.append(build(both, dataset, protocol, metrics, with_source=not p.empty))
+        if k == "finetune" and paper is not None:  # Table 7 beside Table 8
+            from .comparison import comparison_table
+
+            tables += comparison_table(g)
     return tables
 
 
@@ -243,6 +247,34 @@ def _cross_domain(both: pd.DataFrame, dataset: str, protocol: str, metrics: list
         columns=columns, rows=rows, sources=sources,
         caption="rows: training domain; columns: test domain; drop = in-domain minus cross-domain "
                 "(a loss reads positive); mean ± standard error over n runs where n > 1",
+    )
+
+
+def fraction_title(fraction: str) -> str:
+    """A fine-tune column: ``source only`` for 0, else the percentage (``10%``)."""
+    f = float(fraction)
+    return "source only" if f == 0 else f"{f * 100:g}%"
+
+
+def _finetune(both: pd.DataFrame, dataset: str, protocol: str, metrics: list[str],
+              with_source: bool) -> TableData:
+    """Table 8: one row per model (and source domain), one column per fraction of the target's train split."""
+    fractions = sorted(set(both["fraction"]), key=float)
+    columns = ["model"] + (["source"] if with_source else []) + ["train \\ test"] + [fraction_title(f) for f in fractions]
+    rows, sources = [], []
+    for model, kw, src in _row_order(both):
+        sel = both[(both["model"] == model) & (both["model_kwargs"] == kw) & (both["source"] == src)]
+        for (train, test), g in sel.groupby(["train_domain", "test_domain"], sort=True):
+            by = {r["fraction"]: r for _, r in g.iterrows()}
+            cells = [_cell(by[f], metrics, with_drop=False) if f in by else "–" for f in fractions]
+            rows.append([variant_label(model, kw)] + ([src] if with_source else []) + [f"{train} → {test}"] + cells)
+            sources.append(src)
+    what = "/".join(METRIC_TITLES.get(m, m) for m in metrics)
+    return TableData(
+        title=f"{dataset} · {protocol}: {what} % after fine-tuning on a fraction of the target's train split",
+        columns=columns, rows=rows, sources=sources,
+        caption="rows: model, source → target domain; columns: fraction of the target's labelled train images "
+                "(source only: no fine-tuning); mean ± standard error over n seeds where n > 1",
     )
 
 

@@ -18,6 +18,10 @@ the RNG states and the run's configuration; the data order and augmentation are 
 have. At the end ``<out_dir>/model.pth`` holds the weights alone (loadable with
 ``create_model(name, pretrained=path, **model_kwargs)``) and ``model.json`` its name and kwargs.
 
+Fine-tuning (:mod:`dgbench.protocols.finetune`): ``init_weights`` starts from a whole model's
+weights, ``indices`` trains on a subset of the split and ``iterations`` fixes the schedule's
+length; all three are in the checkpoint's configuration, so a run never resumes another's.
+
 Multi-GPU: launch with ``torchrun --nproc_per_node N``; each rank takes ``batch_size / N``
 images of every global batch (DDP), SyncBN on by default across CUDA ranks. AMP (fp16 autocast + grad
 scaler) on CUDA when ``amp=True``.
@@ -28,7 +32,7 @@ import json
 import math
 import os
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -72,6 +76,12 @@ class SegTrainConfig:
     gta5_fraction: float = 0.25
     subset_seed: int = 0
     seed: int = 0
+    # Fine-tuning (dgbench.protocols.finetune): a fixed schedule length instead of ``epochs``,
+    # the whole model's starting weights, and a subset of the training split (by index).
+    iterations: int | None = None
+    init_weights_sha256: str | None = None
+    subset_size: int | None = None
+    subset_sha256: str | None = None
 
 
 @dataclass
@@ -189,7 +199,7 @@ def _check_compatible(ckpt: dict[str, Any], cfg: SegTrainConfig, path: Path) -> 
             f"checkpoint {path} was trained for {old.get('num_classes')} classes, this run has {cfg.num_classes}; "
             "use another --out directory or the matching number of classes"
         )
-    for key in ("model", "dataset", "batch_size", "epochs"):
+    for key in ("model", "dataset", "batch_size", "epochs", "iterations", "init_weights_sha256", "subset_sha256"):
         if old.get(key) != getattr(cfg, key):
             raise CheckpointError(
                 f"checkpoint {path} is from a run with {key}={old.get(key)!r}, this run has {key}={getattr(cfg, key)!r}; "
@@ -234,6 +244,9 @@ def train_segmentation(
     sync_bn: bool | None = None,
     num_workers: int = 4,
     progress: bool = True,
+    iterations: int | None = None,
+    init_weights: str | os.PathLike | None = None,
+    indices: Sequence[int] | None = None,
 ) -> SegTrainResult:
     """Train a segmentation model; see the module docstring for the recipe and the checkpoints.
 
@@ -255,6 +268,12 @@ def train_segmentation(
             the local rank's GPU (see :mod:`dgbench.runtime`).
         amp: mixed precision (fp16 autocast + GradScaler) on CUDA; fp32 elsewhere.
         sync_bn: SyncBatchNorm across ranks; default (None): on under torchrun with CUDA.
+        iterations: the schedule's length in iterations (poly decay over them); default
+            ``epochs`` x iterations per epoch.
+        init_weights: fine-tuning: a whole model's weights (``model.pth``) to start from, loaded
+            strictly (``pretrained_backbone`` is then ignored); its sha256 is in the config.
+        indices: train on these images of the split only (fine-tuning on a fraction); the
+            subset's size and sha256 are in the config.
     """
     if num_classes is None:
         from ..data.digit_scenes import NUM_CLASSES as SCENE_CLASSES, SCENE_DOMAINS
@@ -266,15 +285,58 @@ def train_segmentation(
         lr_power=lr_power, momentum=momentum, weight_decay=weight_decay, head_lr_mult=head_lr_mult,
         crop_size=tuple(crop_size), scale_range=tuple(scale_range), aspect_range=tuple(aspect_range),
         mirror=mirror, gta5_size=tuple(gta5_size), gta5_fraction=gta5_fraction, subset_seed=subset_seed, seed=seed,
+        iterations=iterations,
     )
+    init_state = None
+    if init_weights is not None:
+        init_state, cfg.init_weights_sha256 = read_init_weights(Path(init_weights))
+    if indices is not None:
+        indices = [int(i) for i in indices]
+        cfg.subset_size, cfg.subset_sha256 = len(indices), _indices_sha256(indices)
     with Runtime.start(device or "auto") as rt:
         return _train(rt, cfg, root, out_dir, resume, quirk_policy, gta5_mismatch, gta5_unreadable, gta5_split_file,
-                      pretrained_backbone, stop_after, checkpoint_every, amp, sync_bn, num_workers, progress)
+                      pretrained_backbone, stop_after, checkpoint_every, amp, sync_bn, num_workers, progress,
+                      init_state=init_state, indices=indices)
+
+
+def _indices_sha256(indices: Sequence[int]) -> str:
+    import hashlib
+
+    return hashlib.sha256(json.dumps(list(indices)).encode()).hexdigest()
+
+
+def read_init_weights(path: Path) -> tuple[dict[str, Any], str]:
+    """A fine-tune's starting weights (a state dict, or a training checkpoint's model) and their sha256."""
+    import hashlib
+
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such checkpoint to fine-tune from")
+    state = load_train_checkpoint(path)
+    if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
+        state = state["model"]
+    return state, hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+class _Subset(Dataset):
+    """Images ``indices`` of a training dataset, with its ``load`` (what the augmentation reads)."""
+
+    def __init__(self, base: Any, indices: Sequence[int]) -> None:
+        bad = [i for i in indices if not 0 <= i < len(base)]
+        if bad:
+            raise ValueError(f"subset indices {bad[:5]} outside the {len(base)} training images")
+        self.base, self.indices = base, list(indices)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def load(self, index: int) -> Any:
+        return self.base.load(self.indices[index])
 
 
 def _train(rt: Runtime, cfg: SegTrainConfig, root: Any, out_dir: Any, resume: Any, quirk_policy: Any, gta5_mismatch: str,
            gta5_unreadable: str, gta5_split_file: Any, pretrained_backbone: Any, stop_after: int | None,
-           checkpoint_every: int | None, amp: bool, sync_bn: bool | None, num_workers: int, progress: bool) -> SegTrainResult:
+           checkpoint_every: int | None, amp: bool, sync_bn: bool | None, num_workers: int, progress: bool,
+           init_state: dict[str, Any] | None = None, indices: Sequence[int] | None = None) -> SegTrainResult:
     """The training loop of :func:`train_segmentation` on a started runtime (device, ranks)."""
     rank, world, dev = rt.rank, rt.world_size, rt.device
     distributed = rt.distributed
@@ -300,17 +362,24 @@ def _train(rt: Runtime, cfg: SegTrainConfig, root: Any, out_dir: Any, resume: An
     random.seed(seed)
     policy = quirk_policy or QuirkPolicy(size_mismatch=gta5_mismatch, unreadable=gta5_unreadable)
     base = build_train_dataset(cfg, root, policy, gta5_split_file)
+    if indices is not None:
+        base = _Subset(base, indices)
     aug = SegAugment(cfg.crop_size, cfg.scale_range, cfg.aspect_range, cfg.mirror)
     train_set = AugmentedSegmentation(base, aug, seed)
     iters_per_epoch = len(train_set) // batch_size
     if iters_per_epoch == 0:
         raise ValueError(f"{len(train_set)} training images are fewer than one batch of {batch_size}")
-    total = epochs * iters_per_epoch
+    total = cfg.iterations if cfg.iterations is not None else epochs * iters_per_epoch
 
     net = create_model(
         cfg.model, num_classes=num_classes,
-        pretrained_backbone=pretrained_backbone if start_ckpt is None else False, **cfg.model_kwargs,
+        pretrained_backbone=pretrained_backbone if start_ckpt is None and init_state is None else False, **cfg.model_kwargs,
     )
+    if init_state is not None and start_ckpt is None:
+        try:
+            net.load_state_dict(init_state, strict=True)
+        except RuntimeError as exc:
+            raise CheckpointError(f"the weights to fine-tune from do not fit {cfg.model} with {num_classes} classes: {exc}") from exc
     # The paper's batch of 16 is normalized as one batch: SyncBN by default across CUDA ranks, so a
     # launch of 8 GPUs x 2 images gives every BN the statistics of 16 crops, not of 2.
     if sync_bn is None:
