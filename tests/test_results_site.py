@@ -81,10 +81,11 @@ def builtin(tmp_path_factory) -> Path:
 
 def _paged_csvs() -> list[Path]:
     """The built-in leaderboards that get a page (tables with shifts or train x test domains)."""
-    from dgbench.results.leaderboard import CONDITION_COLUMNS, load_leaderboard
+    from dgbench.results.leaderboard import load_leaderboard
+    from dgbench.results.site import SITE_KINDS
 
     return [p for p in sorted(data_dir("leaderboards").glob("*.csv"))
-            if load_leaderboard(p).attrs["kind"] in CONDITION_COLUMNS]
+            if load_leaderboard(p).attrs["kind"] in SITE_KINDS]
 
 
 def test_pages_show_every_csv_number(builtin: Path) -> None:

@@ -23,7 +23,7 @@ import pandas as pd
 from ..errors import DgbenchError
 from . import catalogue
 from .frame import MEASURED, variant_label
-from .leaderboard import (CONDITION_COLUMNS, _fmt, _write_if_changed, leaderboard_name, leaderboard_to_summary,
+from .leaderboard import (_fmt, _write_if_changed, leaderboard_name, leaderboard_to_summary,
                           load_leaderboard, load_paper)
 from .provenance import (ROW_KEY, attach_values, provenance_by_leaderboard, published_values, read_sidecar,
                          sidecar_path, sidecar_text)
@@ -186,6 +186,9 @@ def _plots(summary: pd.DataFrame, metrics: Iterable[str]) -> list[tuple[str, byt
     return out
 
 
+SITE_KINDS = ("appearance", "cross-domain")  # the kinds a page can show
+
+
 def build_board(csv_path: Path, paper: pd.DataFrame | None) -> Board:
     """A validated leaderboard CSV (+ sidecar, + matching paper rows) -> the page's content."""
     lb = load_leaderboard(csv_path)
@@ -250,9 +253,9 @@ def build_site(csv_paths: Iterable[Path], out_dir: str | os.PathLike) -> list[Pa
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paper = load_paper()
-    # Pages show tables with a condition column (shifts, train x test domains); a leaderboard of
-    # another shape (divergence: a row per layer) is published as CSV + Markdown only.
-    csvs = [p for p in csv_paths if load_leaderboard(p).attrs["kind"] in CONDITION_COLUMNS]
+    # Pages show Table 1 and Table 6 shapes (models x shifts, train x test domains); leaderboards of
+    # other shapes (divergence: a row per layer; finetune: fractions) are CSV + Markdown only.
+    csvs = [p for p in csv_paths if load_leaderboard(p).attrs["kind"] in SITE_KINDS]
     stems = [p.stem for p in csvs]
     if len(set(stems)) != len(stems):
         dup = sorted({s for s in stems if stems.count(s) > 1})
