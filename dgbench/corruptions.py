@@ -17,10 +17,11 @@ only adds what a benchmark needs around it:
   as ``cv_stylize`` does. At the 224 crop ``f = 1``: the library runs on the crop itself.
 * **the version**: :func:`library_version` is recorded in every result and keys the render cache.
 
-The library's two deliberate departures from the reference that matter for comparisons are
-measured in ``tests/test_corruption_reference.py`` and documented in the README (pixelate
-upsamples with nearest instead of box; elastic_transform uses the bethgelab displacement field,
-not the reference's affine + field).
+``tests/test_corruption_reference.py`` compares the library with the reference formulas on real
+photos: the noise and digital families (and brightness, saturate) are bit-identical, impulse
+noise matches in distribution (scikit-image draws it), and elastic_transform is the deliberate
+departure, measured and documented in the README (the bethgelab displacement field, no affine
+part: it moves pixels less than the reference).
 """
 from __future__ import annotations
 
