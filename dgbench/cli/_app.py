@@ -1,6 +1,8 @@
 """The typer application and the shared rich console; command modules register on ``app``."""
 from __future__ import annotations
 
+from enum import Enum
+
 import typer
 from rich.console import Console
 
@@ -14,3 +16,13 @@ app = typer.Typer(
 )
 console = Console()
 err_console = Console(stderr=True)
+
+
+class OutFormat(str, Enum):
+    rich = "rich"
+    json = "json"
+
+
+def note(msg: str) -> None:
+    """A one-line note for the user, on stderr (stdout stays clean for --format json)."""
+    err_console.print(f"[yellow]note:[/] {msg}", highlight=False)

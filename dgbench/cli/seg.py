@@ -85,7 +85,7 @@ def _seg_doctor_rows() -> list[tuple[str, str, str, str]]:
 
 
 try:  # `dgbench doctor` lives in cli/run.py (another area); add the rows when it is there
-    from .run import register_doctor_check
+    from .doctor import register_doctor_check
 except ImportError:  # pragma: no cover - that area not in this checkout
     pass
 else:

@@ -50,9 +50,9 @@ def train_cmd(
     gta5_mismatch: str = typer.Option(
         "error", "--gta5-mismatch", help="Segmentation: label/image size mismatch policy: error, resize-label or skip."
     ),
-    device: str = typer.Option(None, "--device", help="Segmentation: device (default cuda:<local rank> or cpu)."),
+    device: str = typer.Option("auto", "--device", help="Segmentation: auto, cpu, cuda (under torchrun each rank's own GPU), cuda:N."),
     workers: int = typer.Option(4, "--workers", help="Segmentation: data-loading workers."),
-    sync_bn: bool = typer.Option(False, "--sync-bn", help="Segmentation: SyncBatchNorm under torchrun (CUDA)."),
+    sync_bn: Optional[bool] = typer.Option(None, "--sync-bn/--no-sync-bn", help="Segmentation: SyncBatchNorm across ranks (default: on under torchrun with CUDA, so BN sees the whole batch)."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Segmentation: continue <out>/checkpoint.pth."),
     stop_after: int = typer.Option(None, "--stop-after", help="Segmentation: stop at this iteration (resume later)."),
 ) -> None:
@@ -95,7 +95,7 @@ def train_cmd(
 
 def _train_segmentation(*, dataset: str, model: str, root: Path | None, out: Path | None, epochs: int | None,
                         batch_size: int | None, lr: float | None, seed: int, crop: int, gta5_fraction: float,
-                        gta5_mismatch: str, device: str | None, workers: int, sync_bn: bool, resume: bool,
+                        gta5_mismatch: str, device: str, workers: int, sync_bn: bool | None, resume: bool,
                         stop_after: int | None) -> None:
     """The paper's segmentation recipe (Section 4.2); unset numbers keep its defaults."""
     from ..train.segmentation import train_segmentation

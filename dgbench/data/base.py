@@ -71,25 +71,45 @@ def class_balanced_indices(labels: Sequence[int], n: int) -> list[int]:
     return sorted(picked)
 
 
-# name -> builder(root, *, split, preprocess, **options) -> ClassificationDataset
-DatasetBuilder = Callable[..., ClassificationDataset]
+# name -> builder(root, *, split, preprocess, **options) -> dataset. Classification datasets yield
+# (uint8 crop, label); segmentation datasets (uint8 image, int64 trainIds, name).
+DatasetBuilder = Callable[..., Any]
 _DATASETS: dict[str, DatasetBuilder] = {}
+_TASKS: dict[str, str] = {}
+TASKS = ("classification", "segmentation")
 
 
-def register_dataset(name: str) -> Callable[[DatasetBuilder], DatasetBuilder]:
+def register_dataset(name: str, task: str = "classification") -> Callable[[DatasetBuilder], DatasetBuilder]:
+    if task not in TASKS:
+        raise ValueError(f"dataset task must be one of {TASKS}, got {task!r}")
+
     def deco(builder: DatasetBuilder) -> DatasetBuilder:
         if name in _DATASETS:
             raise ValueError(f"dataset {name!r} registered twice")
         _DATASETS[name] = builder
+        _TASKS[name] = task
         return builder
 
     return deco
 
 
-def list_datasets() -> list[str]:
-    from .. import data  # noqa: F401  (imports the dataset modules)
+def dataset_task(name: str) -> str:
+    _ensure_loaded()
+    if name not in _DATASETS:
+        raise UnknownNameError("dataset", name, _DATASETS)
+    return _TASKS[name]
 
-    return sorted(_DATASETS)
+
+def _ensure_loaded() -> None:
+    from .. import data  # noqa: F401  (imports the dataset modules)
+    from ..plugins import load_group
+
+    load_group("dgbench.datasets")  # datasets of installed packages (see dgbench.plugins)
+
+
+def list_datasets(task: str | None = None) -> list[str]:
+    _ensure_loaded()
+    return sorted(n for n in _DATASETS if task is None or _TASKS[n] == task)
 
 
 def build_dataset(
@@ -101,8 +121,7 @@ def build_dataset(
     **options: Any,
 ) -> ClassificationDataset:
     """Build a registered dataset; ``root=None`` lets the builder use its env var or built-in data."""
-    from .. import data  # noqa: F401
-
+    _ensure_loaded()
     if name not in _DATASETS:
         raise UnknownNameError("dataset", name, _DATASETS)
     return _DATASETS[name](root, split=split, preprocess=preprocess or Preprocess(), **options)

@@ -111,8 +111,12 @@ def register_model(
 
 
 def _ensure_loaded() -> None:
-    # Importing the models package imports every model module, which fills the registry.
+    # Importing the models package imports every model module, which fills the registry; installed
+    # packages add theirs through the "dgbench.models" entry points (see dgbench.plugins).
     from .. import models  # noqa: F401
+    from ..plugins import load_group
+
+    load_group("dgbench.models")
 
 
 def resolve_name(name: str) -> str:

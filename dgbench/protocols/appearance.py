@@ -13,8 +13,9 @@ Dataset selection (``choose_dataset``): ``dataset`` if given; ``data`` alone mea
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +23,26 @@ import torch
 from torch import nn
 
 from ..config import ENV_VARS, results_dir
-from ..data.base import Preprocess, build_dataset, class_balanced_indices, list_datasets
-from ..engine import EngineConfig, EvalResult, dist_info, evaluate, maybe_init_distributed, resolve_device
-from ..errors import DatasetNotFoundError, DgbenchError, UnknownNameError
+from ..data.base import Preprocess, build_dataset, class_balanced_indices, dataset_task, list_datasets
+from ..engine import EngineConfig, EvalResult, evaluate
+from ..errors import DatasetNotFoundError, DgbenchError, SpecError
+from ..models.external import is_external
 from ..results.record import new_record, record_key
 from ..results.store import ResultStore
+from ..runtime import Runtime
 from ..shifts import ShiftSpec
-from . import get_protocol, protocol_shifts, style_cache
+from . import style_cache
+from .base import Note, Protocol, RunRequest, RunSummary, reject_options
+from .model_select import build_model, model_cfg, model_seed, resolve_models, split_names, weights_source
+from .specs import protocol_shifts
 
 BUILTIN_OFFLINE = ("digits", "typeset-digits")  # datasets without Monet renderings, unless they say otherwise
-Note = Callable[[str], None]
+
+
+def small_name_for(name: str) -> str:
+    from ..models.small import small_name_for as to_small
+
+    return to_small(name)
 
 
 # ----------------------------------------------------------------------------- datasets
@@ -43,14 +54,14 @@ def choose_dataset(dataset: str | None = None, data: str | os.PathLike | None = 
         return "imagenet", str(data), None
     if os.environ.get(ENV_VARS["imagenet"]):
         return "imagenet", None, None
-    if "digits" in list_datasets():
+    if "digits" in list_datasets(task="classification"):
         return "digits", None, (
             "no ImageNet configured: using the built-in 'digits' data. Point dgbench at ImageNet "
             "with --data /path/to/imagenet/val or DGBENCH_IMAGENET=/path/to/imagenet/val."
         )
     raise DatasetNotFoundError(
         "no dataset: pass --data /path/to/imagenet/val (or set DGBENCH_IMAGENET), or --dataset NAME "
-        f"for a registered dataset ({', '.join(list_datasets()) or 'none registered'})"
+        f"for a registered dataset ({', '.join(list_datasets(task='classification')) or 'none registered'})"
     )
 
 
@@ -105,48 +116,6 @@ def offline_styles_only(ds: Any) -> bool:
     return bool(getattr(ds, "offline_styles_only", getattr(ds, "name", "") in BUILTIN_OFFLINE))
 
 
-# ----------------------------------------------------------------------------- models
-def resolve_models(spec: str | Sequence[str], *, pretrained: bool = True) -> list[str]:
-    """``NAME`` / alias, ``all`` (every classification model, with weights when ``pretrained``), or a glob."""
-    from ..models import list_models, resolve_name
-
-    if not isinstance(spec, str):
-        return [resolve_name(s) for s in spec]
-    if spec == "all":
-        return list_models(task="classification", pretrained=pretrained)
-    try:
-        return [resolve_name(spec)]
-    except UnknownNameError as exc:
-        hits = list_models(spec, task="classification")
-        if not hits:
-            raise exc from None
-        return hits
-
-
-def builtin_model_names(names: Sequence[str]) -> list[str]:
-    """On the built-in digits, ``ibn_a`` means the small model of that variant (see models.small)."""
-    try:
-        from ..models.small import small_name_for
-    except ImportError:  # the small models are not in this checkout
-        return list(names)
-    return list(dict.fromkeys(small_name_for(n) for n in names))
-
-
-def _registry_cfg(name: str) -> Any:
-    from ..models import get_pretrained_cfg
-
-    return get_pretrained_cfg(name)
-
-
-def build_model(name: str | nn.Module, *, pretrained: bool = True, checkpoint: str | None = None, seed: int = 0) -> nn.Module:
-    if isinstance(name, nn.Module):
-        return name
-    from ..models import create_model
-
-    torch.manual_seed(seed)  # random-weight runs are reproducible (and the seed is recorded)
-    return create_model(name, pretrained=checkpoint or pretrained)
-
-
 # ----------------------------------------------------------------------------- image shifts
 def image_source(spec: ShiftSpec, ds: Any, prep: Preprocess, cache_root: Path | None = None,
                  progress: bool = True) -> tuple[ShiftSpec, style_cache.CachedStyle]:
@@ -175,16 +144,6 @@ def image_source(spec: ShiftSpec, ds: Any, prep: Preprocess, cache_root: Path | 
 
 
 # ----------------------------------------------------------------------------- the protocol
-@dataclass
-class RunSummary:
-    records: list[dict[str, Any]]
-    computed: int  # (model, shift) results computed in this run
-    reused: int  # results already stored and skipped
-    duration_s: float
-    images: int  # images decoded in this run (summed over model passes)
-    dataset: str
-
-
 def _preprocessing_info(prep: Preprocess, model: nn.Module, ds: Any) -> dict[str, Any]:
     cfg = model.pretrained_cfg  # type: ignore[attr-defined]
     info = {**prep.to_dict(), "mean": list(cfg.mean), "std": list(cfg.std)}
@@ -192,102 +151,161 @@ def _preprocessing_info(prep: Preprocess, model: nn.Module, ds: Any) -> dict[str
     return info
 
 
-def run_protocol(
-    model: str | Sequence[str] | nn.Module = "ibn_a",
-    protocol: str = "appearance",
-    *,
-    dataset: str | None = None,
-    data: str | os.PathLike | None = None,
-    shifts: Sequence[str] | None = None,
-    limit: int | None = None,
-    subset: int | None = None,
-    device: str = "auto",
-    batch_size: int = 64,
-    workers: int | None = None,
-    precision: str = "fp32",
-    channels_last: bool = True,
-    results: str | os.PathLike | None = None,
-    store: bool = True,
-    force: bool = False,
-    skip_corrupt: bool = False,
-    pretrained: bool = True,
-    checkpoint: str | None = None,
-    seed: int = 0,
-    progress: bool = True,
-    cache_root: Path | None = None,
-    note: Note | None = None,
-) -> RunSummary:
-    """Run ``protocol`` for one or more models and return every (model, shift) record.
+class AppearanceProtocol(Protocol):
+    """``kind = "appearance"``: models x shifts of one classification dataset (Table 1's shape).
 
-    Results already stored under the same key are reused (not recomputed) unless ``force``.
-    With ``store=False`` nothing is read from or written to the results directory.
+    TOML fields: ``shifts`` (names), ``families`` (every member), ``reference`` (the shift drops
+    are measured from, default ``origin``), ``fallbacks`` (shift -> replacement on datasets with
+    ``offline_styles_only``, e.g. Monet -> cv-stylize on the built-in digits).
     """
-    import time
 
-    say: Note = note or (lambda s: None)
-    proto = get_protocol(protocol)
-    specs = protocol_shifts(protocol, list(shifts) if shifts else None)
-    ds_name, root, ds_note = choose_dataset(dataset, data)
-    if ds_note:
-        say(ds_note)
-    dev = resolve_device(device)
-    maybe_init_distributed(dev)
-    rank, world = dist_info()
-    rstore = ResultStore(results_dir(results)) if store else None
-    done = rstore.completed_keys(proto.name) if rstore and not force else set()
-    if isinstance(model, nn.Module):
-        names: list[Any] = [model]
-    else:
-        wanted: str | list[str] = model if isinstance(model, str) else list(model)
-        if ds_name in BUILTIN_OFFLINE and wanted != "all":  # ibn_a means the small ibn_a there
-            wanted = builtin_model_names([wanted] if isinstance(wanted, str) else wanted)
-            wanted = wanted[0] if len(wanted) == 1 else wanted
-        names = resolve_models(wanted, pretrained=pretrained)
-    if not names:
-        raise DgbenchError(f"no model matches {model!r}")
-    cfg = EngineConfig(device=str(dev), batch_size=batch_size, workers=workers, precision=precision,
-                       channels_last=channels_last, skip_corrupt=skip_corrupt, progress=progress)
-    datasets: dict[Preprocess, Any] = {}
-    out: list[dict[str, Any]] = []
-    computed = reused = images = 0
-    skipped: list[str] = []  # models made for another label set (e.g. ImageNet models on digits)
-    t0 = time.perf_counter()
-    for name in names:
+    kind = "appearance"
+    fields = {"shifts": list, "families": list, "reference": str, "fallbacks": dict}
+
+    @classmethod
+    def validate(cls, spec: Any, reg: Any) -> None:
+        where = f"{spec.source}: protocols.{spec.name}"
+        for name in spec.params.get("shifts", []):
+            if name not in reg.shifts:
+                raise SpecError(f"{where}.shifts: unknown shift {name!r}")
+        for fam in spec.params.get("families", []):
+            if fam not in reg.families:
+                raise SpecError(f"{where}.families: unknown family {fam!r}")
+        if spec.reference not in reg.shifts:
+            raise SpecError(f"{where}.reference: unknown shift {spec.reference!r}")
+        for a, b in spec.fallbacks.items():
+            if b not in reg.shifts:
+                raise SpecError(f"{where}.fallbacks.{a}: unknown shift {b!r}")
+
+    def datasets(self) -> list[str]:
+        return list_datasets(task="classification")
+
+    def conditions(self) -> list[str]:
+        return [s.replace("family:", "family ") for s in self.spec.shifts]
+
+    def rerun_request(self, dataset: str, rows: Any) -> RunRequest:
+        from .rerun import appearance_request
+
+        return appearance_request(self.name, dataset, rows)
+
+    def run(self, req: RunRequest, rt: Runtime) -> RunSummary:
+        reject_options(req, self.name)
+        specs = protocol_shifts(self.name, list(req.shifts) if req.shifts else None)
+        ds_name, root, ds_note = choose_dataset(req.dataset, req.data)
+        if ds_note:
+            req.say(ds_note)
+        if dataset_task(ds_name) != "classification":
+            raise DgbenchError(f"--dataset {ds_name}: the {self.name} protocol measures classifiers; {ds_name} is a "
+                               "segmentation dataset (try --protocol cross-domain)")
+        rstore = ResultStore(results_dir(req.results)) if req.store else None
+        run = _Run(self, req, rt, specs, ds_name, root, rstore)
+        names = run.model_names()
+        t0 = time.perf_counter()
+        for name in names:
+            run.measure(name, several=len(names) > 1)
+        if run.skipped:
+            shown = ", ".join(run.skipped[:3]) + (", ..." if len(run.skipped) > 3 else "")
+            req.say(f"skipped {len(run.skipped)} model(s) whose classifier does not fit the classes of {ds_name} ({shown})")
+        return RunSummary(run.out, run.computed, run.reused, time.perf_counter() - t0, run.images, ds_name, self.kind)
+
+
+@dataclass
+class _Run:
+    """One appearance run's state: datasets by preprocessing, records so far, counters."""
+
+    proto: AppearanceProtocol
+    req: RunRequest
+    rt: Runtime
+    specs: list[ShiftSpec]
+    ds_name: str
+    root: str | None
+    store: ResultStore | None
+    datasets: dict[Preprocess, Any] = field(default_factory=dict)
+    out: list[dict[str, Any]] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)  # models made for another label set
+    computed: int = 0
+    reused: int = 0
+    images: int = 0
+
+    def model_names(self) -> list[Any]:
+        wanted = self.req.model
+        if self.ds_name in BUILTIN_OFFLINE and isinstance(wanted, (str, list, tuple)) and wanted != "all":
+            names = split_names(wanted)
+            names = [names] if isinstance(names, str) else list(names)
+            wanted = [n if is_external(n) else small_name_for(n) for n in names]  # ibn_a means the small one
+        names = list(dict.fromkeys(resolve_models(wanted, pretrained=self.req.pretrained)))
+        if not names:
+            raise DgbenchError(f"no model matches {self.req.model!r}")
+        return names
+
+    def dataset_for(self, prep: Preprocess) -> Any:
+        if prep not in self.datasets:
+            self.datasets[prep] = select(build_dataset(self.ds_name, self.root, preprocess=prep), self.req.limit, self.req.subset)
+        return self.datasets[prep]
+
+    def measure(self, name: Any, several: bool) -> None:
+        """Evaluate one model under every shift not already stored; store its records at once."""
+        req = self.req
         # The dataset comes from the model's preprocessing, read before building (and downloading)
         # the model, so that `--model all` skips models made for another dataset without fetching them.
-        mcfg = name.pretrained_cfg if isinstance(name, nn.Module) else _registry_cfg(name)
+        mcfg = model_cfg(name)
+        m = None
+        if mcfg is None:  # an external model: build it to learn its preprocessing
+            m = build_model(name, pretrained=req.pretrained, checkpoint=req.checkpoint, seed=req.seed, kwargs=req.model_kwargs)
+            mcfg = m.pretrained_cfg  # type: ignore[attr-defined]
         prep = Preprocess.from_cfg(mcfg)
-        if prep not in datasets:
-            datasets[prep] = select(build_dataset(ds_name, root, preprocess=prep), limit, subset)
-        ds = datasets[prep]
-        if mcfg.num_classes != ds.num_classes and len(names) > 1:
-            skipped.append(str(name))
-            continue
-        m = build_model(name, pretrained=pretrained, checkpoint=checkpoint, seed=seed)
-        mname = getattr(m, "dgbench_name", type(m).__name__)
-        run_specs = [get_shift_or_fallback(s, proto.fallbacks, ds) for s in specs]
-        base = dict(
-            task="classification", protocol=proto.name, model=mname, model_kwargs=getattr(m, "variant_kwargs", {}),
-            weights_sha256=getattr(m, "weights_sha256", None), dataset=ds.name, dataset_fingerprint=ds.fingerprint(),
-            preprocessing=_preprocessing_info(prep, m, ds), precision=precision, limit=limit, subset=subset,
-            seed=seed if getattr(m, "weights_sha256", None) is None else None,
-        )
-        sources: dict[str, Any] = {}
-        keyed: list[tuple[ShiftSpec, str]] = []
-        for s in run_specs:
-            if s.is_image:  # the spec as run: a Monet record names the generator that rendered it
-                s, sources[s.name] = image_source(s, ds, prep, cache_root, progress and rank == 0)
-            keyed.append((s, record_key({**base, "shift": s.name, "shift_spec": s.to_dict()})))
-        ref_spec, ref_key = keyed[0]  # protocol_shifts puts the reference first
-        stored = {k: rstore.find(k, proto.name) for _, k in keyed if k in done} if rstore else {}
+        ds = self.dataset_for(prep)
+        if mcfg.num_classes != ds.num_classes and several:
+            self.skipped.append(str(name))
+            return
+        m = m or build_model(name, pretrained=req.pretrained, checkpoint=req.checkpoint, seed=req.seed, kwargs=req.model_kwargs)
+        base = self.identity(m, prep, ds)
+        keyed, sources = self.keyed_shifts(ds, prep, base)
+        done = self.store.completed_keys(self.proto.name) if self.store and not req.force else set()
+        stored = {k: self.store.find(k, self.proto.name) for _, k in keyed if k in done} if self.store else {}
         todo = [(s, k) for s, k in keyed if stored.get(k) is None]
         if not todo:
-            say(f"{mname}: all {len(keyed)} results already stored (use --force to recompute)")
-            out += [stored[k] for _, k in keyed]
-            reused += len(keyed)
-            continue
-        res: EvalResult = evaluate(m, ds, [s for s, _ in todo], sources=sources, config=cfg)
-        images += res.num_samples + res.skipped_corrupt
+            req.say(f"{base['model']}: all {len(keyed)} results already stored (use --force to recompute)")
+            self.out += [stored[k] for _, k in keyed]
+            self.reused += len(keyed)
+            return
+        new = self.evaluate(m, ds, name, base, todo, keyed[0], stored, sources)
+        if self.store and self.rt.is_main:
+            self.store.append(new)  # only now: the model's pass is complete
+        by_key = {r["key"]: r for r in new}
+        self.out += [by_key.get(k) or stored[k] for _, k in keyed]
+        self.computed += len(new)
+        self.reused += len(keyed) - len(new)
+
+    def identity(self, m: nn.Module, prep: Preprocess, ds: Any) -> dict[str, Any]:
+        req = self.req
+        return dict(
+            task="classification", protocol=self.proto.name, model=getattr(m, "dgbench_name", type(m).__name__),
+            model_kwargs=getattr(m, "variant_kwargs", {}), weights_sha256=getattr(m, "weights_sha256", None),
+            dataset=ds.name, dataset_fingerprint=ds.fingerprint(), preprocessing=_preprocessing_info(prep, m, ds),
+            precision=req.precision, limit=req.limit, subset=req.subset, seed=model_seed(m, req.seed),
+        )
+
+    def keyed_shifts(self, ds: Any, prep: Preprocess, base: dict[str, Any]) -> tuple[list[tuple[ShiftSpec, str]], dict[str, Any]]:
+        """Each shift as run (fallbacks applied; an image shift names what rendered it) and its key."""
+        sources: dict[str, Any] = {}
+        keyed: list[tuple[ShiftSpec, str]] = []
+        for s in self.specs:
+            s = get_shift_or_fallback(s, self.proto.spec.fallbacks, ds)
+            if s.is_image:
+                s, sources[s.name] = image_source(s, ds, prep, self.req.cache_root, self.req.progress and self.rt.is_main)
+            keyed.append((s, record_key({**base, "shift": s.name, "shift_spec": s.to_dict()})))
+        return keyed, sources
+
+    def evaluate(self, m: nn.Module, ds: Any, name: Any, base: dict[str, Any], todo: list[tuple[ShiftSpec, str]],
+                 ref: tuple[ShiftSpec, str], stored: dict[str, Any], sources: dict[str, Any]) -> list[dict[str, Any]]:
+        req = self.req
+        cfg = EngineConfig(device=str(self.rt.device), batch_size=req.batch_size, workers=req.workers,
+                           precision=req.precision, channels_last=req.channels_last, skip_corrupt=req.skip_corrupt,
+                           progress=req.progress)
+        res: EvalResult = evaluate(m, ds, [s for s, _ in todo], sources=sources, config=cfg, runtime=self.rt)
+        self.images += res.num_samples + res.skipped_corrupt
+        ref_spec, ref_key = ref  # protocol_shifts puts the reference first
         ref_metrics = res.counts[ref_spec.name].errors() if ref_spec.name in res.counts else stored[ref_key]["metrics"]
         new = []
         for s, k in todo:
@@ -297,34 +315,32 @@ def run_protocol(
                 **base, shift=s.name, shift_spec=s.to_dict(), reference=None if is_ref else ref_spec.name,
                 metrics=metrics, drop={} if is_ref else {m_: metrics[m_] - ref_metrics[m_] for m_ in metrics},
                 num_samples=res.num_samples, skipped_corrupt=res.skipped_corrupt, skipped_files=res.skipped_files[:100],
-                weights_source=_weights_source(name, checkpoint, pretrained),
-                dataset_info=ds.describe(), device=res.device, batch_size=batch_size, world_size=res.world_size,
+                weights_source=weights_source(name, req.checkpoint, req.pretrained),
+                dataset_info=ds.describe(), device=res.device, batch_size=req.batch_size, world_size=res.world_size,
                 duration_s=res.duration_s, images_per_s=res.images_per_s,
                 forward_images_per_s=res.num_samples * len(todo) / res.duration_s if res.duration_s else None,
             )
-            assert rec["key"] == k, "record key and skip key disagree"
+            if rec["key"] != k:
+                raise RuntimeError(f"record key and skip key disagree for {base['model']} / {s.name}")
             new.append(rec)
-        if rstore and rank == 0:
-            rstore.append(new)  # only now: the model's pass is complete
-        by_key = {r["key"]: r for r in new}
-        out += [by_key.get(k) or stored[k] for _, k in keyed]
-        computed += len(new)
-        reused += len(keyed) - len([k for _, k in keyed if k in by_key])
-    if skipped:
-        shown = ", ".join(skipped[:3]) + (", ..." if len(skipped) > 3 else "")
-        say(f"skipped {len(skipped)} model(s) whose classifier does not fit the classes of {ds_name} ({shown})")
-    return RunSummary(out, computed, reused, time.perf_counter() - t0, images, ds_name)
+        return new
 
 
-def _weights_source(name: str | nn.Module, checkpoint: str | None, pretrained: bool) -> str:
-    if isinstance(name, nn.Module):
-        return "module passed by the caller"
-    return str(checkpoint) if checkpoint else ("published weights" if pretrained else "random init")
+def run_protocol(model: Any = "ibn_a", protocol: str = "appearance", *, note: Note | None = None,
+                 **request: Any) -> RunSummary:
+    """Run an appearance protocol from Python: the fields of :class:`RunRequest` as keywords.
+
+    Results already stored under the same key are reused (not recomputed) unless ``force``.
+    With ``store=False`` nothing is read from or written to the results directory.
+    """
+    from .base import run
+
+    return run(protocol, RunRequest(model=model, note=note, **request))
 
 
 def get_shift_or_fallback(spec: ShiftSpec, fallbacks: dict[str, str], ds: Any) -> ShiftSpec:
     """The protocol's replacement for ``spec`` on datasets without cached style renderings."""
-    from . import get_shift
+    from .specs import get_shift
 
     if spec.name in fallbacks and offline_styles_only(ds):
         return get_shift(fallbacks[spec.name])
@@ -346,7 +362,7 @@ def evaluate_model(
     cache_root: Path | None = None,
 ) -> dict[str, dict[str, float]]:
     """One model under some shifts, no results store: ``{shift: {"top1_err": .., "top5_err": ..}}``."""
-    from . import get_shift
+    from .specs import get_shift
 
     m = build_model(model, pretrained=pretrained, checkpoint=checkpoint, seed=seed)
     ds_name, root, _ = choose_dataset(dataset, data)

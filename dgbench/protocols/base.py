@@ -18,6 +18,7 @@ imported only when a protocol of that kind is used.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
@@ -84,6 +85,7 @@ class RunSummary:
     images: int = 0  # images decoded in this run (summed over model passes)
     dataset: str = ""
     kind: str = ""
+    is_main: bool = True  # rank 0 (or the only process): the one that reports
 
 
 @dataclass(frozen=True)
@@ -153,6 +155,11 @@ class Protocol(ABC):
     @abstractmethod
     def run(self, request: RunRequest, runtime: Runtime) -> RunSummary:
         """Measure what ``request`` asks, store the new records (rank 0), return every record."""
+
+    def rerun_request(self, dataset: str, rows: Any) -> RunRequest:
+        """The request that re-measures a published leaderboard's rows (``dgbench check --rerun``)."""
+        raise DgbenchError(f"protocol {self.name!r} (kind {self.kind}) cannot re-run a leaderboard; "
+                           "compare against stored results instead (without --rerun)")
 
 
 def reject_options(request: RunRequest, protocol: str, allowed: Sequence[str] = ()) -> None:
@@ -224,9 +231,8 @@ def run(protocol: str | Protocol, request: RunRequest | None = None, runtime: Ru
     """
     proto = get(protocol) if isinstance(protocol, str) else protocol
     req = request or RunRequest()
-    if runtime is not None:
-        return proto.run(req, runtime)
-    with Runtime.start(req.device) as rt:
+    with (contextlib.nullcontext(runtime) if runtime is not None else Runtime.start(req.device)) as rt:
         summary = proto.run(req, rt)
+        summary.is_main = rt.is_main
     summary.kind = summary.kind or proto.kind
     return summary

@@ -1,24 +1,20 @@
 """The cross-domain protocol: a model trained on each of two domains, evaluated on both.
 
 The shape of the paper's Table 6 (Cityscapes <-> GTA5): four results per model, ``A->A``, ``A->B``,
-``B->B``, ``B->A``. It is generic over the pair of domains and the task: a :class:`Domain` says how
-to get the model trained on it and its test set, and an evaluate function (one per task) turns a
-model and a test set into metrics. :func:`cross_domain` runs the 2x2 and writes one record per
-cell (``protocol="cross-domain"``, ``train_domain``, ``test_domain``). A cross cell ``A->B`` has
-``reference = "A"``: the test domain of its row's in-domain cell ``A->A`` (the same model on its
-own domain's test set), and ``drop`` = cross minus in-domain for every metric, ``m(A->B) -
-m(A->A)`` (so an accuracy or mIoU drop is negative, an error drop positive; the results tables
-print it as a degradation). This is the reading :mod:`dgbench.results.frame` uses to find a
-row's reference (same train domain, test domain = ``reference``). In-domain cells have
-``reference=None`` and ``drop={}``.
+``B->B``, ``B->A``. The pairs are data (``[pairs.NAME]`` in ``transforms/pairs.toml`` or a file on
+``$DGBENCH_TRANSFORMS``): two registered datasets, a task, and where the weights come from
+(shipped checkpoints, or ``--checkpoint-a``/``--checkpoint-b``). One runner, :func:`cross_domain`,
+makes the 2x2 for either task; a task adapter (:data:`TASKS`) says which models a request means,
+how to load the one trained on a domain, its test set, and how to evaluate it.
 
-:func:`run_cross_domain` is the classification instance on the built-in digits pair
-(``digits`` <-> ``typeset-digits``) with the shipped checkpoints, evaluated by the engine; the
-segmentation area calls :func:`cross_domain` with its own domains and evaluate function.
+Records (one per cell, ``protocol="cross-domain"``) have ``train_domain``, ``test_domain``, scalar
+``metrics`` (segmentation: mIoU and pixel accuracy; per-class IoU in its own ``per_class_iou``
+field), and for a cross cell ``A->B`` ``reference = "A"`` and ``drop`` = cross minus in-domain for
+every metric, ``m(A->B) - m(A->A)`` (an accuracy or mIoU drop is negative, an error drop positive;
+the results tables print it as a degradation). In-domain cells have ``reference=None``, ``drop={}``.
 """
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -27,51 +23,25 @@ from typing import Any
 from torch import nn
 
 from ..config import results_dir
-from ..errors import DgbenchError
+from ..errors import DgbenchError, SpecError
 from ..results.record import new_record, record_key
 from ..results.store import ResultStore
+from ..runtime import Runtime
+from .base import Protocol, RunRequest, RunSummary, reject_options
+from .specs import PairSpec, registry
 
 PROTOCOL = "cross-domain"
-# The built-in pair: the real domain first, as Cityscapes is first in Table 6.
-DIGITS_PAIR: tuple[str, str] = ("digits", "typeset-digits")
-# What `dgbench run --protocol cross-domain --dataset NAME` accepts: name -> (task, the pair).
-# Either domain of a built-in pair names the pair.
-CROSS_DOMAIN_DATASETS: dict[str, tuple[str, tuple[str, str]]] = {
-    "digits": ("classification", DIGITS_PAIR),
-    "typeset-digits": ("classification", DIGITS_PAIR),
-    "digit-scenes": ("segmentation", ("digit-scenes", "typeset-digit-scenes")),
-    "typeset-digit-scenes": ("segmentation", ("digit-scenes", "typeset-digit-scenes")),
-    "cityscapes-gta5": ("segmentation", ("cityscapes", "gta5")),
-}
-
-
-def cross_domain_pairs() -> str:
-    """One line naming every cross-domain dataset and its pair, for messages."""
-    seen: dict[tuple[str, str], str] = {}
-    for name, (_, pair) in CROSS_DOMAIN_DATASETS.items():
-        seen.setdefault(pair, name)
-    return "; ".join(f"{name} ({' <-> '.join(pair)})" for pair, name in seen.items())
-
-
-def cross_domain_dataset(name: str) -> tuple[str, tuple[str, str]]:
-    """``(task, pair)`` of a cross-domain dataset name; unknown names get suggestions."""
-    from ..errors import UnknownNameError
-
-    if name not in CROSS_DOMAIN_DATASETS:
-        err = UnknownNameError("cross-domain dataset", name, CROSS_DOMAIN_DATASETS)
-        raise DgbenchError(f"{err} The cross-domain protocol runs on: {cross_domain_pairs()}")
-    return CROSS_DOMAIN_DATASETS[name]
 
 
 @dataclass
 class Evaluation:
     """What a task's evaluate function returns for one (model, test set)."""
 
-    metrics: dict[str, float]  # percentages, e.g. {"top1_acc": .., "top1_err": ..} or {"miou": ..}
+    metrics: dict[str, float]  # scalar percentages, e.g. {"top1_acc": .., "top1_err": ..} or {"miou": ..}
     num_samples: int
     duration_s: float = 0.0
     device: str = "cpu"
-    extra: dict[str, Any] = field(default_factory=dict)  # any further record fields
+    extra: dict[str, Any] = field(default_factory=dict)  # further record fields (per_class_iou...)
 
 
 @dataclass
@@ -99,6 +69,11 @@ def _dataset_of(domain: Domain, model: nn.Module) -> Any:
     return domain.test_set(model) if callable(domain.test_set) and not hasattr(domain.test_set, "__getitem__") else domain.test_set
 
 
+def _call(obj: Any, name: str) -> Any:
+    fn = getattr(obj, name, None)
+    return fn() if callable(fn) else None
+
+
 def cross_domain(
     model_name: str,
     domains: Sequence[Domain],
@@ -109,36 +84,37 @@ def cross_domain(
     force: bool = False,
     record_fields: dict[str, Any] | None = None,
     preprocessing: Callable[[nn.Module, Any], dict[str, Any]] | None = None,
+    write: bool = True,
 ) -> list[dict[str, Any]]:
     """The 2x2 for one model: records in the order A->A, A->B, B->B, B->A.
 
     A cell already in ``store`` under the same record key (same model, weights, test data,
     preprocessing, train/test domains) is reused unless ``force``; new records are appended to
-    ``store`` once all four cells are known, so an interrupted run writes nothing partial.
-    ``record_fields`` adds fields to every record (identity fields such as ``seed`` included).
+    ``store`` (when ``write``: rank 0) once all four cells are known, so an interrupted run writes
+    nothing partial. ``record_fields`` adds fields to every record (identity fields included).
     """
     if len(domains) != 2 or domains[0].name == domains[1].name:
         raise DgbenchError(f"the cross-domain protocol needs two different domains, got {[d.name for d in domains]}")
-    extra = dict(record_fields or {})
     done = store.completed_keys(PROTOCOL) if store is not None and not force else set()
     models: dict[str, nn.Module] = {}
     results: dict[tuple[str, str], dict[str, Any]] = {}
-    fresh: set[tuple[str, str]] = set()  # cells computed in this call
+    fresh: list[tuple[str, str]] = []  # cells computed in this call
     cells = [(train, test) for train in domains for test in (train, *[d for d in domains if d is not train])]
     for train, test in cells:
         if train.name not in models:
             models[train.name] = train.load_model()
         model = models[train.name]
         ds = _dataset_of(test, model)
-        base = dict(
+        base: dict[str, Any] = dict(
+            weights_source=getattr(model, "weights_source", None),
             task=task, protocol=PROTOCOL, model=model_name,
             model_kwargs=getattr(model, "variant_kwargs", {}) or {},
             weights_sha256=getattr(model, "weights_sha256", None),
-            dataset=getattr(ds, "name", test.name), dataset_fingerprint=_fingerprint(ds),
+            dataset=getattr(ds, "name", test.name), dataset_fingerprint=_call(ds, "fingerprint"),
             train_domain=train.name, test_domain=test.name, shift=None, shift_spec=None,
             preprocessing=preprocessing(model, ds) if preprocessing else None,
-            **extra,
         )
+        base.update(record_fields or {})
         key = record_key(base)
         stored = store.find(key, PROTOCOL) if key in done and store is not None else None
         if stored is not None:
@@ -147,51 +123,36 @@ def cross_domain(
         ev = evaluate(model, ds)
         results[(train.name, test.name)] = dict(
             base, metrics=dict(ev.metrics), num_samples=ev.num_samples, duration_s=ev.duration_s,
-            device=ev.device, dataset_info=_describe(ds), **ev.extra,
+            device=ev.device, dataset_info=_call(ds, "describe"), **ev.extra,
         )
-        fresh.add((train.name, test.name))
-    out: list[dict[str, Any]] = []
-    for train, test in cells:
-        cell = (train.name, test.name)
+        fresh.append((train.name, test.name))
+    for cell in fresh:  # finish new records: reference and drop need the in-domain cell
+        train, test = cell
         rec = results[cell]
-        if cell in fresh:  # finish new records: reference and drop need the in-domain cell
-            if train.name != test.name:
-                ref = results[(train.name, train.name)]["metrics"]
-                rec["reference"] = train.name
-                rec["drop"] = {k: v - ref[k] for k, v in rec["metrics"].items() if k in ref}
-            else:
-                rec["reference"], rec["drop"] = None, {}
-            rec = new_record(**rec)
-        out.append(rec)
-    new = [r for (tr, te), r in zip([(a.name, b.name) for a, b in cells], out) if (tr, te) in fresh]
-    if store is not None and new:
-        store.append(new)
-    return out
-
-
-def _fingerprint(ds: Any) -> str | None:
-    fp = getattr(ds, "fingerprint", None)
-    return fp() if callable(fp) else None
-
-
-def _describe(ds: Any) -> dict[str, Any] | None:
-    d = getattr(ds, "describe", None)
-    return d() if callable(d) else None
+        if train != test:
+            ref = results[(train, train)]["metrics"]
+            rec["reference"] = train
+            rec["drop"] = {k: v - ref[k] for k, v in rec["metrics"].items() if ref.get(k) is not None and v is not None}
+        results[cell] = new_record(**rec)
+    if store is not None and fresh and write:
+        store.append(results[c] for c in fresh)
+    return [results[(a.name, b.name)] for a, b in cells]
 
 
 # ----------------------------------------------------------------------------- classification
-def classification_evaluate(device: str = "cpu", batch_size: int = 256, progress: bool = False) -> EvaluateFn:
+def classification_evaluate(device: str = "cpu", batch_size: int = 256, progress: bool = False,
+                            runtime: Runtime | None = None, precision: str = "fp32") -> EvaluateFn:
     """An evaluate function for classifiers: the engine's clean ("origin") pass, top-1 in percent."""
 
     def evaluate(model: nn.Module, ds: Any) -> Evaluation:
         from ..engine import EngineConfig
         from ..engine import evaluate as engine_evaluate
-        from . import get_shift
+        from .specs import get_shift
 
-        cfg = EngineConfig(device=device, batch_size=batch_size, workers=0, progress=progress,
+        cfg = EngineConfig(device=device, batch_size=batch_size, workers=0, progress=progress, precision=precision,
                            description=f"{getattr(model, 'dgbench_name', 'model')} on {getattr(ds, 'name', '?')}")
         start = time.perf_counter()
-        res = engine_evaluate(model, ds, [get_shift("origin")], config=cfg)
+        res = engine_evaluate(model, ds, [get_shift("origin")], config=cfg, runtime=runtime)
         counts = res.counts["origin"]
         acc = 100.0 * counts.correct[1] / counts.n if counts.n else float("nan")
         return Evaluation(
@@ -203,109 +164,202 @@ def classification_evaluate(device: str = "cpu", batch_size: int = 256, progress
     return evaluate
 
 
-def digits_domains(model: str, pair: Sequence[str] = DIGITS_PAIR) -> list[Domain]:
-    """The built-in pair for small ``model``: shipped checkpoints and test splits."""
-    from ..data.base import Preprocess, build_dataset
+# ----------------------------------------------------------------------------- tasks
+@dataclass(frozen=True)
+class Task:
+    """What the cross-domain runner needs to know about a task (see the module docstring)."""
+
+    models: Callable[[RunRequest, PairSpec], list[Any]]
+    builtin_weights: Callable[[Any, str], Callable[[], nn.Module]]
+    load: Callable[[Any, str, RunRequest], nn.Module]
+    test_set: Callable[[str, nn.Module, PairSpec, RunRequest], Any]
+    evaluate: Callable[[RunRequest, Runtime], EvaluateFn]
+    preprocessing: Callable[[RunRequest], Callable[[nn.Module, Any], dict[str, Any]]]
+    options: tuple[str, ...] = ()  # RunRequest.options the task reads
+
+
+def _classification_models(req: RunRequest, pair: PairSpec) -> list[Any]:
+    from .model_select import pick_small, resolve_models
+
+    if pair.weights == "builtin":
+        from ..models.small import SMALL_MODELS, small_name_for
+
+        return pick_small(req.model, SMALL_MODELS, small_name_for, f"checkpoints shipped for the {pair.name} pair")
+    return resolve_models(req.model, pretrained=False)
+
+
+def _classification_builtin(name: Any, domain: str) -> Callable[[], nn.Module]:
     from ..models.small import load_builtin
 
-    def loader(domain: str) -> Callable[[], nn.Module]:
-        return lambda: load_builtin(model, domain)
-
-    def test_set(domain: str) -> Callable[[nn.Module], Any]:
-        return lambda m: build_dataset(domain, split="test", preprocess=Preprocess.from_cfg(m.pretrained_cfg))
-
-    return [Domain(d, loader(d), test_set(d)) for d in pair]
+    return lambda: load_builtin(name, domain)
 
 
-def _digits_preprocessing(model: nn.Module, ds: Any) -> dict[str, Any]:
-    cfg = model.pretrained_cfg  # type: ignore[attr-defined]
-    return {**ds.preprocess.to_dict(), "mean": list(cfg.mean), "std": list(cfg.std)}
+def _classification_load(name: Any, path: str, req: RunRequest) -> nn.Module:
+    from .model_select import build_model
+
+    return build_model(name, checkpoint=path, kwargs=req.model_kwargs).eval()
 
 
-def run_cross_domain(
-    model: str | Sequence[str] = "ibn_a",
-    dataset: str = "digits",
-    *,
-    results: str | os.PathLike | None = None,
-    store: bool = True,
-    force: bool = False,
-    device: str = "cpu",
-    batch_size: int = 256,
-    progress: bool = False,
-) -> list[dict[str, Any]]:
-    """Cross-domain classification on the built-in digits pair; records for every model, 4 each.
+def _classification_test_set(domain: str, model: nn.Module, pair: PairSpec, req: RunRequest) -> Any:
+    from ..data.base import Preprocess, build_dataset
+    from .appearance import select
 
-    Args:
-        model: a name or alias (``ibn_a`` means ``small_resnet_ibn_a`` here), ``all`` (every
-            small variant), a glob (``small_resnet_ibn_*``), or a list of names.
-        dataset: either domain of the pair (``digits`` or ``typeset-digits``); the pair is the same.
-        results: results directory (default ``--results``/``$DGBENCH_RESULTS``/``./results``);
-            records go to ``<results>/cross-domain.jsonl``. ``store=False`` writes nothing.
-    """
-    from ..models.small import SMALL_MODELS, small_name_for
-
-    if dataset not in DIGITS_PAIR:
-        raise DgbenchError(
-            f"the built-in cross-domain classification runs on {' <-> '.join(DIGITS_PAIR)}, not {dataset!r} "
-            "(the segmentation pairs: dgbench.protocols.segmentation.run_builtin_scenes and "
-            "run_cross_domain_segmentation, or `dgbench run --protocol cross-domain --dataset digit-scenes|cityscapes-gta5`)"
-        )
-    names = _small_models(model, SMALL_MODELS, small_name_for)
-    rstore = ResultStore(results_dir(results)) if store else None
-    evaluate = classification_evaluate(device=device, batch_size=batch_size, progress=progress)
-    out: list[dict[str, Any]] = []
-    for name in names:
-        out += cross_domain(
-            name, digits_domains(name), evaluate, task="classification", store=rstore, force=force,
-            preprocessing=_digits_preprocessing, record_fields={"precision": "fp32", "weights_source": "builtin"},
-        )
-    return out
+    ds = build_dataset(domain, _root(req, domain), split=pair.split, preprocess=Preprocess.from_cfg(model.pretrained_cfg))
+    return select(ds, req.limit, None)
 
 
-def _small_models(spec: str | Sequence[str], known: Sequence[str], to_small: Callable[[str], str]) -> list[str]:
-    import fnmatch
+def _classification_preprocessing(req: RunRequest) -> Callable[[nn.Module, Any], dict[str, Any]]:
+    def info(model: nn.Module, ds: Any) -> dict[str, Any]:
+        cfg = model.pretrained_cfg  # type: ignore[attr-defined]
+        prep = getattr(ds, "preprocess", None) or getattr(getattr(ds, "base", None), "preprocess", None)
+        return {**prep.to_dict(), "mean": list(cfg.mean), "std": list(cfg.std)}
 
-    if not isinstance(spec, str):
-        return [to_small(s) for s in spec]
-    if spec == "all":
-        return list(known)
-    if any(c in spec for c in "*?["):
-        hits = [n for n in known if fnmatch.fnmatch(n, spec)]
-        if not hits:
-            raise DgbenchError(f"no small model matches {spec!r} (known: {', '.join(known)})")
-        return hits
-    name = to_small(spec)
-    if name not in known:
-        raise DgbenchError(f"{spec!r} is not a small digits model; the cross-domain digits checkpoints exist for {', '.join(known)}")
-    return [name]
+    return info
 
 
-def cross_domain_table(records: Sequence[dict[str, Any]], metric: str = "top1_acc", title: str | None = None):  # -> rich Table
-    """Rows = models x train domain, columns = test domains: ``metric`` with the drop in brackets."""
-    from rich.table import Table
+def _classification_evaluate(req: RunRequest, rt: Runtime) -> EvaluateFn:
+    return classification_evaluate(device=str(rt.device), batch_size=req.batch_size, progress=req.progress,
+                                   runtime=rt, precision=req.precision)
 
-    domains: list[str] = []
-    for r in records:
-        for d in (r["train_domain"], r["test_domain"]):
-            if d not in domains:
-                domains.append(d)
-    table = Table(title=title or f"cross-domain {metric} (%), in brackets cross minus in-domain (same model)")
-    table.add_column("model")
-    table.add_column("train")
-    for d in domains:
-        table.add_column(f"test {d}", justify="right")
-    cells = {(r["model"], r["train_domain"], r["test_domain"]): r for r in records}
-    models = list(dict.fromkeys(r["model"] for r in records))
-    for m in models:
-        for tr in domains:
-            row = [m, tr]
-            for te in domains:
-                r = cells.get((m, tr, te))
-                if r is None:
-                    row.append("-")
-                    continue
-                v = r["metrics"][metric]
-                drop = r.get("drop") or {}
-                row.append(f"{v:.2f}" + (f" ({drop[metric]:+.2f})" if metric in drop else ""))
-            table.add_row(*row)
-    return table
+
+def _tagged(model: nn.Module, path: str) -> nn.Module:
+    model.weights_source = path  # type: ignore[assignment]
+    return model
+
+
+def _root(req: RunRequest, domain: str) -> Any:
+    return (req.options.get("roots") or {}).get(domain)
+
+
+CLASSIFICATION = Task(_classification_models, _classification_builtin, _classification_load,
+                      _classification_test_set, _classification_evaluate, _classification_preprocessing)
+
+
+def task_adapter(task: str) -> Task:
+    if task == "classification":
+        return CLASSIFICATION
+    from .segmentation import SEGMENTATION
+
+    return SEGMENTATION
+
+
+# ----------------------------------------------------------------------------- the protocol kind
+CHECKPOINT_OPTIONS = ("checkpoint_a", "checkpoint_b")
+
+
+class CrossDomainProtocol(Protocol):
+    """``kind = "cross-domain"``: ``pairs`` names the ``[pairs.NAME]`` a run may pick with ``--dataset``."""
+
+    kind = "cross-domain"
+    fields = {"pairs": list}
+    required = ("pairs",)
+
+    @classmethod
+    def validate(cls, spec: Any, reg: Any) -> None:
+        for p in spec.params["pairs"]:
+            if p not in reg.pairs:
+                raise SpecError(f"{spec.source}: protocols.{spec.name}.pairs: unknown pair {p!r} "
+                                f"(known: {', '.join(sorted(reg.pairs)) or 'none'})")
+
+    def datasets(self) -> list[str]:
+        return list(self.spec.params["pairs"])
+
+    def conditions(self) -> list[str]:
+        reg = registry()
+        return [" <-> ".join(reg.pairs[p].domains) for p in self.spec.params["pairs"]]
+
+    def pairs_line(self) -> str:
+        reg = registry()
+        return "; ".join(f"{p} ({' <-> '.join(reg.pairs[p].domains)})" for p in self.spec.params["pairs"])
+
+    def pick_pair(self, req: RunRequest) -> PairSpec:
+        """``--dataset`` names a pair (or an alias); without it, the first pair fitting the weights given."""
+        reg = registry()
+        mine = {n: p for n, p in reg.pair_names().items() if p in self.spec.params["pairs"]}
+        if req.data is not None:
+            raise DgbenchError(f"--data is an ImageNet folder, which has no second domain for the {self.name} protocol; "
+                               f"pass --dataset, one of: {self.pairs_line()}")
+        if req.dataset is None:
+            wants_ckpt = any(req.options.get(k) for k in CHECKPOINT_OPTIONS)
+            first = next(p for p in self.spec.params["pairs"] if (reg.pairs[p].weights == "checkpoints") == wants_ckpt)
+            if not wants_ckpt:
+                req.say(f"no --dataset: using the built-in {first} pair (pairs: {self.pairs_line()})")
+            return reg.pairs[first]
+        if req.dataset not in mine:
+            from ..errors import UnknownNameError
+
+            err = UnknownNameError("cross-domain dataset", req.dataset, mine)
+            raise DgbenchError(f"{err} The {self.name} protocol runs on: {self.pairs_line()}")
+        return reg.pairs[mine[req.dataset]]
+
+    def domains(self, name: Any, pair: PairSpec, task: Task, req: RunRequest) -> list[Domain]:
+        if pair.weights == "builtin":
+            loaders = [task.builtin_weights(name, d) for d in pair.domains]
+        else:
+            paths = [str(req.options[k]) for k in CHECKPOINT_OPTIONS]
+            loaders = [(lambda p=p: _tagged(task.load(name, p, req), p)) for p in paths]
+
+        def test_set(domain: str) -> Callable[[nn.Module], Any]:
+            return lambda m: task.test_set(domain, m, pair, req)
+
+        return [Domain(d, load, test_set(d)) for d, load in zip(pair.domains, loaders)]
+
+    def check_request(self, req: RunRequest, pair: PairSpec, task: Task) -> None:
+        allowed = (*task.options, "roots") + (CHECKPOINT_OPTIONS if pair.weights == "checkpoints" else ())
+        reject_options(req, f"{self.name} protocol on the {pair.name} pair", allowed)
+        unused = [f for f, given in (("--shifts", req.shifts), ("--subset", req.subset), ("--checkpoint", req.checkpoint),
+                                     ("--skip-corrupt", req.skip_corrupt)) if given]
+        if unused:
+            raise DgbenchError(f"{', '.join(unused)}: not used by the {self.name} protocol")
+        if pair.weights == "checkpoints":
+            missing = [f"--{k.replace('_', '-')} (trained on {d})" for k, d in zip(CHECKPOINT_OPTIONS, pair.domains)
+                       if not req.options.get(k)]
+            if missing:
+                raise DgbenchError(f"the {pair.name} pair needs {' and '.join(missing)}: the models trained on each "
+                                   "domain (`dgbench train` makes them)")
+            for k in CHECKPOINT_OPTIONS:
+                from pathlib import Path
+
+                if not Path(req.options[k]).is_file():
+                    raise DgbenchError(f"--{k.replace('_', '-')} {req.options[k]}: no such file")
+
+    def rerun_request(self, dataset: str, rows: Any) -> RunRequest:
+        from .rerun import cross_domain_request
+
+        return cross_domain_request(self.name, rows)
+
+    def run(self, req: RunRequest, rt: Runtime) -> RunSummary:
+        pair = self.pick_pair(req)
+        task = task_adapter(pair.task)
+        self.check_request(req, pair, task)
+        names = task.models(req, pair)
+        if pair.weights == "checkpoints" and len(names) != 1:
+            raise DgbenchError(f"the {pair.name} pair evaluates one model (the one --checkpoint-a/-b hold); "
+                               f"got --model {req.model!r}")
+        store = ResultStore(results_dir(req.results)) if req.store else None
+        before = store.completed_keys(PROTOCOL) if store is not None and not req.force else set()
+        evaluate = task.evaluate(req, rt)
+        fields = {"precision": req.precision, "limit": req.limit}
+        if pair.weights == "builtin":
+            fields["weights_source"] = "builtin"
+        t0 = time.perf_counter()
+        records: list[dict[str, Any]] = []
+        for name in names:
+            mname = name if isinstance(name, str) else getattr(name, "dgbench_name", type(name).__name__)
+            records += cross_domain(mname, self.domains(name, pair, task, req), evaluate, task=pair.task,
+                                    store=store, force=req.force, preprocessing=task.preprocessing(req),
+                                    record_fields=fields, write=rt.is_main)
+        computed = sum(1 for r in records if r["key"] not in before)
+        return RunSummary(records, computed, len(records) - computed, time.perf_counter() - t0,
+                          dataset=pair.name, kind=self.kind)
+
+
+def run_cross_domain(model: Any = "ibn_a", dataset: str = "digits", *, results: Any = None, store: bool = True,
+                     force: bool = False, device: str = "cpu", batch_size: int = 256, progress: bool = False,
+                     **options: Any) -> list[dict[str, Any]]:
+    """The cross-domain protocol from Python: ``dataset`` names a pair; returns 4 records per model."""
+    from .base import run
+
+    req = RunRequest(model=model, dataset=dataset, results=results, store=store, force=force, device=device,
+                     batch_size=batch_size, progress=progress, options=options)
+    return run(PROTOCOL, req).records

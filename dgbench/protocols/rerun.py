@@ -1,8 +1,9 @@
 """Re-measure what a published leaderboard lists: the runner behind ``dgbench check --rerun``.
 
 The results layer compares numbers; this module, one layer up, knows how to produce them. Each
-group of leaderboard rows (dataset, protocol) is re-run with ``force=True`` into the given
-results directory, so the check compares a fresh measurement, never the stored one it came from.
+group of leaderboard rows (dataset, protocol) is re-run through :func:`dgbench.protocols.run`
+with ``force=True`` into the given results directory, so the check compares a fresh measurement,
+never the stored one it came from. A kind re-runs a group through its own ``rerun_request``.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from typing import Any
 import pandas as pd
 
 from ..errors import DgbenchError
+from .base import RunRequest, get, run
 
 
 def rerun_leaderboard(baseline: pd.DataFrame, results_dir: Path) -> list[dict[str, Any]]:
@@ -23,47 +25,35 @@ def rerun_leaderboard(baseline: pd.DataFrame, results_dir: Path) -> list[dict[st
                 f"{dataset} · {protocol}: rows with variant kwargs cannot be re-run by name; "
                 "compare against stored results instead (without --rerun)"
             )
-        models = sorted(set(rows["model"]))
-        if protocol == "cross-domain":
-            records += _rerun_cross_domain(str(dataset), models, rows, results_dir)
-        else:
-            records += _rerun_appearance(str(dataset), str(protocol), models, rows, results_dir)
+        proto = get(str(protocol))
+        request = proto.rerun_request(str(dataset), rows)
+        request.results, request.force, request.progress = results_dir, True, False
+        records += run(proto, request).records
     return records
 
 
-def _rerun_appearance(dataset: str, protocol: str, models: list[str], rows: pd.DataFrame,
-                      results_dir: Path) -> list[dict[str, Any]]:
-    from .appearance import run_protocol
-
-    # The shifts as listed (a fallback such as cv-stylize for monet is named by what was run).
-    shifts = sorted(set(rows["shift"]))
-    summary = run_protocol(models, protocol, dataset=dataset, shifts=_protocol_order(protocol, shifts),
-                           results=results_dir, force=True, progress=False)
-    return summary.records
-
-
-def _protocol_order(protocol: str, shifts: list[str]) -> list[str]:
-    """The listed shifts in the protocol's order (its reference first), with fallbacks undone."""
-    from . import get_protocol, protocol_shifts
+def appearance_request(protocol: str, dataset: str, rows: pd.DataFrame) -> RunRequest:
+    """The listed models and shifts, in the protocol's order (fallbacks undone: a cv-stylize row
+    listed for Monet on the digits re-runs Monet's slot)."""
+    from .specs import get_protocol, protocol_shifts
 
     proto = get_protocol(protocol)
     undo = {v: k for k, v in proto.fallbacks.items()}
-    wanted = {undo.get(s, s) for s in shifts}
-    return [s.name for s in protocol_shifts(protocol) if s.name in wanted]
+    wanted = {undo.get(s, s) for s in rows["shift"]}
+    shifts = [s.name for s in protocol_shifts(protocol) if s.name in wanted]
+    return RunRequest(model=sorted(set(rows["model"])), dataset=dataset, shifts=shifts)
 
 
-def _rerun_cross_domain(dataset: str, models: list[str], rows: pd.DataFrame,
-                        results_dir: Path) -> list[dict[str, Any]]:
-    from ..data.digit_scenes import SCENE_DOMAINS
-    from .cross_domain import DIGITS_PAIR, run_cross_domain
-    from .segmentation import run_builtin_scenes
+def cross_domain_request(protocol: str, rows: pd.DataFrame) -> RunRequest:
+    """The pair whose domains the rows list; only pairs with shipped checkpoints can be re-run."""
+    from .specs import registry
 
     domains = set(rows["train_domain"]) | set(rows["test_domain"])
-    if domains <= set(DIGITS_PAIR):
-        return run_cross_domain(models, DIGITS_PAIR[0], results=results_dir, force=True)
-    if domains <= set(SCENE_DOMAINS):
-        return run_builtin_scenes(models, results=results_dir, force=True)
-    raise DgbenchError(
-        f"{dataset} · cross-domain: re-running needs the domains' data and checkpoints "
-        f"({', '.join(sorted(domains))}); run the protocol, then `dgbench check` without --rerun"
-    )
+    reg = registry()
+    pair = next((p for p in reg.pairs.values() if set(p.domains) == domains), None)
+    if pair is None or pair.weights != "builtin":
+        raise DgbenchError(
+            f"{protocol}: re-running needs the domains' data and checkpoints ({', '.join(sorted(domains))}); "
+            "run the protocol, then `dgbench check` without --rerun"
+        )
+    return RunRequest(model=sorted(set(rows["model"])), dataset=pair.name)

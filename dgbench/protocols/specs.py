@@ -13,7 +13,7 @@ Every ``*.toml`` file of the shipped transforms folder (plus the folders listed 
 * ``[pairs.NAME]``: a cross-domain pair of registered datasets: ``task`` (classification or
   segmentation), ``domains`` (two dataset names, the pair's first domain first), ``weights``
   (``builtin``: shipped checkpoints; ``checkpoints``: ``--checkpoint-a``/``--checkpoint-b``),
-  optional ``aliases`` (other names ``--dataset`` accepts) and ``description``.
+  ``split`` (the split each domain is tested on, default ``val``), optional ``aliases`` (other names ``--dataset`` accepts) and ``description``.
 
 A malformed file raises :class:`~dgbench.errors.SpecError` naming the file and the field.
 """
@@ -42,7 +42,8 @@ TRANSFORMS_ENV = "DGBENCH_TRANSFORMS"
 _SHIFT_FIELDS = {"kind", "units", "formula", "description", "clip"}
 _FAMILY_FIELDS = _SHIFT_FIELDS | {"param", "severities", "name"}
 _PROTOCOL_FIELDS = {"kind", "description"}
-_PAIR_FIELDS = {"task": (str,), "domains": (list,), "weights": (str,), "aliases": (list,), "description": (str,)}
+_PAIR_FIELDS = {"task": (str,), "domains": (list,), "weights": (str,), "split": (str,), "aliases": (list,),
+                "description": (str,)}
 PAIR_TASKS = ("classification", "segmentation")
 PAIR_WEIGHTS = ("builtin", "checkpoints")
 _TOP_TABLES = ("shifts", "families", "protocols", "pairs")
@@ -56,6 +57,7 @@ class PairSpec:
     task: str
     domains: tuple[str, str]
     weights: str = "checkpoints"
+    split: str = "val"  # the split each domain is tested on
     aliases: tuple[str, ...] = ()
     description: str = ""
     source: str = ""
@@ -228,7 +230,7 @@ def _add_pair(path: Path, reg: SpecRegistry, name: str, table: Any) -> None:
     if name in reg.pairs:
         raise _err(path, where, f"pair defined twice (also in {reg.pairs[name].source})")
     reg.pairs[name] = PairSpec(name=name, task=table["task"], domains=(domains[0], domains[1]), weights=weights,
-                               aliases=tuple(table.get("aliases", ())), description=table.get("description", ""),
+                               split=table.get("split", "val"), aliases=tuple(table.get("aliases", ())), description=table.get("description", ""),
                                source=str(path))
 
 

@@ -229,7 +229,7 @@ def prepare(
     """
     import time
 
-    from ..engine import _progress, default_workers, resolve_device
+    from ..runtime import default_workers, progress_bar, resolve_device
 
     dev = resolve_device(device)
     gen = None
@@ -256,7 +256,7 @@ def prepare(
         nw = default_workers(dev) if workers is None else workers
         view = _CropView(dataset, todo, None if gen is not None else spec)
         loader = torch.utils.data.DataLoader(view, batch_size=batch_size, num_workers=nw, shuffle=False)
-        with _progress(progress, len(todo), f"rendering {spec.name}") as advance:
+        with progress_bar(progress, len(todo), f"rendering {spec.name}") as advance:
             for idx, crops in loader:
                 if gen is not None:
                     from ..models.style import stylize_batch

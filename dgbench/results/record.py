@@ -7,15 +7,25 @@ is how ``dgbench run`` skips stored work and resumes an interrupted run. Fields 
 *execution* (device, batch size, timings, versions) are recorded but not hashed, so a result is
 identical whatever the batch size or world size.
 
+What invalidates a stored result: any identity field changing, and ``code`` among them: the
+package version and :data:`NUMERICS_VERSION`, bumped whenever a change to a model, shift,
+preprocessing, loop or metric can move a number. After an upgrade, ``dgbench run`` recomputes
+instead of reusing records made by older code (the old records stay in the store; tables show the
+newest configuration of each condition and say when older ones were left out).
+
+Schema versions: 2 (this one) keeps ``metrics`` scalar (per-class IoU is its own field,
+``per_class_iou``) and adds ``code`` to the identity. :func:`upgrade` reads version 1 records.
+
 Fields (units in names where they matter; metrics are percentages):
-    schema_version, key, task ("classification" | "segmentation"), protocol,
+    schema_version, key, code, task ("classification" | "segmentation"), protocol,
     model, model_kwargs, weights_sha256, weights_source,
     dataset, dataset_fingerprint, dataset_info,
     train_domain, test_domain,          # cross-domain protocols (None otherwise)
     shift, shift_spec,                  # appearance protocols ("origin" for the clean reference)
     reference,                          # name of the condition the drop is measured from (None for itself)
-    metrics,                            # e.g. {"top1_err": 22.54, "top5_err": 6.32} or {"miou": .., "pixel_acc": ..}
+    metrics,                            # scalars, e.g. {"top1_err": 22.54, "top5_err": 6.32} or {"miou": .., "pixel_acc": ..}
     drop,                               # metric minus the reference's metric, same keys ({} for the reference)
+    per_class_iou,                      # segmentation: {class name: IoU %} (None where undefined)
     num_samples, skipped_corrupt, seed, limit, subset,
     preprocessing, precision, device, batch_size, world_size,
     versions, git_commit, started_at, duration_s, images_per_s
@@ -30,14 +40,37 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Bump when a change can move a measured number (a model's layers, a shift's formula, the
+# preprocessing, an evaluation loop, a metric): stored results of older code are then recomputed.
+NUMERICS_VERSION = 2
 
 # The fields whose values identify the measured work (hashed into ``key``).
 IDENTITY_FIELDS = (
-    "task", "protocol", "model", "model_kwargs", "weights_sha256", "dataset", "dataset_fingerprint",
+    "code", "task", "protocol", "model", "model_kwargs", "weights_sha256", "dataset", "dataset_fingerprint",
     "train_domain", "test_domain", "shift", "shift_spec", "preprocessing", "precision", "limit",
     "subset", "seed",
 )
+
+
+def code_identity() -> dict[str, Any]:
+    """What identifies the computation's code in a result's key (see the module docstring)."""
+    from .. import __version__
+
+    return {"dgbench": __version__, "numerics": NUMERICS_VERSION}
+
+
+def upgrade(rec: dict[str, Any]) -> dict[str, Any]:
+    """A record of any schema version in the current shape (its key is left as stored)."""
+    if rec.get("schema_version", 1) < 2:
+        rec = dict(rec)
+        metrics = dict(rec.get("metrics") or {})
+        if isinstance(metrics.get("per_class_iou"), dict):  # v1 segmentation kept it inside metrics
+            rec["per_class_iou"] = metrics.pop("per_class_iou")
+        rec["metrics"] = metrics
+        rec.setdefault("code", None)  # made before code identity was recorded
+        rec["schema_version"] = 2
+    return rec
 
 
 def canonical_json(obj: Any) -> str:
@@ -51,7 +84,11 @@ def fingerprint(obj: Any) -> str:
 
 
 def record_key(record: dict[str, Any]) -> str:
-    return fingerprint({f: record.get(f) for f in IDENTITY_FIELDS})[:32]
+    """The key of a record's identity; ``code`` is that of this dgbench unless the record has one."""
+    ident = {f: record.get(f) for f in IDENTITY_FIELDS}
+    if "code" not in record:
+        ident["code"] = code_identity()
+    return fingerprint(ident)[:32]
 
 
 def versions() -> dict[str, str | None]:
@@ -91,6 +128,7 @@ def new_record(**fields: Any) -> dict[str, Any]:
     """A complete record from the given fields: defaults filled, versions stamped, key computed."""
     rec: dict[str, Any] = {f: None for f in IDENTITY_FIELDS}
     rec.update(
+        code=code_identity(),
         schema_version=SCHEMA_VERSION,
         model_kwargs={},
         metrics={},

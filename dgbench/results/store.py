@@ -1,6 +1,7 @@
 """The results store: a directory of JSON Lines files, appended atomically.
 
-Each protocol writes ``<results dir>/<protocol>.jsonl``. An append writes whole lines under a
+Each protocol writes ``<results dir>/<protocol>.jsonl``. Records of older schema versions are
+read in the current shape (:func:`dgbench.results.record.upgrade`). An append writes whole lines under a
 cross-process file lock with a single ``write`` + ``fsync``, so parallel runs and distributed
 ranks never interleave or leave half a line. Readers skip (and report) a damaged line and keep
 the rest.
@@ -16,7 +17,7 @@ from typing import Any
 
 from filelock import FileLock
 
-from .record import canonical_json
+from .record import canonical_json, upgrade
 
 
 class DamagedLineWarning(UserWarning):
@@ -77,7 +78,7 @@ class ResultStore:
                             stacklevel=2,
                         )
                         continue
-                    yield rec
+                    yield upgrade(rec)
 
     def records(self, protocol: str | None = None) -> list[dict[str, Any]]:
         return list(self.iter_records(protocol))

@@ -19,7 +19,7 @@ have. At the end ``<out_dir>/model.pth`` holds the weights alone (loadable with
 ``create_model(name, pretrained=path, **model_kwargs)``) and ``model.json`` its name and kwargs.
 
 Multi-GPU: launch with ``torchrun --nproc_per_node N``; each rank takes ``batch_size / N``
-images of every global batch (DDP), SyncBN with ``sync_bn=True``. AMP (fp16 autocast + grad
+images of every global batch (DDP), SyncBN on by default across CUDA ranks. AMP (fp16 autocast + grad
 scaler) on CUDA when ``amp=True``.
 """
 from __future__ import annotations
@@ -43,6 +43,7 @@ from ..data.seg_base import IGNORE_INDEX, QuirkPolicy
 from ..data.seg_transforms import AugmentedSegmentation, SegAugment
 from ..errors import CheckpointError
 from ..models.registry import IMAGENET_MEAN, IMAGENET_STD, create_model, model_info, resolve_name
+from ..runtime import Runtime
 
 CHECKPOINT = "checkpoint.pth"
 WEIGHTS = "model.pth"
@@ -197,11 +198,6 @@ def _check_compatible(ckpt: dict[str, Any], cfg: SegTrainConfig, path: Path) -> 
             )
 
 
-def _dist_info() -> tuple[int, int, int]:
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
-
-
 def train_segmentation(
     dataset: str = "cityscapes",
     model: str = "deeplab_resnet50_ibn_a",
@@ -236,7 +232,7 @@ def train_segmentation(
     checkpoint_every: int | None = None,
     device: str | None = None,
     amp: bool = True,
-    sync_bn: bool = False,
+    sync_bn: bool | None = None,
     num_workers: int = 4,
     progress: bool = True,
 ) -> SegTrainResult:
@@ -256,7 +252,10 @@ def train_segmentation(
         gta5_unreadable: ``error`` or ``skip`` for unreadable files.
         quirk_policy: a full :class:`QuirkPolicy` instead of the two strings above.
         stop_after: stop at this iteration (the schedule still spans ``epochs``).
-        device: default ``cuda:<local rank>`` if available, else ``cpu``.
+        device: ``auto`` (default): the local rank's GPU if available, else ``cpu``; ``cuda`` is
+            the local rank's GPU (see :mod:`dgbench.runtime`).
+        amp: mixed precision (fp16 autocast + GradScaler) on CUDA; fp32 elsewhere.
+        sync_bn: SyncBatchNorm across ranks; default (None): on under torchrun with CUDA.
     """
     if num_classes is None:
         from ..data.digit_scenes import NUM_CLASSES as SCENE_CLASSES, SCENE_DOMAINS
@@ -269,15 +268,19 @@ def train_segmentation(
         crop_size=tuple(crop_size), scale_range=tuple(scale_range), aspect_range=tuple(aspect_range),
         mirror=mirror, gta5_size=tuple(gta5_size), gta5_fraction=gta5_fraction, subset_seed=subset_seed, seed=seed,
     )
-    rank, world, local_rank = _dist_info()
-    distributed = world > 1
-    if device is None:
-        device = f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu"
-    dev = torch.device(device)
-    if distributed and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group("nccl" if dev.type == "cuda" else "gloo")
-    if dev.type == "cuda":
-        torch.cuda.set_device(dev)
+    with Runtime.start(device or "auto") as rt:
+        return _train(rt, cfg, root, out_dir, resume, quirk_policy, gta5_mismatch, gta5_unreadable, gta5_split_file,
+                      pretrained_backbone, stop_after, checkpoint_every, amp, sync_bn, num_workers, progress)
+
+
+def _train(rt: Runtime, cfg: SegTrainConfig, root: Any, out_dir: Any, resume: Any, quirk_policy: Any, gta5_mismatch: str,
+           gta5_unreadable: str, gta5_split_file: Any, pretrained_backbone: Any, stop_after: int | None,
+           checkpoint_every: int | None, amp: bool, sync_bn: bool | None, num_workers: int, progress: bool) -> SegTrainResult:
+    """The training loop of :func:`train_segmentation` on a started runtime (device, ranks)."""
+    rank, world, dev = rt.rank, rt.world_size, rt.device
+    distributed = rt.distributed
+    dataset, batch_size, epochs, seed, num_classes = cfg.dataset, cfg.batch_size, cfg.epochs, cfg.seed, cfg.num_classes
+    base_lr, lr_power, momentum, weight_decay, head_lr_mult = cfg.base_lr, cfg.lr_power, cfg.momentum, cfg.weight_decay, cfg.head_lr_mult
     if batch_size % world:
         raise ValueError(f"batch_size {batch_size} is not divisible by the {world} processes")
     per_rank = batch_size // world
@@ -309,6 +312,10 @@ def train_segmentation(
         cfg.model, num_classes=num_classes,
         pretrained_backbone=pretrained_backbone if start_ckpt is None else False, **cfg.model_kwargs,
     )
+    # The paper's batch of 16 is normalized as one batch: SyncBN by default across CUDA ranks, so a
+    # launch of 8 GPUs x 2 images gives every BN the statistics of 16 crops, not of 2.
+    if sync_bn is None:
+        sync_bn = distributed and dev.type == "cuda"
     if sync_bn and distributed:
         if dev.type == "cuda":
             net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
@@ -450,7 +457,7 @@ def train_builtin_scene_models(
     from ..config import asset_path
     from ..data.digit_scenes import SCENE_DOMAINS, DigitScenes
     from ..models.deeplab import SCENE_CHECKPOINT_DIR, SCENE_MANIFEST, scene_checkpoint_file
-    from ..protocols.segmentation import evaluate_segmentation
+    from ..engine.segmentation import evaluate_segmentation
 
     domains = domains or tuple(SCENE_DOMAINS)
     test_sets = {d: DigitScenes(d, "test") for d in SCENE_DOMAINS}

@@ -21,9 +21,8 @@ DataLoader's workers are shut down, and the caller has nothing partial to store.
 from __future__ import annotations
 
 import contextlib
-import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,11 +30,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from .errors import CorruptImageError, DgbenchError
-from .metrics.classification import TopKCounts
-from .shifts import AffineBatchShift, ShiftSpec, normalize
-
-PRECISIONS: dict[str, torch.dtype | None] = {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+from ..errors import CorruptImageError, DgbenchError
+from ..metrics.classification import TopKCounts
+from ..runtime import Runtime, autocast, default_workers, dist_info, set_precision
+from ..shifts import AffineBatchShift, ShiftSpec, normalize
 
 # An image shift as the engine sees it: (dataset, index, clean uint8 crop) -> shifted uint8 crop.
 # It runs inside DataLoader workers, so it must be picklable.
@@ -74,48 +72,6 @@ class EvalResult:
         return self.num_samples / self.duration_s if self.duration_s > 0 else float("nan")
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-        return torch.device("cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise DgbenchError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
-    return dev
-
-
-def default_workers(device: torch.device) -> int:
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    # On a CPU device the forward passes use the cores too; decoding is a few percent of the work.
-    return min(8, cpus) if device.type == "cuda" else max(1, min(4, cpus // 2))
-
-
-# ----------------------------------------------------------------------------- distributed
-def dist_info() -> tuple[int, int]:
-    """``(rank, world_size)``; ``(0, 1)`` outside torch.distributed."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return torch.distributed.get_rank(), torch.distributed.get_world_size()
-    return 0, 1
-
-
-def maybe_init_distributed(device: torch.device) -> None:
-    """Join the process group when launched by torchrun (``WORLD_SIZE`` > 1) and not yet joined."""
-    if int(os.environ.get("WORLD_SIZE", "1")) <= 1 or not torch.distributed.is_available():
-        return
-    if torch.distributed.is_initialized():
-        return
-    backend = "nccl" if device.type == "cuda" else "gloo"
-    if device.type == "cuda":
-        torch.cuda.set_device(device)
-    torch.distributed.init_process_group(backend=backend)
-
-
-def shard_indices(n: int, rank: int, world: int) -> list[int]:
-    """Deterministic, disjoint, complete: rank r takes r, r + world, ... (no padding)."""
-    return list(range(rank, n, world))
-
-
 # ----------------------------------------------------------------------------- data loading
 class _EvalView(Dataset):
     """Yields ``(clean crop, label, [image-shifted crops])`` or a skip marker for a corrupt image."""
@@ -131,9 +87,9 @@ class _EvalView(Dataset):
         try:
             crop, label = self.dataset[idx]
         except CorruptImageError as exc:
-            if not self.skip_corrupt:
-                raise
-            return ("skip", str(exc).split(": cannot decode")[0])
+            # Returned, not raised: an exception raised in a worker process reaches the user wrapped
+            # in the worker's traceback. The loop raises it again, as one line, in the main process.
+            return ("skip" if self.skip_corrupt else "corrupt", str(exc).split(": cannot decode")[0], str(exc))
         return ("ok", crop, int(label), [src(self.dataset, idx, crop) for src in self.sources])
 
 
@@ -143,20 +99,28 @@ class _Batch:
     labels: torch.Tensor | None
     styled: list[torch.Tensor]
     skipped: list[str]
+    corrupt: list[str] = field(default_factory=list)  # error messages of undecodable images
 
     def __len__(self) -> int:
         return 0 if self.labels is None else int(self.labels.shape[0])
+
+    def pin_memory(self) -> _Batch:
+        """Called by the DataLoader's pin-memory thread: page-locked tensors copy asynchronously."""
+        pin = (lambda t: t.pin_memory()) if torch.cuda.is_available() else (lambda t: t)
+        return _Batch(None if self.crops is None else pin(self.crops), None if self.labels is None else pin(self.labels),
+                      [pin(t) for t in self.styled], self.skipped, self.corrupt)
 
 
 def _collate(items: list[tuple[Any, ...]]) -> _Batch:
     ok = [it for it in items if it[0] == "ok"]
     skipped = [it[1] for it in items if it[0] == "skip"]
+    corrupt = [it[2] for it in items if it[0] == "corrupt"]
     if not ok:
-        return _Batch(None, None, [], skipped)
+        return _Batch(None, None, [], skipped, corrupt)
     crops = torch.stack([it[1] for it in ok])
     labels = torch.tensor([it[2] for it in ok], dtype=torch.int64)
     styled = [torch.stack([it[3][j] for it in ok]) for j in range(len(ok[0][3]))]
-    return _Batch(crops, labels, styled, skipped)
+    return _Batch(crops, labels, styled, skipped, corrupt)
 
 
 def _worker_init(_: int) -> None:
@@ -180,27 +144,6 @@ def make_loader(view: Dataset, batch_size: int, workers: int, device: torch.devi
     )
 
 
-# ----------------------------------------------------------------------------- progress
-@contextlib.contextmanager
-def _progress(enabled: bool, total: int, description: str) -> Iterator[Callable[[int], None]]:
-    if not enabled:
-        yield lambda n: None
-        return
-    from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, ProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-    from rich.text import Text
-
-    class _Rate(ProgressColumn):
-        def render(self, task: Any) -> Text:
-            return Text(f"{task.speed:,.1f} img/s" if task.speed else "- img/s", style="cyan")
-
-    cols = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), _Rate(), TimeElapsedColumn(), TimeRemainingColumn())
-    # stderr, so that `--format json` keeps stdout clean
-    with Progress(*cols, console=Console(stderr=True), transient=False) as prog:
-        task = prog.add_task(description, total=total)
-        yield lambda n: prog.advance(task, n)
-
-
 # ----------------------------------------------------------------------------- the loop
 def evaluate(
     model: nn.Module,
@@ -211,6 +154,7 @@ def evaluate(
     std: Sequence[float] | None = None,
     sources: dict[str, ImageShiftSource] | None = None,
     config: EngineConfig | None = None,
+    runtime: Runtime | None = None,
     ks: tuple[int, ...] = (1, 5),
 ) -> EvalResult:
     """Evaluate ``model`` on ``dataset`` under every shift in one pass over the data.
@@ -220,12 +164,13 @@ def evaluate(
         dataset: ``ds[i] -> (uint8 [3, H, W], label)`` (see :mod:`dgbench.data.base`).
         shifts: affine shifts are computed on the batch; image shifts need a source in ``sources``.
         sources: ``{shift name: fn(dataset, index, crop) -> uint8 crop}`` for the image shifts.
-        config: device, batch size, workers, precision, channels_last, skip_corrupt, progress.
+        config: batch size, workers, precision, channels_last, skip_corrupt, progress.
+        runtime: device and ranks (default: ``config.device`` in the current process group).
     """
     cfg = config or EngineConfig()
-    if cfg.precision not in PRECISIONS:
-        raise DgbenchError(f"unknown precision {cfg.precision!r} (use {', '.join(PRECISIONS)})")
-    device = resolve_device(cfg.device)
+    set_precision(cfg.precision)
+    rt = runtime or _current_runtime(cfg.device)
+    device = rt.device
     pcfg = getattr(model, "pretrained_cfg", None)
     mean = tuple(mean if mean is not None else (pcfg.mean if pcfg else (0.485, 0.456, 0.406)))
     std = tuple(std if std is not None else (pcfg.std if pcfg else (0.229, 0.224, 0.225)))
@@ -235,8 +180,7 @@ def evaluate(
     for s in image:
         if s.name not in sources:
             raise DgbenchError(f"shift {s.name!r} ({s.kind}) needs rendered images and none were provided")
-    rank, world = dist_info()
-    indices = shard_indices(len(dataset), rank, world)
+    indices = rt.shard(len(dataset))
     view = _EvalView(dataset, indices, [sources[s.name] for s in image], cfg.skip_corrupt)
     workers = default_workers(device) if cfg.workers is None else cfg.workers
     loader = make_loader(view, cfg.batch_size, workers, device)
@@ -248,20 +192,20 @@ def evaluate(
     shift_fns = [AffineBatchShift(s, mean, std, device) for s in affine]
     clean = AffineBatchShift(ShiftSpec("origin", "origin"), mean, std, device)
     counts = {s.name: TopKCounts(ks) for s in shifts}
-    dtype = PRECISIONS[cfg.precision]
-    autocast = torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
     skipped: list[str] = []
     n_seen = 0
 
     start = time.perf_counter()
     desc = cfg.description or getattr(model, "dgbench_name", type(model).__name__)
-    with _progress(cfg.progress and rank == 0, len(indices), f"{desc} · {len(shifts)} shifts") as advance:
+    with rt.progress(len(indices), f"{desc} · {len(shifts)} shifts", cfg.progress) as advance:
         for batch in loader:
+            if batch.corrupt:
+                raise CorruptImageError(f"{batch.corrupt[0]}; pass --skip-corrupt to skip (and count) undecodable images")
             skipped += batch.skipped
             if len(batch):
                 u = batch.crops.to(device, non_blocking=True).float().contiguous(memory_format=fmt)
                 y = batch.labels.to(device, non_blocking=True)
-                with torch.inference_mode(), autocast:
+                with torch.inference_mode(), autocast(device, cfg.precision):
                     for s, fn in zip(affine, shift_fns):
                         counts[s.name].update(model(fn(u).contiguous(memory_format=fmt)), y)
                     for s, styled in zip(image, batch.styled):
@@ -271,18 +215,24 @@ def evaluate(
             advance(len(batch) + len(batch.skipped))
 
     n_skipped = len(skipped)
-    if world > 1:
+    if rt.distributed:
         # One int64 vector: [n, correct@k...] per shift, then the skipped count; summed over ranks.
         flat = torch.cat([counts[s.name].as_tensor() for s in shifts] + [torch.tensor([n_skipped, n_seen])])
-        flat = flat.to(device if device.type == "cuda" else "cpu")
-        torch.distributed.all_reduce(flat)
-        flat = flat.cpu()
+        flat = rt.all_reduce(flat)
         width = 1 + len(ks)
         for i, s in enumerate(shifts):
             counts[s.name] = TopKCounts.from_tensor(flat[i * width:(i + 1) * width], ks)
         n_skipped, n_seen = int(flat[-2]), int(flat[-1])
     duration = time.perf_counter() - start
-    return EvalResult(counts, n_seen, n_skipped, skipped, duration, world, str(device))
+    return EvalResult(counts, n_seen, n_skipped, skipped, duration, rt.world_size, str(device))
+
+
+def _current_runtime(device: str) -> Runtime:
+    """The runtime of a caller that passed none: its device, in whatever process group is open."""
+    from ..runtime import resolve_device
+
+    rank, world = dist_info()
+    return Runtime(resolve_device(device), rank, world)
 
 
 def normalize_batch(u: torch.Tensor, model: nn.Module) -> torch.Tensor:
