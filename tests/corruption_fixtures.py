@@ -12,23 +12,10 @@ from dgbench.shifts import ShiftSpec
 
 @functools.lru_cache(maxsize=1)
 def corruption_shifts() -> dict[str, ShiftSpec]:
-    """Every ``corruption`` shift of the shipped transforms, by name (through the real spec loader).
+    """Every ``corruption`` shift of the shipped transforms, by name."""
+    from dgbench.protocols import registry
 
-    The families part of ``transforms/corruptions.toml`` only: protocol tables need the appearance
-    protocol kind, which this branch does not have yet.
-    """
-    import tempfile
-    from pathlib import Path
-
-    from dgbench.config import data_dir
-    from dgbench.protocols.specs import SpecRegistry, _load_file
-
-    text = (data_dir("transforms") / "corruptions.toml").read_text()
-    tmp = Path(tempfile.mkdtemp()) / "corruptions.toml"
-    tmp.write_text(text[: text.index("[protocols.")])
-    reg = SpecRegistry()
-    _load_file(tmp, reg)
-    return {n: s for n, s in reg.shifts.items() if s.kind == "corruption"}
+    return {n: s for n, s in registry().shifts.items() if s.kind == "corruption"}
 
 
 def photo(name: str = "astronaut", size: int = 224) -> np.ndarray:

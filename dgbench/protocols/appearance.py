@@ -120,11 +120,10 @@ def offline_styles_only(ds: Any) -> bool:
 def image_source(spec: ShiftSpec, ds: Any, prep: Preprocess, cache_root: Path | None = None,
                  progress: bool = True) -> tuple[ShiftSpec, style_cache.CachedStyle]:
     """The source of an image shift's renderings, and the spec as run (Monet: with the generator's hash)."""
-    if spec.kind == "cv_stylize":
-        # Needs no weights, so render the missing images into the cache now: every model of the
-        # run (and every later run) then reads them instead of filtering each image again.
-        report = style_cache.prepare(spec, ds, prep, root=cache_root, progress=progress)
-        return spec, style_cache.CachedStyle(report.folder, spec)
+    if spec.kind in style_cache.SELF_RENDERED:  # cv_stylize, corruption: need no weights
+        # Render the missing images into the cache now: every model of the run (and every later
+        # run) then reads them instead of filtering each image again.
+        return style_cache.rendered_source(spec, ds, prep, root=cache_root, progress=progress)
     pinned = spec.params.get("sha256")
     found = style_cache.find_caches(spec, ds, prep, cache_root)
     if pinned:
