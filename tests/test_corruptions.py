@@ -115,3 +115,22 @@ def test_renderings_are_cached_losslessly_resumably_and_keyed_by_library_version
     assert version_bumped != style_cache.renderer_id(rep.spec)
     spec_run, source = style_cache.rendered_source(spec, ds, prep, root=tmp_path, progress=False, workers=0)
     assert spec_run == rep.spec and torch.equal(source(ds, 2, ds[2][0]), style_cache.read_png(style_cache.png_path(rep.folder, "chelsea")))
+
+
+def test_corruptions_lite_runs_offline_on_the_builtin_digits_and_reruns_from_the_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from appearance_fixtures import env_isolated
+    from dgbench.protocols import RunRequest, run
+
+    env_isolated(monkeypatch, tmp_path)
+    req = dict(model="ibn_a", dataset="digits", shifts=["gaussian_noise-3", "fog-3"], limit=12, workers=0, progress=False, store=False)
+    first = run("corruptions-lite", RunRequest(**req))
+    assert [r["shift"] for r in first.records] == ["origin", "gaussian_noise-3", "fog-3"]
+    fog = first.records[2]
+    assert fog["shift_spec"]["params"]["library_version"] == corruptions.library_version()
+    assert fog["reference"] == "origin" and fog["metrics"]["top1_err"] > first.records[0]["metrics"]["top1_err"]
+    pngs = sorted((tmp_path / "cache" / "styles").rglob("*.png"))
+    assert len(pngs) == 2 * 12 and all(style_cache.read_png(p).shape == (3, 32, 32) for p in pngs[:3])
+    stamps = [p.stat().st_mtime_ns for p in pngs]
+    again = run("corruptions-lite", RunRequest(**req))  # read from the cache: nothing re-rendered, same numbers
+    assert [p.stat().st_mtime_ns for p in sorted((tmp_path / "cache" / "styles").rglob("*.png"))] == stamps
+    assert [r["metrics"] for r in again.records] == [r["metrics"] for r in first.records]
