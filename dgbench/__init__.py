@@ -25,12 +25,17 @@ _API = {
     "check_leaderboard": "dgbench.results.check",
     "DgbenchError": "dgbench.errors",
     "score_predictions": "dgbench.protocols.segmentation",
-    "evaluate_segmentation": "dgbench.protocols.segmentation",
+    "evaluate_segmentation": "dgbench.engine",
     "run_cross_domain_segmentation": "dgbench.protocols.segmentation",
     "train_segmentation": "dgbench.train.segmentation",
     "run_protocol": "dgbench.protocols.appearance",
     "evaluate_model": "dgbench.protocols.appearance",
     "evaluate": "dgbench.engine",
+    "run": "dgbench.protocols",
+    "RunRequest": "dgbench.protocols",
+    "list_protocol_infos": "dgbench.protocols",
+    "Runtime": "dgbench.runtime",
+    "create_external": "dgbench.models.external",
     "load_style_generator": "dgbench.models.style",
     "get_shift": "dgbench.protocols",
     "list_shifts": "dgbench.protocols",
@@ -45,6 +50,8 @@ _API = {
     "rerun_leaderboard": "dgbench.protocols.rerun",
 }
 
+_RENAMED = {"list_protocol_infos": "list_infos"}  # public name -> the module's own name
+
 __all__ = sorted(_API) + ["__version__"]
 
 
@@ -52,7 +59,7 @@ def __getattr__(name: str) -> Any:
     module = _API.get(name)
     if module is None:
         raise AttributeError(f"module 'dgbench' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
+    value = getattr(importlib.import_module(module), _RENAMED.get(name, name))
     globals()[name] = value
     return value
 

@@ -165,9 +165,10 @@ def test_generic_selection_on_any_dataset() -> None:
 
 
 def test_zoo_aliases_mean_the_small_models_on_the_builtin_digits() -> None:
-    from dgbench.protocols.appearance import builtin_model_names, resolve_models
+    from dgbench.models.small import small_name_for
+    from dgbench.protocols.model_select import resolve_models
 
-    names = builtin_model_names(["ibn_b", "ibn_b"])
-    assert len(names) == 1 and names[0] != "resnet50_ibn_b"
-    assert resolve_models(names[0]) == names  # a registered model
+    assert small_name_for("ibn_b") == "small_resnet_ibn_b"
+    assert resolve_models("small_resnet_ibn_b") == ["small_resnet_ibn_b"]  # a registered model
     assert resolve_models("ibn_b") == ["resnet50_ibn_b"]  # on ImageNet the alias keeps its meaning
+    assert resolve_models("ibn_a,ibn_b") == ["resnet50_ibn_a", "resnet50_ibn_b"]

@@ -12,10 +12,10 @@ from dgbench.protocols.cross_domain import (
     Domain,
     Evaluation,
     cross_domain,
-    cross_domain_table,
     run_cross_domain,
 )
 from dgbench.results.store import ResultStore
+from dgbench.results.tables import render_table
 
 
 class _Tagged(nn.Module):
@@ -91,7 +91,7 @@ def test_digits_cross_domain_2x2_is_sane(tmp_path):
     assert cross["drop"]["top1_acc"] == pytest.approx(
         cross["metrics"]["top1_acc"] - by[("digits", "digits")]["metrics"]["top1_acc"])
     assert len(ResultStore(tmp_path).records("cross-domain")) == 4
-    assert "small_resnet_ibn_a" in _render(cross_domain_table(recs))
+    assert "small_resnet_ibn_a" in _render(render_table(recs, kind="cross-domain", fmt="rich"))
 
 
 def _render(table) -> str:

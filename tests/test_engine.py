@@ -104,13 +104,12 @@ def test_sharding_is_disjoint_complete_and_sums_to_the_single_process_counts(mon
     shifts = [get_shift("origin"), get_shift("rgb+50")]
     cfg = EngineConfig(device="cpu", batch_size=3, workers=0, progress=False)
     whole = evaluate(MeanColourNet(), ds, shifts, config=cfg)
-    import dgbench.engine as engine
+    from dgbench.runtime import Runtime
 
     monkeypatch.setattr(torch.distributed, "all_reduce", lambda t: None)  # sum by hand below
     total = {s.name: TopKCounts() for s in shifts}
     for rank in range(3):
-        monkeypatch.setattr(engine, "dist_info", lambda r=rank: (r, 3))
-        part = evaluate(MeanColourNet(), ds, shifts, config=cfg)
+        part = evaluate(MeanColourNet(), ds, shifts, config=cfg, runtime=Runtime(torch.device("cpu"), rank, 3))
         for s in shifts:
             total[s.name].n += part.counts[s.name].n
             for k, v in part.counts[s.name].correct.items():

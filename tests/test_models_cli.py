@@ -11,7 +11,7 @@ import torch
 from typer.testing import CliRunner
 
 from dgbench.cli import app
-from dgbench.models.registry import model_stats
+from dgbench.models.stats import model_stats
 
 REPO = Path(__file__).resolve().parent.parent
 

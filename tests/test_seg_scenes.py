@@ -64,7 +64,7 @@ def test_shipped_checkpoints_give_the_2x2_table(capsys: pytest.CaptureFixture[st
     for model in SHIPPED:
         ckpts = builtin_scene_checkpoints(model)
         assert set(ckpts) == {"digit-scenes", "typeset-digit-scenes"}, model
-        recs = run_cross_domain_segmentation(model, ckpts, test_sets, dataset_name="digit-scenes")
+        recs = run_cross_domain_segmentation(model, ckpts, test_sets)
         for r in recs:
             # The evaluation reproduces the in-domain numbers recorded when the checkpoints were made.
             entry = scene_manifest()[f"{model}-{r['train_domain']}.pth"]

@@ -23,7 +23,8 @@ COLUMNS = ("name", "family", "backbone", "variant", "params_m", "gflops", "weigh
 
 def rows(pattern: str | None = None, pretrained: bool = False, image_size: int = 224) -> list[dict[str, object]]:
     """One dict per model matching ``pattern``: the columns of ``dgbench models``."""
-    from ..models.registry import list_models, model_info, model_stats
+    from ..models.registry import list_models, model_info
+    from ..models.stats import model_stats
 
     out: list[dict[str, object]] = []
     for name in list_models(pattern, pretrained=pretrained):

@@ -37,9 +37,9 @@ def prepare_cmd(
         prep = Preprocess.from_cfg(get_pretrained_cfg(model))
     else:
         prep = Preprocess(resize_size=resize, crop_size=crop)
-    name, root, note = choose_dataset(dataset, data)
-    if note:
-        note(note)
+    name, root, ds_note = choose_dataset(dataset, data)
+    if ds_note:
+        note(ds_note)
     ds = select(build_dataset(name, root, preprocess=prep), limit, subset)
     try:
         rep = prepare(spec, ds, prep, weights=weights, device=device, batch_size=batch_size, workers=workers, progress=progress)

@@ -33,10 +33,14 @@ def is_external(name: Any) -> bool:
     return isinstance(name, str) and (name.startswith(TIMM_PREFIX) or bool(_IMPORT_PATH.match(name)))
 
 
-def state_dict_sha256(model: nn.Module) -> str:
-    """A content hash of the weights: key, dtype, shape and bytes of every tensor, in key order."""
+def state_dict_sha256(model: nn.Module) -> str | None:
+    """A content hash of the weights: key, dtype, shape and bytes of every tensor, in key order
+    (None while a lazy module's parameters are still uninitialized: nothing to identify yet)."""
+    state = model.state_dict()
+    if any(isinstance(t, nn.parameter.UninitializedParameter) for t in state.values()):
+        return None
     h = hashlib.sha256()
-    for key, t in sorted(model.state_dict().items()):
+    for key, t in sorted(state.items()):
         t = t.detach().cpu().contiguous()
         h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
         h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")

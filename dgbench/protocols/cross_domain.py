@@ -103,6 +103,7 @@ def cross_domain(
     for train, test in cells:
         if train.name not in models:
             models[train.name] = train.load_model()
+            models[train.name].train_domain = train.name  # evaluate functions may name outputs by it
         model = models[train.name]
         ds = _dataset_of(test, model)
         base: dict[str, Any] = dict(
@@ -176,6 +177,9 @@ class Task:
     evaluate: Callable[[RunRequest, Runtime], EvaluateFn]
     preprocessing: Callable[[RunRequest], Callable[[nn.Module, Any], dict[str, Any]]]
     options: tuple[str, ...] = ()  # RunRequest.options the task reads
+    # False: a test set does not depend on the model, so it is built (and its layout checked)
+    # once, before any weights are loaded.
+    test_set_needs_model: bool = True
 
 
 def _classification_models(req: RunRequest, pair: PairSpec) -> list[Any]:
@@ -292,14 +296,16 @@ class CrossDomainProtocol(Protocol):
             raise DgbenchError(f"{err} The {self.name} protocol runs on: {self.pairs_line()}")
         return reg.pairs[mine[req.dataset]]
 
-    def domains(self, name: Any, pair: PairSpec, task: Task, req: RunRequest) -> list[Domain]:
+    def domains(self, name: Any, pair: PairSpec, task: Task, req: RunRequest, sets: dict[str, Any] | None) -> list[Domain]:
         if pair.weights == "builtin":
             loaders = [task.builtin_weights(name, d) for d in pair.domains]
         else:
             paths = [str(req.options[k]) for k in CHECKPOINT_OPTIONS]
             loaders = [(lambda p=p: _tagged(task.load(name, p, req), p)) for p in paths]
 
-        def test_set(domain: str) -> Callable[[nn.Module], Any]:
+        def test_set(domain: str) -> Any:
+            if sets is not None:
+                return sets[domain]
             return lambda m: task.test_set(domain, m, pair, req)
 
         return [Domain(d, load, test_set(d)) for d, load in zip(pair.domains, loaders)]
@@ -344,9 +350,10 @@ class CrossDomainProtocol(Protocol):
             fields["weights_source"] = "builtin"
         t0 = time.perf_counter()
         records: list[dict[str, Any]] = []
+        sets = None if task.test_set_needs_model else {d: task.test_set(d, None, pair, req) for d in pair.domains}
         for name in names:
             mname = name if isinstance(name, str) else getattr(name, "dgbench_name", type(name).__name__)
-            records += cross_domain(mname, self.domains(name, pair, task, req), evaluate, task=pair.task,
+            records += cross_domain(mname, self.domains(name, pair, task, req, sets), evaluate, task=pair.task,
                                     store=store, force=req.force, preprocessing=task.preprocessing(req),
                                     record_fields=fields, write=rt.is_main)
         computed = sum(1 for r in records if r["key"] not in before)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -181,7 +180,7 @@ def segmentation_evaluate(
     """An evaluate function for :func:`dgbench.protocols.cross_domain.cross_domain` (task "segmentation").
 
     Returns ``Evaluation(metrics={"miou", "pixel_acc"} in percent, extra={"per_class_iou": ...})``; with
-    ``save_predictions`` the PNGs go to ``<dir>/<model>-on-<test set>/``.
+    ``save_predictions`` the PNGs go to ``<dir>/<train domain>-to-<test set>/``.
     """
     import time
 
@@ -191,7 +190,8 @@ def segmentation_evaluate(
     def evaluate(model: torch.nn.Module, ds: Any) -> Evaluation:
         save_dir = None
         if save_predictions:
-            save_dir = Path(save_predictions) / f"{getattr(model, 'dgbench_name', 'model')}-on-{getattr(ds, 'name', 'data')}"
+            trained_on = getattr(model, "train_domain", None) or getattr(model, "dgbench_name", "model")
+            save_dir = Path(save_predictions) / f"{trained_on}-to-{getattr(ds, 'name', 'data')}"
         t0 = time.perf_counter()
         m, _ = evaluate_segmentation(
             model, ds, device=device, mode=mode, scale=scale, crop_size=crop_size, stride=stride, flip=flip,
@@ -282,7 +282,8 @@ def _seg_preprocessing(req: RunRequest) -> Any:
 def _make_adapter() -> Any:
     from .cross_domain import Task
 
-    return Task(_seg_models, _seg_builtin, _seg_load, _seg_test_set, _seg_evaluate, _seg_preprocessing, SEG_OPTIONS)
+    return Task(_seg_models, _seg_builtin, _seg_load, _seg_test_set, _seg_evaluate, _seg_preprocessing, SEG_OPTIONS,
+                test_set_needs_model=False)
 
 
 SEGMENTATION = _make_adapter()

@@ -269,13 +269,22 @@ def load_specs(dirs: list[Path] | None = None) -> SpecRegistry:
     return reg
 
 
-@functools.lru_cache(maxsize=1)
-def _default_registry(key: str) -> SpecRegistry:  # key: the env var, so changing it reloads
+@functools.lru_cache(maxsize=4)
+def _cached_registry(key: tuple[tuple[str, int], ...]) -> SpecRegistry:
     return load_specs()
 
 
+def _files_key() -> tuple[tuple[str, int], ...]:
+    """The spec files and their modification times: an edited or added file reloads the specs."""
+    out = []
+    for d in spec_dirs():
+        out.append((str(d), d.stat().st_mtime_ns if d.is_dir() else -1))
+        out += [(str(p), p.stat().st_mtime_ns) for p in (sorted(d.glob("*.toml")) if d.is_dir() else [])]
+    return tuple(out)
+
+
 def registry() -> SpecRegistry:
-    return _default_registry(os.environ.get(TRANSFORMS_ENV, ""))
+    return _cached_registry(_files_key())
 
 
 def get_shift(name: str) -> ShiftSpec:

@@ -7,6 +7,7 @@ fine-tuning) adds its metrics and its ``(kind, task)`` row here.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from ..errors import UnknownNameError
@@ -18,7 +19,6 @@ class Metric:
     title: str  # what a table header or axis says
     unit: str  # "%" (percent; drops in percentage points) or a plain unit such as "nats"
     higher_is_better: bool
-    aliases: tuple[str, ...] = ()  # what users may type for it (``--metric top1``)
 
     @property
     def degradation_sign(self) -> int:
@@ -27,20 +27,33 @@ class Metric:
 
 
 METRICS: dict[str, Metric] = {m.name: m for m in (
-    Metric("top1_err", "top-1 error", "%", False, ("top1",)),
-    Metric("top5_err", "top-5 error", "%", False, ("top5",)),
-    Metric("top1_acc", "top-1 accuracy", "%", True, ("acc",)),
+    Metric("top1_err", "top-1 error", "%", False),
+    Metric("top5_err", "top-5 error", "%", False),
+    Metric("top1_acc", "top-1 accuracy", "%", True),
     Metric("top5_acc", "top-5 accuracy", "%", True),
     Metric("miou", "mIoU", "%", True),
-    Metric("pixel_acc", "pixel accuracy", "%", True, ("pixacc",)),
+    Metric("pixel_acc", "pixel accuracy", "%", True),
     Metric("mean_acc", "mean class accuracy", "%", True),
 )}
 
-# (protocol kind, task) -> the metrics a table shows and a leaderboard publishes, in order.
+# (protocol kind, task) -> the metrics a leaderboard publishes, in column order.
 PUBLISHED: dict[tuple[str, str], tuple[str, ...]] = {
     ("appearance", "classification"): ("top1_err", "top5_err"),
     ("cross-domain", "classification"): ("top1_acc", "top1_err"),
     ("cross-domain", "segmentation"): ("miou", "pixel_acc"),
+}
+# (protocol kind, task) -> what a table shows when no --metric is asked for (the paper's cells:
+# Table 1 "top-1/top-5 error", Table 6 "mIoU/pixel accuracy").
+SHOWN: dict[tuple[str, str], tuple[str, ...]] = {
+    ("appearance", "classification"): ("top1_err", "top5_err"),
+    ("cross-domain", "classification"): ("top1_acc",),
+    ("cross-domain", "segmentation"): ("miou", "pixel_acc"),
+}
+# What users may type for a metric, per protocol kind (a metric's own name always works): ``top1``
+# reads as the paper's tables print it, an error in Table 1 and an accuracy in Table 6.
+ALIASES: dict[str, dict[str, str]] = {
+    "appearance": {"top1": "top1_err", "top5": "top5_err"},
+    "cross-domain": {"top1": "top1_acc", "acc": "top1_acc", "pixacc": "pixel_acc"},
 }
 
 
@@ -78,20 +91,30 @@ def published(kind: str, task: str) -> tuple[str, ...]:
     return PUBLISHED.get((kind, task), ())
 
 
-def kind_metrics(kind: str) -> tuple[str, ...]:
-    """Every metric any task of ``kind`` publishes, in catalogue order (tables pick from these)."""
-    names = {m for (k, _), ms in PUBLISHED.items() if k == kind for m in ms}
-    return tuple(m for m in METRICS if m in names)
+def task_of(metrics: Iterable[str]) -> str:
+    """The task whose metrics these are (segmentation when any segmentation metric is among them)."""
+    return "segmentation" if {"miou", "pixel_acc"} & set(metrics) else "classification"
 
 
-def resolve_metric(text: str, kind: str) -> str:
-    """A user's ``--metric`` (name or alias) -> the record's metric name, among ``kind``'s metrics."""
-    allowed = kind_metrics(kind) or tuple(METRICS)
-    for name in allowed:
-        if text == name or text in METRICS[name].aliases:
-            return name
-    # Appearance reads errors: ``top1`` there means top-1 error, in cross-domain top-1 accuracy.
-    for name in allowed:
-        if name.startswith(text + "_"):
-            return name
-    raise UnknownNameError(f"{kind} metric", text, [*allowed, *(a for n in allowed for a in METRICS[n].aliases)])
+def ordered(names: Iterable[str]) -> list[str]:
+    """``names`` in catalogue order (unknown metrics last, as given)."""
+    names = list(dict.fromkeys(names))
+    return [m for m in METRICS if m in names] + [m for m in names if m not in METRICS]
+
+
+def shown(kind: str, available: Iterable[str]) -> list[str]:
+    """The metrics a table of ``kind`` shows by default among ``available``."""
+    available = ordered(available)
+    chosen = [m for m in SHOWN.get((kind, task_of(available)), ()) if m in available]
+    return chosen or available[:1]
+
+
+def resolve_metric(text: str, kind: str, available: Iterable[str]) -> str:
+    """A user's ``--metric`` (name or alias) -> the record's metric name, among ``available``."""
+    available = ordered(available)
+    aliases = ALIASES.get(kind, {})
+    name = aliases.get(text.lower(), text.lower())
+    if name not in METRICS or (available and name not in available):
+        known = [a for a, m in aliases.items() if m in available] + available
+        raise UnknownNameError(f"metric for {kind} tables", text, known or list(METRICS))
+    return name

@@ -24,10 +24,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from .catalogue import degradation_sign
 from .record import IDENTITY_FIELDS, canonical_json, fingerprint
 
-# Metrics where a larger value is better: their degradation is reference minus value.
-HIGHER_IS_BETTER = frozenset({"top1_acc", "top5_acc", "miou", "pixel_acc", "mean_acc"})
 
 # The columns every records frame has, whatever the records carry (order kept in the frame).
 RECORD_COLUMNS = (
@@ -49,11 +48,6 @@ SUMMARY_KEY = (
 
 KINDS = ("appearance", "cross-domain")
 MEASURED = "dgbench"  # the `source` of numbers dgbench measured (the paper's are "paper")
-
-
-def degradation_sign(metric: str) -> int:
-    """+1 when a rise of ``metric`` is a loss (errors), -1 when a fall is (accuracy, mIoU)."""
-    return -1 if metric in HIGHER_IS_BETTER else 1
 
 
 def kind_of(rec: Mapping[str, Any]) -> str:

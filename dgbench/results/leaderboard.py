@@ -21,16 +21,14 @@ from typing import Any
 import pandas as pd
 
 from ..errors import DgbenchError, SpecError
+from . import catalogue
 from .frame import MEASURED, records_to_frame, severity_of, summarize
 
 DECIMALS = 2  # the paper prints two decimals; so do leaderboards (and the check compares at it)
 
-# Metrics per (kind, task), in column order. A record's other metrics are not published.
-METRICS: dict[tuple[str, str], tuple[str, ...]] = {
-    ("appearance", "classification"): ("top1_err", "top5_err"),
-    ("cross-domain", "classification"): ("top1_acc", "top1_err"),
-    ("cross-domain", "segmentation"): ("miou", "pixel_acc"),
-}
+# Metrics per (kind, task), in column order, from the metric catalogue; a record's other metrics
+# are not published.
+METRICS = catalogue.PUBLISHED
 CONDITION_COLUMNS = {"appearance": ("shift",), "cross-domain": ("train_domain", "test_domain")}
 # Columns that identify a row: no two rows of one file may share them.
 KEY_COLUMNS = ("dataset", "protocol", "model", "model_kwargs", "shift", "train_domain",

@@ -22,6 +22,7 @@ from matplotlib.figure import Figure
 
 from ..errors import DgbenchError
 from .frame import MEASURED, summarize, variant_label
+from . import catalogue
 from .tables import METRIC_TITLES, NoResultsError, resolve_metrics
 
 MIN_SWEEP = 3  # severities of one family needed to draw a curve
@@ -89,8 +90,7 @@ def plot_results(frame: pd.DataFrame, out: str | os.PathLike, metric: str | None
     panels = []  # (callable(ax),)
     for (dataset, protocol), g in shifted.groupby(["dataset", "protocol"], sort=True):
         kind = g["kind"].iloc[0]
-        metrics = [m for m in ("top1_err", "top5_err", "top1_acc", "miou", "pixel_acc")
-                   if m in g.columns and g[f"{m}_drop"].notna().any()]
+        metrics = [m for m in catalogue.METRICS if m in g.columns and f"{m}_drop" in g.columns and g[f"{m}_drop"].notna().any()]
         if not metrics:
             continue
         m = resolve_metrics(metric, kind, metrics)[0]

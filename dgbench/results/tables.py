@@ -29,27 +29,14 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 
 from ..errors import DgbenchError, UnknownNameError
+from . import catalogue
 from .frame import KINDS, MEASURED, records_to_frame, summarize, variant_label
 
 FORMATS = ("rich", "csv", "markdown", "latex")
 _TEXT_COLUMNS = ("source", "train \\ test")  # left-aligned; numbers are right-aligned
 PAPER = "paper"
 
-# Names users type for a metric -> the record's metric, per kind.
-METRIC_ALIASES: dict[str, dict[str, str]] = {
-    "appearance": {"top1": "top1_err", "top5": "top5_err", "top1_err": "top1_err",
-                   "top5_err": "top5_err", "top1_acc": "top1_acc"},
-    "cross-domain": {"top1": "top1_acc", "acc": "top1_acc", "top1_acc": "top1_acc",
-                     "top1_err": "top1_err", "miou": "miou", "pixel_acc": "pixel_acc",
-                     "pixacc": "pixel_acc"},
-}
-# What a table shows when no metric is asked for.
-DEFAULT_METRICS: dict[str, tuple[str, ...]] = {
-    "appearance": ("top1_err", "top5_err"),  # Table 1's "top-1/top-5 (drop/drop)" cells
-    "cross-domain": ("miou", "pixel_acc", "top1_acc"),
-}
-METRIC_TITLES = {"top1_err": "top-1 error", "top5_err": "top-5 error", "top1_acc": "top-1 accuracy",
-                 "miou": "mIoU", "pixel_acc": "pixel accuracy"}
+METRIC_TITLES = {name: m.title for name, m in catalogue.METRICS.items()}  # read by the renderers
 
 
 class NoResultsError(DgbenchError):
@@ -105,19 +92,10 @@ def _cell(row: Mapping[str, Any], metrics: Iterable[str], with_drop: bool) -> st
 
 
 def resolve_metrics(metric: str | None, kind: str, available: Iterable[str]) -> list[str]:
-    """The record metrics a table of ``kind`` shows for the user's ``--metric``."""
-    available = [m for m in available]
+    """The record metrics a table of ``kind`` shows for the user's ``--metric`` (see the catalogue)."""
     if metric is None:
-        chosen = [m for m in DEFAULT_METRICS[kind] if m in available]
-        if kind == "cross-domain" and ("miou" in chosen or "pixel_acc" in chosen):
-            chosen = [m for m in chosen if m in ("miou", "pixel_acc")]  # segmentation: Table 6
-        return chosen or available[:1]
-    aliases = METRIC_ALIASES[kind]
-    name = aliases.get(metric.lower())
-    if name is None or (available and name not in available):
-        known = [a for a, m in aliases.items() if m in available] or list(aliases)
-        raise UnknownNameError(f"metric for {kind} tables", metric, known)
-    return [name]
+        return catalogue.shown(kind, available)
+    return [catalogue.resolve_metric(metric, kind, available)]
 
 
 def _paper_matches(paper: pd.DataFrame, kind: str, dataset: str, protocol: str) -> pd.DataFrame:
@@ -159,8 +137,7 @@ def build_tables(summary: pd.DataFrame, *, kind: str | None = None, metric: str 
     for dataset, protocol, g, p in groups:
         k = (g if not g.empty else p)["kind"].iloc[0]
         both = pd.concat([g, p], ignore_index=True) if not p.empty else g.reset_index(drop=True)
-        metric_cols = [m for m in ("top1_err", "top5_err", "top1_acc", "miou", "pixel_acc")
-                       if m in both.columns and both[m].notna().any()]
+        metric_cols = [m for m in catalogue.ordered(catalogue.METRICS) if m in both.columns and both[m].notna().any()]
         metrics = resolve_metrics(metric, k, metric_cols)
         build = _appearance if k == "appearance" else _cross_domain
         tables.append(build(both, dataset, protocol, metrics, with_source=not p.empty))
