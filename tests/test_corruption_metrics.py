@@ -33,6 +33,9 @@ def test_mce_needs_every_severity_and_a_reference() -> None:
     assert s.mce is None and "missing: a" in s.mce_missing
     assert s.family_err["noise"] == 50.0 and s.ce == pytest.approx({"b": 50.0})
     assert summarize(ERRORS, GROUPS, 20.0, None, ("a", "b")).mce is None
+    flat = Reference("flat", clean_top1_err=60.0, corruption_top1_err={"a": 80.0, "b": 60.0})
+    s = summarize(ERRORS, GROUPS, clean=20.0, reference=flat, benchmark=("a", "b"))
+    assert s.mce == pytest.approx(56.25) and s.rel_mce is None and "error on b does not exceed" in s.mce_missing
 
 
 def test_alexnet_normalizes_itself_to_100() -> None:

@@ -9,7 +9,9 @@ on corruption ``c`` at severity ``s`` and ``E_clean`` its clean error, ``R`` the
 * relative ``rCE_c = sum_s (E_{s,c} - E_clean) / sum_s (R_{s,c} - R_clean)``;
 * ``mCE`` / relative ``mCE``: the mean of ``CE_c`` / ``rCE_c`` over the 15 benchmark corruptions,
   in percent (AlexNet = 100). Defined only with all 5 severities of all 15: a partial protocol
-  (``corruptions-lite``) reports errors and family means, and says why mCE is missing.
+  (``corruptions-lite``) reports errors and family means, and says why mCE is missing. Relative
+  mCE is also undefined when the reference's corrupted error does not exceed its clean error on
+  some corruption (a zero or negative denominator).
 * the mean error per family (noise, blur, weather, digital): the mean over the family's
   corruptions of ``mean_s E_{s,c}`` over the severities measured.
 
@@ -105,15 +107,19 @@ def summarize(errors: dict[str, dict[int, float]], groups: dict[str, str], clean
             e = mean(errors[c][s] for s in SEVERITIES)
             r = reference.corruption_top1_err[c]
             out.ce[c] = 100.0 * e / r
-            if clean is not None:
+            if clean is not None and r > reference.clean_top1_err:  # otherwise rCE has no scale
                 out.rel_ce[c] = 100.0 * (e - clean) / (r - reference.clean_top1_err)
     missing = [c for c in benchmark if c not in out.ce]
     if missing:
         out.mce_missing = f"mCE needs all 5 severities of all {len(benchmark)} corruptions; missing: {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}"
         return out
     out.mce = mean(out.ce.values())
-    if clean is not None:
-        out.rel_mce = mean(out.rel_ce[c] for c in benchmark)
-    else:
+    flat = [c for c in benchmark if c not in out.rel_ce]
+    if clean is None:
         out.mce_missing = "relative mCE needs the clean error (the reference shift 'origin')"
+    elif flat:
+        out.mce_missing = (f"relative mCE undefined: {reference.name}'s error on {', '.join(flat[:3])} does not exceed "
+                           "its clean error (nothing to normalize by)")
+    else:
+        out.rel_mce = mean(out.rel_ce[c] for c in benchmark)
     return out

@@ -116,9 +116,9 @@ def render_markdown(reports: list[ModelReport]) -> str:
         norm = ", ".join(sorted(x for x in refs if x)) or "none"
         lines += ["", f"mCE and relative mCE normalized by: {norm} (= 100). mean: mean error over the benchmark "
                   "corruptions measured; family columns: mean error over the family's corruptions.", ""]
-        missing = {r.summary.mce_missing for r in group if r.summary.mce is None and r.summary.mce_missing}
+        missing = {r.summary.mce_missing for r in group if r.summary.mce_missing}
         if missing:
-            lines += [f"mCE not shown: {'; '.join(sorted(missing))}.", ""]
+            lines += [f"Not shown: {'; '.join(sorted(missing))}.", ""]
         for r in group:
             lines += _model_table(r)
     return "\n".join(lines)
