@@ -68,3 +68,20 @@ def test_missing_folders_and_files_are_named(tmp_path: Path) -> None:
         imagenet_c.source_for(corruption_shifts()["gaussian_noise-1"], ds, root)
     with pytest.raises(DatasetNotFoundError, match="not a folder"):
         imagenet_c.layout(tmp_path / "nope")
+
+
+def test_the_corruption_protocol_reads_the_tree_with_the_data_c_option(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from appearance_fixtures import env_isolated, small
+    from dgbench.protocols import RunRequest, run
+
+    env_isolated(monkeypatch, tmp_path)
+    val, root = _trees(tmp_path)
+    req = dict(model=small("resnet18", size=64), data=str(val), shifts=["gaussian_noise-3"], workers=0, progress=False, store=False)
+    read = run("corruptions-lite", RunRequest(**req, options={"data_c": str(root)}))
+    assert not list((tmp_path / "cache").rglob("*.png"))  # read from the tree: nothing rendered
+    rendered = run("corruptions-lite", RunRequest(**req))
+    assert len(list((tmp_path / "cache").rglob("*.png"))) == 4
+    spec_read, spec_rendered = read.records[1]["shift_spec"]["params"], rendered.records[1]["shift_spec"]["params"]
+    assert spec_read["images"].startswith("published ImageNet-C") and "library_version" not in spec_read
+    assert spec_rendered["library_version"] and "images" not in spec_rendered
+    assert read.records[1]["key"] != rendered.records[1]["key"]
