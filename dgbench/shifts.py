@@ -54,13 +54,15 @@ KIND_PARAMS: dict[str, dict[str, tuple[type, ...]]] = {
 def check_params(kind: str, params: dict[str, Any]) -> str | None:
     """What is wrong with a shift's parameter *values* (types are checked by ``KIND_PARAMS``), or None.
 
-    The spec loader reports the message with the file and the shift's name.
+    Checked before a shift is rendered (``style_cache.pin``), where the message names the file the
+    shift came from and the shift.
     """
     if kind == "corruption":
         from .corruptions import check_params as check_corruption
 
         return check_corruption(params)
     return None
+
 
 CHANNEL_INDEX = {"r": 0, "g": 1, "b": 2}
 

@@ -38,9 +38,8 @@ from PIL import Image
 
 from ..config import cache_dir
 from ..data.base import Preprocess
-from ..errors import DgbenchError
+from ..errors import DgbenchError, SpecError
 from ..results.record import fingerprint
-from ..errors import SpecError
 from ..shifts import ShiftSpec, check_params, render_image_shift
 
 # Kinds rendered by dgbench itself (no weights to fetch): `rendered_source` renders what the cache lacks.
