@@ -47,15 +47,19 @@ class Reference:
 @functools.lru_cache(maxsize=1)
 def alexnet() -> Reference:
     """AlexNet's published ImageNet-C errors (``dgbench/assets/imagenet_c_alexnet.toml``, with its source)."""
-    import tomllib
-    from importlib.resources import files
+    try:  # Python >= 3.11
+        import tomllib as toml
+    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+        import tomli as toml  # type: ignore[no-redef]
 
-    path = files("dgbench") / "assets" / "imagenet_c_alexnet.toml"
+    from ..config import asset_path
+
+    path = asset_path("imagenet_c_alexnet.toml")
     try:
-        doc = tomllib.loads(path.read_text())
+        doc = toml.loads(path.read_text())
         ref = Reference(doc["name"], float(doc["clean_top1_err"]),
                         {k: float(v) for k, v in doc["corruption_top1_err"].items()}, doc["source"])
-    except (KeyError, ValueError, tomllib.TOMLDecodeError) as exc:
+    except (KeyError, ValueError, toml.TOMLDecodeError) as exc:
         raise SpecError(f"{path}: malformed reference errors ({exc})") from None
     if set(ref.corruption_top1_err) != set(BENCHMARK):
         raise SpecError(f"{path}: corruption_top1_err must list exactly the 15 benchmark corruptions")
