@@ -123,20 +123,26 @@ def corrupt(rgb: np.ndarray, corruption: str, severity: int, seed: int, work_siz
         raise CorruptionError(f"{LIBRARY} {library_version()} has no corruption {corruption!r} (it has: {', '.join(available())})")
     h, w = rgb.shape[:2]
     f = work_factor(h, w, work_size)
-    img = cv2.resize(rgb, (w * f, h * f), interpolation=cv2.INTER_CUBIC) if f > 1 else rgb
-    if min(img.shape[:2]) < MIN_SIDE:
+    if min(h, w) * f < MIN_SIDE:
         raise CorruptionError(f"image {h}x{w} is below the library's {MIN_SIDE} px even at work_size {work_size}; raise work_size")
     kwargs = {"seed": int(seed)} if corruption in _SEED_KW else {}
     with _rng_lock:
         state = np.random.get_state()
+        # OpenCV's own thread pool off for the call: once started (frost resizes a large texture),
+        # it hangs data-loader workers forked later from this process. Rendering is parallel
+        # across loader workers instead.
+        cv_threads = cv2.getNumThreads()
+        cv2.setNumThreads(0)
         np.random.seed(int(seed))
         try:
+            img = cv2.resize(rgb, (w * f, h * f), interpolation=cv2.INTER_CUBIC) if f > 1 else rgb
             out = mod.corrupt(np.ascontiguousarray(img), severity=int(severity), corruption_name=corruption, **kwargs)
+            out = np.array(out, dtype=np.uint8)  # a copy: the library may hand back a read-only view of a PIL image
+            if out.shape != img.shape:  # the library keeps the shape; a future version that did not would be caught here
+                raise CorruptionError(f"{LIBRARY} {corruption} returned {out.shape} for an image of {img.shape}")
+            if f > 1:
+                out = cv2.resize(out, (w, h), interpolation=cv2.INTER_AREA)
         finally:
             np.random.set_state(state)
-    out = np.array(out, dtype=np.uint8)  # a copy: the library may hand back a read-only view of a PIL image
-    if out.shape != img.shape:  # the library keeps the shape; a future version that did not would be caught here
-        raise CorruptionError(f"{LIBRARY} {corruption} returned {out.shape} for an image of {img.shape}")
-    if f > 1:
-        out = cv2.resize(out, (w, h), interpolation=cv2.INTER_AREA)
+            cv2.setNumThreads(cv_threads)
     return np.ascontiguousarray(out)

@@ -134,3 +134,4 @@ def test_corruptions_lite_runs_offline_on_the_builtin_digits_and_reruns_from_the
     again = run("corruptions-lite", RunRequest(**req))  # read from the cache: nothing re-rendered, same numbers
     assert [p.stat().st_mtime_ns for p in sorted((tmp_path / "cache" / "styles").rglob("*.png"))] == stamps
     assert [r["metrics"] for r in again.records] == [r["metrics"] for r in first.records]
+
