@@ -20,8 +20,8 @@ def corruption_shifts() -> dict[str, ShiftSpec]:
 
 def photo(name: str = "astronaut", size: int = 224) -> np.ndarray:
     """A real photo bundled with scikit-image, shorter side resized to ``size`` and center-cropped."""
-    import cv2
     import skimage.data
+    from PIL import Image
 
     img = getattr(skimage.data, name)()
     if img.ndim == 2:
@@ -29,7 +29,9 @@ def photo(name: str = "astronaut", size: int = 224) -> np.ndarray:
     img = img[..., :3]
     h, w = img.shape[:2]
     f = size / min(h, w)
-    img = cv2.resize(img, (max(size, round(w * f)), max(size, round(h * f))), interpolation=cv2.INTER_AREA)
+    # PIL, not OpenCV: cv2's thread pool started in the pytest process deadlocks the engine's loader
+    # workers forked later (their init calls cv2.setNumThreads)
+    img = np.asarray(Image.fromarray(img).resize((max(size, round(w * f)), max(size, round(h * f))), Image.BOX))
     top, left = (img.shape[0] - size) // 2, (img.shape[1] - size) // 2
     return np.ascontiguousarray(img[top:top + size, left:left + size])
 

@@ -104,6 +104,7 @@ def _reference_elastic(u: np.ndarray, s: int, rng: np.random.Generator) -> np.nd
     from scipy.ndimage import map_coordinates
     from skimage.filters import gaussian
 
+    cv2.setNumThreads(0)  # no OpenCV thread pool in the pytest process (see corruption_fixtures.photo)
     k = 244
     alpha, sigma, affine = [(k * 2, k * .7, k * .1), (k * 2, k * .08, k * .2), (k * .05, k * .01, k * .02),
                             (k * .07, k * .01, k * .02), (k * .12, k * .01, k * .02)][s - 1]
@@ -117,6 +118,7 @@ def _reference_elastic(u: np.ndarray, s: int, rng: np.random.Generator) -> np.nd
     dy = gaussian(rng.uniform(-1, 1, size=(h, w)), sigma, mode="reflect", truncate=3) * alpha
     yy, xx = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
     out = [map_coordinates(img[..., i], [yy + dy, xx + dx], order=1, mode="reflect") for i in range(3)]
+    cv2.setNumThreads(-1)  # OpenCV's default again
     return _u8(np.stack(out, axis=-1))
 
 
