@@ -17,9 +17,11 @@ computed. Two families of kinds:
   With ``clip = true`` the shifted image is clipped to the valid pixel range, which in normalized
   units is ``clamp(x_norm', (0 - mean_c) / std_c, (1 - mean_c) / std_c)``.
 
-* **image kinds** (``cyclegan``, ``cv_stylize``) map a uint8 RGB crop to a uint8 RGB crop. They are
-  rendered once and cached (``dgbench prepare``); ``cv_stylize`` is cheap enough to also run on the
-  fly in the data-loader workers.
+* **image kinds** (``cyclegan``, ``cv_stylize``, ``corruption``) map a uint8 RGB crop to a uint8 RGB
+  crop. They are rendered once and cached (``dgbench prepare``); ``cv_stylize`` and ``corruption``
+  are cheap enough to also run on the fly in the data-loader workers. ``corruption`` is one of the
+  ImageNet-C common corruptions at a severity 1..5 (:mod:`dgbench.corruptions`), seeded per image
+  from the sample id, so it needs the sample id besides the crop.
 
 Every affine shift is folded with normalization into one per-channel multiply-add on the uint8
 batch: ``x' = u * a_c + b_c`` (see :func:`affine_coefficients`).
@@ -33,7 +35,7 @@ import numpy as np
 import torch
 
 AFFINE_KINDS = ("origin", "add", "scale_std")
-IMAGE_KINDS = ("cyclegan", "cv_stylize")
+IMAGE_KINDS = ("cyclegan", "cv_stylize", "corruption")
 KINDS = AFFINE_KINDS + IMAGE_KINDS
 
 # Kind -> {parameter: python type(s)}; every parameter is required.
@@ -43,7 +45,24 @@ KIND_PARAMS: dict[str, dict[str, tuple[type, ...]]] = {
     "scale_std": {"factor": (int, float)},
     "cyclegan": {"style": (str,), "weights": (str,)},
     "cv_stylize": {"sigma_s": (int, float), "sigma_r": (int, float), "work_size": (int,)},
+    # corruption: the library's name, severity 1..5, its ImageNet-C group, the protocol seed of
+    # the per-image randomness, and the working size of kernels that assume 224 px.
+    "corruption": {"corruption": (str,), "severity": (int,), "group": (str,), "seed": (int,), "work_size": (int,)},
 }
+
+
+def check_params(kind: str, params: dict[str, Any]) -> str | None:
+    """What is wrong with a shift's parameter *values* (types are checked by ``KIND_PARAMS``), or None.
+
+    Checked before a shift is rendered (``style_cache.pin``), where the message names the file the
+    shift came from and the shift.
+    """
+    if kind == "corruption":
+        from .corruptions import check_params as check_corruption
+
+        return check_corruption(params)
+    return None
+
 
 CHANNEL_INDEX = {"r": 0, "g": 1, "b": 2}
 
@@ -222,13 +241,24 @@ def cv_stylize(rgb: np.ndarray, sigma_s: float = 60.0, sigma_r: float = 0.45, wo
     return np.ascontiguousarray(out[:, :, ::-1])
 
 
-def render_image_shift(spec: ShiftSpec, crop: torch.Tensor) -> torch.Tensor:
-    """Compute an on-the-fly image shift on one uint8 crop ``[3, H, W]`` (``cv_stylize`` only).
+def render_image_shift(spec: ShiftSpec, crop: torch.Tensor, sample_id: str | None = None) -> torch.Tensor:
+    """Compute an on-the-fly image shift on one uint8 crop ``[3, H, W]`` (``cv_stylize``, ``corruption``).
 
-    ``cyclegan`` shifts are never computed here: they come from the cache (``dgbench prepare``).
+    ``corruption`` draws its randomness from a seed derived from ``sample_id`` (required there), so
+    the same image always gets the same corruption. ``cyclegan`` shifts are never computed here:
+    they come from the cache (``dgbench prepare``).
     """
-    if spec.kind != "cv_stylize":
-        raise ValueError(f"shift {spec.name!r} ({spec.kind}) cannot be computed per image on the fly")
     hwc = crop.permute(1, 2, 0).contiguous().numpy()
-    out = cv_stylize(hwc, spec.params["sigma_s"], spec.params["sigma_r"], spec.params["work_size"])
+    if spec.kind == "cv_stylize":
+        out = cv_stylize(hwc, spec.params["sigma_s"], spec.params["sigma_r"], spec.params["work_size"])
+    elif spec.kind == "corruption":
+        from . import corruptions
+
+        if sample_id is None:
+            raise ValueError(f"shift {spec.name!r} is seeded per image: pass the sample id")
+        p = spec.params
+        seed = corruptions.corruption_seed(sample_id, p["corruption"], p["seed"])
+        out = corruptions.corrupt(hwc, p["corruption"], p["severity"], seed, p["work_size"])
+    else:
+        raise ValueError(f"shift {spec.name!r} ({spec.kind}) cannot be computed per image on the fly")
     return torch.from_numpy(out).permute(2, 0, 1).contiguous()

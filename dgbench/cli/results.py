@@ -15,7 +15,7 @@ leaderboard_app = typer.Typer(help="Published leaderboards (fixed-schema CSV + M
 app.add_typer(leaderboard_app, name="leaderboard")
 
 _RESULTS_HELP = "Results directory (default: $DGBENCH_RESULTS, else ./results)."
-_KNOWN_PROTOCOLS = ("appearance", "appearance-lite", "cross-domain")
+_KNOWN_PROTOCOLS = ("appearance", "appearance-lite", "cross-domain", "corruptions", "corruptions-lite", "corruptions-extra")
 DEFAULT_BASELINE = "digits-appearance.csv"  # the built-in benchmark's leaderboard, what CI guards
 
 
@@ -177,3 +177,21 @@ def plot_cmd(
 
     frame = _load(results, protocol, dataset)
     console.print(f"wrote {plot_results(frame, out, metric=metric)}", highlight=False)
+
+
+@app.command("corruptions")
+def corruptions_cmd(
+    protocol: Optional[str] = typer.Option(None, "--protocol", "-p", help="corruptions, corruptions-lite or corruptions-extra (default: every stored one)."),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="Only this dataset's results."),
+    reference: str = typer.Option("auto", "--reference", help="CE normalizer: auto (AlexNet's published errors on ImageNet, none elsewhere), alexnet, none, or a model of these results."),
+    fmt: str = typer.Option("markdown", "--format", "-f", help="markdown|csv."),
+    plot_out: Optional[Path] = typer.Option(None, "--plot", help="Also draw top-1 error vs severity per family into this PNG."),
+    results: Optional[Path] = typer.Option(None, "--results", help=_RESULTS_HELP),
+) -> None:
+    """Common corruptions: corruption x severity tables, mCE, relative mCE, mean error per family."""
+    from ..results import corruption
+
+    reports = corruption.corruption_reports(_load(results, protocol, dataset), reference=reference)
+    typer.echo(corruption.render(reports, fmt), nl=False)
+    if plot_out is not None:
+        console.print(f"wrote {corruption.plot(reports, plot_out)}", highlight=False)

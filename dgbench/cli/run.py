@@ -78,6 +78,7 @@ def run_cmd(
     model_kwargs: Optional[str] = typer.Option(None, "--model-kwargs", help="constructor keywords as JSON, e.g. '{\"ibn_ratio\": 0.25}'"),
     seed: int = typer.Option(0, "--seed", help="seed of random-weight models (recorded)"),
     progress: bool = typer.Option(True, "--progress/--no-progress"),
+    data_c: Optional[Path] = typer.Option(None, "--data-c", help="corruption protocols: read the published ImageNet-C tree (<corruption>/<severity>/<wnid>/*.JPEG) instead of rendering"),
     checkpoint_a: Optional[Path] = typer.Option(None, "--checkpoint-a", help="cross-domain: the model trained on the pair's first domain"),
     checkpoint_b: Optional[Path] = typer.Option(None, "--checkpoint-b", help="cross-domain: the model trained on the pair's second domain"),
     cityscapes: Optional[Path] = typer.Option(None, "--cityscapes", "--cityscapes-root", help="Cityscapes root (default $DGBENCH_CITYSCAPES)"),
@@ -104,7 +105,7 @@ def run_cmd(
 
     roots = {k: str(v) for k, v in (("cityscapes", cityscapes), ("gta5", gta5)) if v is not None}
     options = dict(
-        checkpoint_a=checkpoint_a, checkpoint_b=checkpoint_b, roots=roots or None, eval_mode=eval_mode and eval_mode.value,
+        data_c=data_c, checkpoint_a=checkpoint_a, checkpoint_b=checkpoint_b, roots=roots or None, eval_mode=eval_mode and eval_mode.value,
         crop=crop, stride=stride, flip=flip, eval_scale=eval_scale, save_predictions=save_predictions,
         gta5_mismatch=gta5_mismatch and gta5_mismatch.value, gta5_split_file=gta5_split_file,
         fractions=fractions, seeds=seeds,

@@ -123,14 +123,22 @@ def _collate(items: list[tuple[Any, ...]]) -> _Batch:
     return _Batch(crops, labels, styled, skipped, corrupt)
 
 
-def _worker_init(_: int) -> None:
-    with contextlib.suppress(Exception):  # OpenCV's own thread pool would oversubscribe the cores
+def _single_threaded_opencv() -> None:
+    """One OpenCV thread, set in the parent *before* the loader forks its workers.
+
+    The workers decode and render with OpenCV; its own thread pool would oversubscribe the cores.
+    Setting it inside a forked worker is not safe: if the parent had already started OpenCV's pool,
+    the child inherits that pool's locks and ``cv2.setNumThreads`` can hang it.
+    """
+    with contextlib.suppress(Exception):
         import cv2
 
         cv2.setNumThreads(1)
 
 
 def make_loader(view: Dataset, batch_size: int, workers: int, device: torch.device) -> DataLoader:
+    if workers:
+        _single_threaded_opencv()
     return DataLoader(
         view,
         batch_size=batch_size,
@@ -139,7 +147,6 @@ def make_loader(view: Dataset, batch_size: int, workers: int, device: torch.devi
         num_workers=workers,
         collate_fn=_collate,
         pin_memory=device.type == "cuda",
-        worker_init_fn=_worker_init if workers else None,
         prefetch_factor=4 if workers else None,
     )
 

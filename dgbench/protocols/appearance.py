@@ -118,13 +118,16 @@ def offline_styles_only(ds: Any) -> bool:
 
 # ----------------------------------------------------------------------------- image shifts
 def image_source(spec: ShiftSpec, ds: Any, prep: Preprocess, cache_root: Path | None = None,
-                 progress: bool = True) -> tuple[ShiftSpec, style_cache.CachedStyle]:
+                 progress: bool = True, data_c: str | os.PathLike | None = None) -> tuple[ShiftSpec, Any]:
     """The source of an image shift's renderings, and the spec as run (Monet: with the generator's hash)."""
-    if spec.kind == "cv_stylize":
-        # Needs no weights, so render the missing images into the cache now: every model of the
-        # run (and every later run) then reads them instead of filtering each image again.
-        report = style_cache.prepare(spec, ds, prep, root=cache_root, progress=progress)
-        return spec, style_cache.CachedStyle(report.folder, spec)
+    if spec.kind == "corruption" and data_c:  # the published ImageNet-C files instead of rendering
+        from ..data.imagenet_c import source_for
+
+        return source_for(spec, ds, data_c)
+    if spec.kind in style_cache.SELF_RENDERED:  # cv_stylize, corruption: need no weights
+        # Render the missing images into the cache now: every model of the run (and every later
+        # run) then reads them instead of filtering each image again.
+        return style_cache.rendered_source(spec, ds, prep, root=cache_root, progress=progress)
     pinned = spec.params.get("sha256")
     found = style_cache.find_caches(spec, ds, prep, cache_root)
     if pinned:
@@ -189,7 +192,7 @@ class AppearanceProtocol(Protocol):
         return appearance_request(self.name, dataset, rows)
 
     def run(self, req: RunRequest, rt: Runtime) -> RunSummary:
-        reject_options(req, self.name)
+        reject_options(req, self.name, ("data_c",))
         specs = protocol_shifts(self.name, list(req.shifts) if req.shifts else None)
         ds_name, root, ds_note = choose_dataset(req.dataset, req.data)
         if ds_note:
@@ -293,7 +296,8 @@ class _Run:
         for s in self.specs:
             s = get_shift_or_fallback(s, self.proto.spec.fallbacks, ds)
             if s.is_image:
-                s, sources[s.name] = image_source(s, ds, prep, self.req.cache_root, self.req.progress and self.rt.is_main)
+                s, sources[s.name] = image_source(s, ds, prep, self.req.cache_root, self.req.progress and self.rt.is_main,
+                                                  self.req.options.get("data_c"))
             keyed.append((s, record_key({**base, "shift": s.name, "shift_spec": s.to_dict()})))
         return keyed, sources
 

@@ -1,4 +1,4 @@
-"""The rendered-image cache of the image shifts (Monet, cv-stylize): render once, read many times.
+"""The rendered-image cache of the image shifts (Monet, cv-stylize, corruptions): render once, read many times.
 
 Layout (under ``dgbench.config.cache_dir()``, i.e. ``$DGBENCH_CACHE`` or ``~/.cache/dgbench``)::
 
@@ -7,7 +7,9 @@ Layout (under ``dgbench.config.cache_dir()``, i.e. ``$DGBENCH_CACHE`` or ``~/.ca
         <sample id>.png          one lossless PNG per image (the shifted model-input crop)
 
 * ``renderer id`` is the generator file's sha256 (first 16 hex digits) for CycleGAN shifts, or a
-  hash of the parameters for ``cv_stylize``: a different generator never reuses old renderings.
+  hash of the parameters for ``cv_stylize`` and ``corruption`` (for a corruption they include the
+  corruption library's name and version, the severity and the seed, see :func:`pin`): a different
+  generator or library version never reuses old renderings.
 * ``preprocessing`` is ``r<resize>-c<crop>-<interpolation>``: renderings are of the model's input
   crop, so another geometry is another cache.
 * the dataset part is the content fingerprint of the whole tree (before ``--limit``/``--subset``),
@@ -36,15 +38,31 @@ from PIL import Image
 
 from ..config import cache_dir
 from ..data.base import Preprocess
-from ..errors import DgbenchError
+from ..errors import DgbenchError, SpecError
 from ..results.record import fingerprint
-from ..shifts import ShiftSpec, render_image_shift
+from ..shifts import ShiftSpec, check_params, render_image_shift
+
+# Kinds rendered by dgbench itself (no weights to fetch): `rendered_source` renders what the cache lacks.
+SELF_RENDERED = ("cv_stylize", "corruption")
 
 
 def sample_id(dataset: Any, index: int) -> str:
     """The dataset's stable id of sample ``index`` (its ``sample_id``), else the zero-padded index."""
     fn = getattr(dataset, "sample_id", None)
     return fn(index) if fn is not None else f"{index:08d}"
+
+
+def pin(spec: ShiftSpec) -> ShiftSpec:
+    """The spec as rendered: a corruption gets the library's name and version (recorded, and keying
+    the cache); its parameter values are checked here, naming the file the shift came from."""
+    if spec.kind != "corruption":
+        return spec
+    problem = check_params(spec.kind, spec.params)
+    if problem:
+        raise SpecError(f"{spec.source or 'shift'}: {spec.name}: {problem}")
+    from .. import corruptions
+
+    return spec.with_params(library=corruptions.LIBRARY, library_version=corruptions.library_version())
 
 
 def renderer_id(spec: ShiftSpec, generator_sha256: str | None = None) -> str:
@@ -95,7 +113,7 @@ def missing(folder: Path, dataset: Any, indices: list[int] | None = None) -> lis
 class CachedStyle:
     """Image-shift source reading renderings from a cache folder (picklable: runs in workers).
 
-    With ``spec`` set (``cv_stylize``), a missing PNG is computed on the fly instead.
+    With ``spec`` set (``cv_stylize``, ``corruption``), a missing PNG is computed on the fly instead.
     """
 
     folder: Path | None
@@ -112,7 +130,7 @@ class CachedStyle:
             if self.spec is None:
                 raise DgbenchError(f"{path}: missing from the style cache")
         assert self.spec is not None
-        return render_image_shift(self.spec, crop)
+        return render_image_shift(self.spec, crop, sample_id(dataset, index))
 
 
 def write_manifest(folder: Path, spec: ShiftSpec, dataset: Any, preprocess: Preprocess,
@@ -124,7 +142,7 @@ def write_manifest(folder: Path, spec: ShiftSpec, dataset: Any, preprocess: Prep
         "generator_sha256": generator_sha256,
         "generator_source": generator_source,
         "preprocessing": preprocess.to_dict(),
-        "resolution": "generator applied to the model's input crop (resize shorter side, center crop)",
+        "resolution": f"{spec.kind} applied to the model's input crop (resize shorter side, center crop)",
         "dataset": dataset.name,
         "dataset_fingerprint": dataset.fingerprint(),
         "images_in_dataset": len(dataset),
@@ -169,18 +187,25 @@ class PrepareReport:
     total: int
     generator_sha256: str | None
     duration_s: float
+    spec: ShiftSpec  # as rendered (see `pin`)
 
 
 class _CropView(torch.utils.data.Dataset):
-    def __init__(self, dataset: Any, indices: list[int]):
-        self.dataset, self.indices = dataset, indices
+    """The crops still to render; with ``spec`` (a self-rendered kind) rendered here, in the worker,
+    so the CPU-bound filters run on every loader worker instead of the main process alone."""
+
+    def __init__(self, dataset: Any, indices: list[int], spec: ShiftSpec | None = None):
+        self.dataset, self.indices, self.spec = dataset, indices, spec
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, i: int) -> tuple[int, torch.Tensor]:
         idx = self.indices[i]
-        return idx, self.dataset[idx][0]
+        crop = self.dataset[idx][0]
+        if self.spec is not None:
+            crop = render_image_shift(self.spec, crop, sample_id(self.dataset, idx))
+        return idx, crop
 
 
 def prepare(
@@ -218,8 +243,9 @@ def prepare(
 
         gen = load_style_generator(weights).to(dev)
         sha, src = gen.sha256, str(weights)  # type: ignore[attr-defined]
-    elif spec.kind != "cv_stylize":
+    elif spec.kind not in SELF_RENDERED:
         raise DgbenchError(f"shift {spec.name!r} ({spec.kind}) is computed on the batch; it has nothing to prepare")
+    spec = pin(spec)
     folder = cache_path(spec, dataset, preprocess, sha, root)
     write_manifest(folder, spec, dataset, preprocess, sha, src)
     todo = missing(folder, dataset)
@@ -227,7 +253,8 @@ def prepare(
     t0 = time.perf_counter()
     if todo:
         nw = default_workers(dev) if workers is None else workers
-        loader = torch.utils.data.DataLoader(_CropView(dataset, todo), batch_size=batch_size, num_workers=nw, shuffle=False)
+        view = _CropView(dataset, todo, None if gen is not None else spec)
+        loader = torch.utils.data.DataLoader(view, batch_size=batch_size, num_workers=nw, shuffle=False)
         with progress_bar(progress, len(todo), f"rendering {spec.name}") as advance:
             for idx, crops in loader:
                 if gen is not None:
@@ -235,8 +262,19 @@ def prepare(
 
                     out = stylize_batch(gen, crops)
                 else:
-                    out = torch.stack([render_image_shift(spec, c) for c in crops])
+                    out = crops  # rendered by the workers
                 for i, o in zip(idx.tolist(), out):
                     write_png(png_path(folder, sample_id(dataset, i)), o)
                 advance(len(idx))
-    return PrepareReport(folder, len(todo), total - len(todo), total, sha, time.perf_counter() - t0)
+    return PrepareReport(folder, len(todo), total - len(todo), total, sha, time.perf_counter() - t0, spec)
+
+
+def rendered_source(spec: ShiftSpec, dataset: Any, preprocess: Preprocess, *, root: Path | None = None,
+                    progress: bool = True, workers: int | None = None) -> tuple[ShiftSpec, CachedStyle]:
+    """Source of a self-rendered shift (``cv_stylize``, ``corruption``): render what the cache lacks
+    now, so every model of the run (and every later run) reads the PNGs instead of filtering again.
+
+    Returns the spec as rendered (a corruption's names the library version) and the cache reader.
+    """
+    report = prepare(spec, dataset, preprocess, root=root, progress=progress, workers=workers)
+    return report.spec, CachedStyle(report.folder, report.spec)
