@@ -49,10 +49,14 @@ class Encoded:
 
 def read_encoded(path: str | os.PathLike) -> Encoded:
     """Read one image for device decoding (runs in the loader's workers)."""
-    from torchvision.io import read_file
+    import numpy as np
 
-    with _quiet():
-        data = read_file(str(path))
+    # np.fromfile, not torchvision's read_file: its file-backed storage cannot be sent from a
+    # loader worker to the main process (the file descriptor is gone by then)
+    try:
+        data = torch.from_numpy(np.fromfile(path, dtype=np.uint8))
+    except OSError as exc:
+        raise CorruptImageError(f"{path}: cannot decode image (cannot read: {exc})") from None
     if bytes(data[:2].tolist()) == JPEG_MAGIC:
         return Encoded(str(path), data, "jpeg")
     from PIL import Image
