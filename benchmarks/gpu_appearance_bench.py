@@ -62,16 +62,14 @@ def _write_image(job: tuple[str, int, int]) -> None:
     yy, xx = np.mgrid[0:375, 0:500]
     base = np.stack([(xx * (1 + i % 3) + i * 11) % 256, (yy * (1 + i % 5) + i * 7) % 256, ((xx + yy) + i * 3) % 256], -1)
     img = np.clip(base + rng.normal(0, 12, base.shape), 0, 255).astype(np.uint8)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name("." + path.name)
     Image.fromarray(img).save(tmp, format="JPEG", quality=90)
     os.replace(tmp, path)
 
 
 def build_tree(root: Path, n: int, procs: int, classes: int = 100) -> Path:
-    from dgbench.data.imagenet import synsets
-
-    for k in range(classes):
-        (root / synsets()[k * (1000 // classes)]).mkdir(parents=True, exist_ok=True)
+    root.mkdir(parents=True, exist_ok=True)
     with Pool(procs) as pool:
         pool.map(_write_image, [(str(root), i, classes) for i in range(1, n + 1)], chunksize=64)
     return root
@@ -159,7 +157,7 @@ def run_peer(model, tree: Path, a: argparse.Namespace, precision: str, n: int) -
     for shift in SHIFTS:
         tf = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(), *pre[shift], T.Normalize(mean, std),
                         *post.get(shift, [])])
-        ds = datasets.ImageFolder(str(tree), transform=tf)
+        ds = datasets.ImageFolder(str(tree), transform=tf, allow_empty=True)
         first = {p.name for p in sorted((Path(p) for p, _ in ds.samples), key=lambda p: p.name)[:n]}
         ds = torch.utils.data.Subset(ds, [i for i, (p, _) in enumerate(ds.samples) if Path(p).name in first])
         to_canonical = torch.tensor([synset_index()[c] for c in ds.dataset.classes], device=device)

@@ -50,6 +50,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--precisions", default="fp32")
     ap.add_argument("--no-channels-last", action="store_true")
+    ap.add_argument("--compile", action="store_true", help="also time torch.compile'd models (compile time printed)")
     args = ap.parse_args()
 
     import dgbench
@@ -74,6 +75,8 @@ def main() -> None:
             variants[n] = (m, contextlib.nullcontext)
             if n != base:
                 variants[n + " (generic)"] = (m, reference_layers)
+            if args.compile:
+                variants[n + " (compiled)"] = (torch.compile(m, dynamic=False), contextlib.nullcontext)
         with torch.inference_mode(), autocast_ctx(device, precision):
             for n, m in models.items():  # correctness first, and warm-up
                 fast = m(x).float()
@@ -81,6 +84,13 @@ def main() -> None:
                     ref = m(x).float()
                 diff = ((fast - ref).norm() / ref.norm()).item()
                 print(f"  [{precision}] {n}: fast vs generic logits, relative L2 = {diff:.2e}")
+            for k, (m, _) in variants.items():
+                if k.endswith("(compiled)"):
+                    t0 = time.perf_counter()
+                    out = m(x).float()
+                    ref = models[k.removesuffix(" (compiled)")](x).float()
+                    print(f"  [{precision}] {k}: first call (compilation) {time.perf_counter() - t0:.1f} s, "
+                          f"logits vs eager relative L2 = {((out - ref).norm() / ref.norm()).item():.2e}")
             times: dict[str, list[float]] = {k: [] for k in variants}
             for _ in range(args.repeats):
                 for k, (m, ctx) in variants.items():

@@ -77,3 +77,18 @@ def test_model_fp32_and_bf16(name: str) -> None:
                 ref16 = m(x).float()
     # bf16: the fast path is as far from the fp32 result as the generic bf16 path (2x margin)
     assert _rel(fast16, ref) < max(2 * _rel(ref16, ref), 1e-2)
+
+
+@pytest.mark.parametrize("make", [lambda: IBN(16, 0.5), lambda: InstanceNorm2d(16, affine=True), lambda: PartialIN(16)])
+def test_layer_bf16_is_as_close_to_fp64_as_the_generic_bf16_path(make) -> None:
+    layer = _randomize(make(), 5)
+    x64 = (torch.randn(4, 16, 14, 14, generator=torch.Generator().manual_seed(6)) * 2 + 3).double()
+    x = x64.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        exact = layer.double()(x.double())  # the same (rounded) input, in float64
+        layer.float()
+        fast = layer(x)
+        with reference_layers():
+            ref = layer(x)
+    assert fast.dtype == ref.dtype == torch.bfloat16
+    assert _rel(fast, exact) <= max(2 * _rel(ref, exact), 4e-3)

@@ -75,6 +75,7 @@ Ratio = float | Literal["full"]
 # alpha = w / sqrt(var + eps)), statistics in fp32 whatever the input dtype. Training, unbatched
 # inputs and IN layers with running statistics keep the reference path below.
 _FAST = [True]
+_FAST_DTYPES = (torch.float32, torch.bfloat16, torch.float16)  # float64 keeps the generic path
 
 
 @contextlib.contextmanager
@@ -91,15 +92,23 @@ def reference_layers() -> Iterator[None]:
 
 
 def _fast_ok(module: nn.Module, x: Tensor) -> bool:
-    return _FAST[0] and not module.training and x.dim() == 4 and not torch.jit.is_scripting()
+    return (_FAST[0] and not module.training and x.dim() == 4 and x.dtype in _FAST_DTYPES
+            and not torch.jit.is_scripting())
 
 
 def _in_affine(x: Tensor, norm: nn.InstanceNorm2d) -> tuple[Tensor, Tensor] | None:
     """Per-(sample, channel) ``(scale, shift)`` [N, k] in fp32 of an IN layer on ``x`` [N, k, H, W]."""
     if norm.track_running_stats:
         return None
-    xf = x if x.dtype in (torch.float32, torch.float64) else x.float()
-    var, mean = torch.var_mean(xf, dim=(2, 3), correction=0)
+    if x.dtype in (torch.float16, torch.bfloat16):
+        # fp32 sums read the half-precision view directly (no fp32 copy of it); the cancellation of
+        # E[x^2] - E[x]^2 in fp32 stays far below the inputs' own rounding (2^-9 for bf16)
+        n = x.shape[2] * x.shape[3]
+        mean = torch.sum(x, dim=(2, 3), dtype=torch.float32) / n
+        sq = torch.linalg.vector_norm(x, dim=(2, 3), dtype=torch.float32).square() / n
+        var = (sq - mean * mean).clamp_min(0)
+    else:  # fp32: Welford in one pass, exact to rounding whatever the mean
+        var, mean = torch.var_mean(x, dim=(2, 3), correction=0)
     scale = torch.rsqrt(var + norm.eps)
     if norm.weight is not None:
         scale = scale * norm.weight
@@ -125,7 +134,12 @@ def _bn_affine(norm: nn.BatchNorm2d, n: int) -> tuple[Tensor, Tensor] | None:
 def _apply_affine(x: Tensor, scale: Tensor, shift: Tensor) -> Tensor:
     """``x * scale + shift`` with [N, C] coefficients, in x's dtype and memory format."""
     n, c = scale.shape
-    return torch.addcmul(shift.to(x.dtype).reshape(n, c, 1, 1), x, scale.to(x.dtype).reshape(n, c, 1, 1))
+    if x.dtype == scale.dtype:
+        return torch.addcmul(shift.reshape(n, c, 1, 1), x, scale.reshape(n, c, 1, 1))
+    # half-precision x: fp32 coefficients, computed in fp32 and rounded once into an x-typed
+    # output (rounding scale and shift to bf16 first would cost up to 2^-9 |shift| per element)
+    out = torch.empty_like(x)  # keeps x's memory format
+    return torch.addcmul(shift.reshape(n, c, 1, 1), x, scale.reshape(n, c, 1, 1), out=out)
 
 
 def _cat_affine(parts: list[tuple[Tensor, Tensor] | None]) -> tuple[Tensor, Tensor] | None:
