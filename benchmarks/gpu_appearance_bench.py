@@ -283,6 +283,8 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=None, help="default 256 on a GPU, 8 on a CPU")
     ap.add_argument("--workers", type=int, default=None, help="loader workers (default: CPUs - 2, at most 14)")
     ap.add_argument("--floor-batches", type=int, default=None, help="batches per forward timing (default 30 GPU, 2 CPU)")
+    ap.add_argument("--sections", default="parts,full,compare",
+                    help="parts: per-precision figures and ratios; full: 5 shifts x --full-images; compare: CPU vs device")
     ap.add_argument("--root", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "dgbench-gpu-bench")
     ap.add_argument("--json", type=Path, default=None, help="write every figure here (default $OUT/gpu_bench.json)")
     a = ap.parse_args()
@@ -311,7 +313,8 @@ def main() -> None:
                            "workers": a.workers}
     n = a.images
 
-    for precision in a.precisions.split(","):
+    sections = set(a.sections.split(","))
+    for precision in a.precisions.split(",") if "parts" in sections else []:
         r: dict[str, Any] = {}
         run_dgbench(model, tree, "appearance-lite", a, precision, min(n, 2 * a.batch_size))  # warm-up: workers, cuDNN
         r["exact"], errs_exact = run_dgbench(model, tree, "appearance-lite", a, precision, n)
@@ -349,7 +352,7 @@ def main() -> None:
             say(f"[{precision}]   forward {k:<28} {v:9.1f} img/s   {r['ratios'][k]:.3f}x {names[0]}")
         out[precision] = r
 
-    if a.full_images:
+    if a.full_images and "full" in sections:
         fill = time.perf_counter()
         fill_monet_cache(model, tree, max(1, cpus))
         say(f"synthetic Monet cache filled ({time.perf_counter() - fill:.0f} s)")
@@ -363,7 +366,7 @@ def main() -> None:
                 f"{full[decode]['seconds']:.1f} s ({rate:,.0f} decoded img/s)")
         out["full"] = full
 
-    if a.compare_images:
+    if a.compare_images and "compare" in sections:
         diffs = compare_predictions(model, tree, a, a.compare_images)
         out["prediction_differences"] = diffs
         say(f"top-1 predictions differing from the CPU's (fp32), first {a.compare_images} images: {diffs}")
@@ -378,7 +381,7 @@ def main() -> None:
         path.write_text(json.dumps(out, indent=2, default=str))
     say("\nsummary (decoded img/s):")
     say(f"  {'precision':<9} {'exact':>8} {'gpu-dec':>8} {'peer':>8} {'pil-ceil':>9} {'dev-ceil':>9} {'floor':>8}  ratios")
-    for precision in a.precisions.split(","):
+    for precision in [p for p in a.precisions.split(",") if p in out]:
         r = out[precision]
         ratios = " ".join(f"{k.split('_', 1)[-1].replace(' (generic)', '/generic')}={v:.2f}"
                           for k, v in r["ratios"].items() if k != a.ratio_models.split(",")[0])
