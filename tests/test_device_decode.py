@@ -104,3 +104,23 @@ def test_decode_path_is_recorded_and_changes_the_key(tmp_path: Path, monkeypatch
     with pytest.raises(DgbenchError, match="--decode gpu"):
         run_protocol("resnet18", "appearance-lite", dataset="digits", shifts=["origin"], options={"decode": "gpu"},
                      limit=4, workers=0, progress=False, store=False)
+
+
+def test_cli_decode_flag_is_recorded_and_other_kinds_refuse_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from dgbench.cli import app
+
+    env_isolated(monkeypatch, tmp_path)
+    root = folder_tree(tmp_path / "val", [0, 1, 2], size=(90, 70))
+    args = ["run", "--model", "resnet18", "--protocol", "appearance-lite", "--shifts", "origin", "--data", str(root),
+            "--no-pretrained", "--workers", "0", "--limit", "2", "--device", "cpu", "--format", "json"]
+    runner = CliRunner()
+    res = runner.invoke(app, args + ["--decode", "gpu"])
+    assert res.exit_code == 0, res.output
+    recs = [json.loads(line) for line in res.stdout.splitlines() if line.startswith("{")]
+    assert recs[0]["preprocessing"]["decode"] == DECODE_INFO
+    res = runner.invoke(app, ["run", "--protocol", "cross-domain", "--dataset", "digits", "--decode", "gpu"])
+    assert isinstance(res.exception, DgbenchError) and "--decode: not used by the cross-domain" in str(res.exception)
