@@ -92,7 +92,8 @@ def test_train_evaluate_table_and_score(trees: dict[str, Path], trained: dict[st
     assert cross["reference"] == "cityscapes" and cross["protocol"] == "cross-domain"
     assert cross["task"] == "segmentation" and cross["dataset"] == "gta5"  # the cell's test set
     assert cross["drop"]["miou"] == pytest.approx(cross["metrics"]["miou"] - by[("cityscapes", "cityscapes")]["metrics"]["miou"])
-    assert 0 <= cross["metrics"]["pixel_acc"] <= 100 and len(cross["metrics"]["per_class_iou"]) == 19
+    assert 0 <= cross["metrics"]["pixel_acc"] <= 100 and len(cross["per_class_iou"]) == 19
+    assert set(cross["drop"]) == set(cross["metrics"]) == {"miou", "pixel_acc"}  # scalar metrics, a drop for each
 
     store = ResultStore(tmp_path / "results")
     store.append(records)
@@ -100,7 +101,7 @@ def test_train_evaluate_table_and_score(trees: dict[str, Path], trained: dict[st
     assert "cityscapes-gta5" in text and "deeplab_resnet50_ibn_a" in text
 
     # The saved labelId PNGs score exactly as the evaluation did, through `dgbench score`.
-    in_domain = by[("cityscapes", "cityscapes")]["metrics"]
+    in_domain = {**by[("cityscapes", "cityscapes")]["metrics"], "per_class_iou": by[("cityscapes", "cityscapes")]["per_class_iou"]}
     res = CliRunner().invoke(app, ["score", "--pred", str(preds / "cityscapes-to-cityscapes"),
                                    "--gt", str(trees["cityscapes"]), "--format", "json"])
     assert res.exit_code == 0, res.output
