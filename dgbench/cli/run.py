@@ -25,6 +25,11 @@ class Precision(str, Enum):
     fp16 = "fp16"
 
 
+class Decode(str, Enum):
+    pil = "pil"
+    gpu = "gpu"
+
+
 class EvalMode(str, Enum):
     whole = "whole"
     slide = "slide"
@@ -71,6 +76,8 @@ def run_cmd(
     results: Optional[Path] = typer.Option(None, "--results", help="results directory (default $DGBENCH_RESULTS or ./results)"),
     force: bool = typer.Option(False, "--force", help="recompute results already stored"),
     skip_corrupt: bool = typer.Option(False, "--skip-corrupt", help="skip undecodable images (counted and recorded) instead of failing"),
+    decode: Decode = typer.Option(Decode.pil, "--decode", help="pil: exact, in the loader workers; gpu: nvJPEG + resize on the device (faster, not bit-exact, recorded)"),
+    compile_model: bool = typer.Option(False, "--compile/--no-compile", help="torch.compile the model (same results up to float rounding)"),
     fmt: OutFormat = typer.Option(OutFormat.rich, "--format", help="rich table, or the run's records as JSON lines"),
     metric: Optional[str] = typer.Option(None, "--metric", help="table metric, e.g. top1, top5, miou (default: the protocol's)"),
     pretrained: bool = typer.Option(True, "--pretrained/--no-pretrained", help="published weights, or random init (seeded)"),
@@ -109,6 +116,7 @@ def run_cmd(
         crop=crop, stride=stride, flip=flip, eval_scale=eval_scale, save_predictions=save_predictions,
         gta5_mismatch=gta5_mismatch and gta5_mismatch.value, gta5_split_file=gta5_split_file,
         fractions=fractions, seeds=seeds,
+        decode=None if decode == Decode.pil else decode.value, compile=compile_model,
     )
     request = RunRequest(
         model=model, dataset=dataset, data=data, shifts=_split(shifts), limit=limit, subset=subset, device=device,

@@ -35,8 +35,10 @@ from PIL import Image
 from ..config import asset_path, data_root
 from ..errors import CorruptImageError, DatasetNotFoundError
 from .base import ClassificationDataset, Preprocess, class_balanced_indices, register_dataset
+from .device_decode import DECODE_INFO, DeviceDecoder, Encoded, read_encoded
 
 IMAGE_EXTS = (".jpeg", ".jpg", ".png")
+DECODE_PATHS = ("pil", "gpu")  # pil: exact, in the workers; gpu: see dgbench.data.device_decode
 SYNSET_RE = re.compile(r"^n\d{8}$")
 VAL_RE = re.compile(r"^ILSVRC2012_val_(\d{8})$")
 CSV_NAME = "LOC_val_solution.csv"
@@ -235,7 +237,13 @@ class ImageNetVal(ClassificationDataset):
         *,
         limit: int | None = None,
         subset: int | None = None,
+        decode: str = "pil",
     ):
+        if decode not in DECODE_PATHS:
+            raise DatasetNotFoundError(f"decode {decode!r}: use one of {', '.join(DECODE_PATHS)}")
+        self.decode = decode
+        if decode == "gpu":  # recorded in every result's preprocessing (so in its key)
+            self.decode_info = DECODE_INFO
         self.layout = scan(root)
         self.root = self.layout.root
         self.preprocess = preprocess or Preprocess()
@@ -253,6 +261,14 @@ class ImageNetVal(ClassificationDataset):
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         path, label = self.samples[index]
         return decode_crop(path, self.preprocess), label
+
+    def encoded(self, index: int) -> tuple[Encoded, int]:
+        """The file as read for ``--decode gpu`` (decoded later, on the device), and its label."""
+        path, label = self.samples[index]
+        return read_encoded(path), label
+
+    def device_decoder(self) -> DeviceDecoder:
+        return DeviceDecoder(self.preprocess)
 
     def sample_id(self, index: int) -> str:
         """Stable per-image id (the file stem, unique in ImageNet val, the same in every layout)."""
@@ -293,6 +309,7 @@ def build_imagenet(
     preprocess: Preprocess | None = None,
     limit: int | None = None,
     subset: int | None = None,
+    decode: str = "pil",
     **_: Any,
 ) -> ImageNetVal:
     """The ImageNet validation set at ``root`` (or ``$DGBENCH_IMAGENET``)."""
@@ -304,4 +321,4 @@ def build_imagenet(
             "no ImageNet validation folder given: pass --data /path/to/imagenet/val or set "
             f"DGBENCH_IMAGENET; {EXPECTED}"
         )
-    return ImageNetVal(resolved, preprocess, limit=limit, subset=subset)
+    return ImageNetVal(resolved, preprocess, limit=limit, subset=subset, decode=decode)

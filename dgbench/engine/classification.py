@@ -31,7 +31,8 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import CorruptImageError, DgbenchError
-from ..metrics.classification import TopKCounts
+from ..data.device_decode import placeholder_crop
+from ..metrics.classification import TopKCounts, topk_hits
 from ..runtime import Runtime, autocast, default_workers, dist_info, set_precision
 from ..shifts import AffineBatchShift, ShiftSpec, normalize
 
@@ -52,6 +53,8 @@ class EngineConfig:
     skip_corrupt: bool = False
     progress: bool = True
     description: str = ""
+    decode: str = "pil"  # "gpu": the workers read files, the batch is decoded on the device
+    compile: bool = False  # torch.compile the model (same results up to float rounding)
 
 
 @dataclass
@@ -76,8 +79,12 @@ class EvalResult:
 class _EvalView(Dataset):
     """Yields ``(clean crop, label, [image-shifted crops])`` or a skip marker for a corrupt image."""
 
-    def __init__(self, dataset: Any, indices: Sequence[int], sources: Sequence[ImageShiftSource], skip_corrupt: bool):
+    def __init__(self, dataset: Any, indices: Sequence[int], sources: Sequence[ImageShiftSource], skip_corrupt: bool,
+                 encoded: bool = False):
         self.dataset, self.indices, self.sources, self.skip_corrupt = dataset, list(indices), list(sources), skip_corrupt
+        # --decode gpu: items are the files' bytes; image-shift sources only check the crop's shape
+        self.encoded = encoded
+        self.placeholder = placeholder_crop(dataset.device_decoder()) if encoded else None
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -85,12 +92,13 @@ class _EvalView(Dataset):
     def __getitem__(self, i: int) -> tuple[Any, ...]:
         idx = self.indices[i]
         try:
-            crop, label = self.dataset[idx]
+            crop, label = self.dataset.encoded(idx) if self.encoded else self.dataset[idx]
         except CorruptImageError as exc:
             # Returned, not raised: an exception raised in a worker process reaches the user wrapped
             # in the worker's traceback. The loop raises it again, as one line, in the main process.
             return ("skip" if self.skip_corrupt else "corrupt", str(exc).split(": cannot decode")[0], str(exc))
-        return ("ok", crop, int(label), [src(self.dataset, idx, crop) for src in self.sources])
+        shape_of = self.placeholder if self.encoded else crop
+        return ("ok", crop, int(label), [src(self.dataset, idx, shape_of) for src in self.sources])
 
 
 @dataclass
@@ -100,6 +108,7 @@ class _Batch:
     styled: list[torch.Tensor]
     skipped: list[str]
     corrupt: list[str] = field(default_factory=list)  # error messages of undecodable images
+    encoded: list[Any] | None = None  # --decode gpu: the files, decoded on the device (crops is None)
 
     def __len__(self) -> int:
         return 0 if self.labels is None else int(self.labels.shape[0])
@@ -108,7 +117,7 @@ class _Batch:
         """Called by the DataLoader's pin-memory thread: page-locked tensors copy asynchronously."""
         pin = (lambda t: t.pin_memory()) if torch.cuda.is_available() else (lambda t: t)
         return _Batch(None if self.crops is None else pin(self.crops), None if self.labels is None else pin(self.labels),
-                      [pin(t) for t in self.styled], self.skipped, self.corrupt)
+                      [pin(t) for t in self.styled], self.skipped, self.corrupt, self.encoded)
 
 
 def _collate(items: list[tuple[Any, ...]]) -> _Batch:
@@ -117,10 +126,11 @@ def _collate(items: list[tuple[Any, ...]]) -> _Batch:
     corrupt = [it[2] for it in items if it[0] == "corrupt"]
     if not ok:
         return _Batch(None, None, [], skipped, corrupt)
-    crops = torch.stack([it[1] for it in ok])
+    encoded = [it[1] for it in ok] if not isinstance(ok[0][1], torch.Tensor) else None
+    crops = torch.stack([it[1] for it in ok]) if encoded is None else None
     labels = torch.tensor([it[2] for it in ok], dtype=torch.int64)
     styled = [torch.stack([it[3][j] for it in ok]) for j in range(len(ok[0][3]))]
-    return _Batch(crops, labels, styled, skipped, corrupt)
+    return _Batch(crops, labels, styled, skipped, corrupt, encoded)
 
 
 def _single_threaded_opencv() -> None:
@@ -188,7 +198,14 @@ def evaluate(
         if s.name not in sources:
             raise DgbenchError(f"shift {s.name!r} ({s.kind}) needs rendered images and none were provided")
     indices = rt.shard(len(dataset))
-    view = _EvalView(dataset, indices, [sources[s.name] for s in image], cfg.skip_corrupt)
+    encoded = cfg.decode == "gpu"
+    if encoded and not hasattr(dataset, "encoded"):
+        raise DgbenchError(f"--decode gpu: dataset {getattr(dataset, 'name', '?')!r} has no image files to decode "
+                           "on the device (ImageNet folders only); use --decode pil")
+    if cfg.decode not in ("pil", "gpu"):
+        raise DgbenchError(f"--decode {cfg.decode!r}: use pil (exact) or gpu")
+    view = _EvalView(dataset, indices, [sources[s.name] for s in image], cfg.skip_corrupt, encoded)
+    decoder = dataset.device_decoder() if encoded else None
     workers = default_workers(device) if cfg.workers is None else cfg.workers
     loader = make_loader(view, cfg.batch_size, workers, device)
 
@@ -196,31 +213,52 @@ def evaluate(
     fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
     if cfg.channels_last:
         model = model.to(memory_format=torch.channels_last)
+    forward = _compiled(model) if cfg.compile else model
     shift_fns = [AffineBatchShift(s, mean, std, device) for s in affine]
     clean = AffineBatchShift(ShiftSpec("origin", "origin"), mean, std, device)
-    counts = {s.name: TopKCounts(ks) for s in shifts}
+    # Counts stay on the device (int64 [n, correct@k...] per shift): no host sync per batch, so
+    # the host reads the next batch while the device computes; one copy to the host at the end.
+    acc = {s.name: torch.zeros(1 + len(ks), dtype=torch.int64, device=device) for s in shifts}
+
+    def count(name: str, logits: torch.Tensor, y: torch.Tensor) -> None:
+        acc[name][0] += y.shape[0]
+        acc[name][1:] += topk_hits(logits, y, ks)
+
     skipped: list[str] = []
     n_seen = 0
-
     start = time.perf_counter()
     desc = cfg.description or getattr(model, "dgbench_name", type(model).__name__)
-    with rt.progress(len(indices), f"{desc} · {len(shifts)} shifts", cfg.progress) as advance:
+    with _cudnn_autotune(device), rt.progress(len(indices), f"{desc} · {len(shifts)} shifts", cfg.progress) as advance:
         for batch in loader:
             if batch.corrupt:
                 raise CorruptImageError(f"{batch.corrupt[0]}; pass --skip-corrupt to skip (and count) undecodable images")
             skipped += batch.skipped
-            if len(batch):
-                u = batch.crops.to(device, non_blocking=True).float().contiguous(memory_format=fmt)
-                y = batch.labels.to(device, non_blocking=True)
-                with torch.inference_mode(), autocast(device, cfg.precision):
-                    for s, fn in zip(affine, shift_fns):
-                        counts[s.name].update(model(fn(u).contiguous(memory_format=fmt)), y)
-                    for s, styled in zip(image, batch.styled):
-                        x = clean(styled.to(device, non_blocking=True).float()).contiguous(memory_format=fmt)
-                        counts[s.name].update(model(x), y)
-                n_seen += len(batch)
-            advance(len(batch) + len(batch.skipped))
+            advance(len(batch.skipped))
+            if not len(batch):
+                continue
+            styled = batch.styled
+            y = batch.labels.to(device, non_blocking=True)
+            if decoder is not None:
+                u8, keep, errors = decoder(batch.encoded, device)
+                if errors:
+                    if not cfg.skip_corrupt:
+                        raise CorruptImageError(f"{errors[0]}; pass --skip-corrupt to skip (and count) undecodable images")
+                    skipped += [e.split(": cannot decode")[0] for e in errors]
+                    y, styled = y[keep], [t[keep] for t in styled]
+            else:
+                u8 = batch.crops.to(device, non_blocking=True)
+            u = u8.float().contiguous(memory_format=fmt)
+            with torch.inference_mode(), autocast(device, cfg.precision):
+                for s, fn in zip(affine, shift_fns):
+                    count(s.name, forward(fn(u).contiguous(memory_format=fmt)), y)
+                for s, st in zip(image, styled):
+                    x = clean(st.to(device, non_blocking=True).float()).contiguous(memory_format=fmt)
+                    count(s.name, forward(x), y)
+            n_seen += int(y.shape[0])
+            advance(len(batch))
 
+    host = torch.stack([acc[s.name] for s in shifts]).cpu() if shifts else torch.zeros(0, 1 + len(ks), dtype=torch.int64)
+    counts = {s.name: TopKCounts.from_tensor(host[i], ks) for i, s in enumerate(shifts)}
     n_skipped = len(skipped)
     if rt.distributed:
         # One int64 vector: [n, correct@k...] per shift, then the skipped count; summed over ranks.
@@ -232,6 +270,26 @@ def evaluate(
         n_skipped, n_seen = int(flat[-2]), int(flat[-1])
     duration = time.perf_counter() - start
     return EvalResult(counts, n_seen, n_skipped, skipped, duration, rt.world_size, str(device))
+
+
+@contextlib.contextmanager
+def _cudnn_autotune(device: torch.device) -> Any:
+    """cuDNN picks the fastest convolution algorithms for the (fixed) batch shape; restored after."""
+    old = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = old or device.type == "cuda"
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = old
+
+
+def _compiled(model: nn.Module) -> Callable[..., torch.Tensor]:
+    """``torch.compile(model)`` (``--compile``); shapes vary only in the last batch (dynamic=False
+    recompiles once for it rather than tracing symbolic shapes)."""
+    try:
+        return torch.compile(model, dynamic=False)
+    except Exception as exc:  # e.g. no compiler toolchain on this machine
+        raise DgbenchError(f"--compile: torch.compile failed ({type(exc).__name__}: {exc}); run without --compile") from None
 
 
 def _current_runtime(device: str) -> Runtime:

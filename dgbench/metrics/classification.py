@@ -17,13 +17,18 @@ def topk_correct(logits: torch.Tensor, target: torch.Tensor, ks: tuple[int, ...]
     """
     if logits.ndim != 2 or target.ndim != 1 or logits.shape[0] != target.shape[0]:
         raise ValueError(f"expected logits [N, C] and target [N], got {tuple(logits.shape)} and {tuple(target.shape)}")
-    n, c = logits.shape
-    if n == 0:
+    if logits.shape[0] == 0:
         return {k: 0 for k in ks}
+    return dict(zip(ks, topk_hits(logits, target, ks).tolist()))
+
+
+def topk_hits(logits: torch.Tensor, target: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> torch.Tensor:
+    """:func:`topk_correct` as an int64 tensor ``[len(ks)]`` on the logits' device (no host sync)."""
+    c = logits.shape[1]
     maxk = min(max(ks), c)
     pred = logits.float().topk(maxk, dim=1).indices  # [N, maxk]
     hit = pred.eq(target.to(pred.device).view(-1, 1))
-    return {k: int(hit[:, : min(k, c)].any(dim=1).sum().item()) for k in ks}
+    return torch.stack([hit[:, : min(k, c)].any(dim=1).sum() for k in ks])
 
 
 @dataclass

@@ -53,7 +53,8 @@ rule here: the last norm of a residual path is BN unless the whole network is IN
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import contextlib
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -73,6 +74,100 @@ _DEFAULT_A_GROUPS = (1, 2, 3)  # a-type IBN layers on the residual path
 _DEFAULT_B_GROUPS = (1, 2)  # b/d-type IN after the addition
 
 Ratio = float | Literal["full"]
+
+# ----------------------------------------------------------------------------- inference path
+# In eval mode every IN/IBN layer of this module computes ``y = x * scale[n, c] + shift[n, c]``
+# in one pass: the IN channels' statistics come from one reduction over a view (no split, no
+# contiguous copy: ``nn.InstanceNorm2d`` reshapes a channels_last input to NCHW first), the BN
+# channels' scale/shift are constants, and a single addcmul writes the output in the input's
+# memory format (no cat). Same formula as PyTorch's own CPU kernels (x * alpha + beta with
+# alpha = w / sqrt(var + eps)), statistics in fp32 whatever the input dtype. Training, unbatched
+# inputs and IN layers with running statistics keep the reference path below.
+_FAST = [True]
+_FAST_DTYPES = (torch.float32, torch.bfloat16, torch.float16)  # float64 keeps the generic path
+
+
+@contextlib.contextmanager
+def reference_layers() -> Iterator[None]:
+    """Run IBN/IN layers through the generic (split, ``nn.InstanceNorm2d``, cat) path meanwhile.
+
+    For tests and benchmarks that compare the two paths; the inference path is the default.
+    """
+    old, _FAST[0] = _FAST[0], False
+    try:
+        yield
+    finally:
+        _FAST[0] = old
+
+
+def _fast_ok(module: nn.Module, x: Tensor) -> bool:
+    return (_FAST[0] and not module.training and x.dim() == 4 and x.dtype in _FAST_DTYPES
+            and not torch.jit.is_scripting())
+
+
+def _in_affine(x: Tensor, norm: nn.InstanceNorm2d) -> tuple[Tensor, Tensor] | None:
+    """Per-(sample, channel) ``(scale, shift)`` [N, k] in fp32 of an IN layer on ``x`` [N, k, H, W]."""
+    if norm.track_running_stats:
+        return None
+    if x.dtype in (torch.float16, torch.bfloat16):
+        # fp32 sums read the half-precision view directly (no fp32 copy of it); the cancellation of
+        # E[x^2] - E[x]^2 in fp32 stays far below the inputs' own rounding (2^-9 for bf16)
+        n = x.shape[2] * x.shape[3]
+        mean = torch.sum(x, dim=(2, 3), dtype=torch.float32) / n
+        sq = torch.linalg.vector_norm(x, dim=(2, 3), dtype=torch.float32).square() / n
+        var = (sq - mean * mean).clamp_min(0)
+    else:  # fp32: Welford in one pass, exact to rounding whatever the mean
+        var, mean = torch.var_mean(x, dim=(2, 3), correction=0)
+    scale = torch.rsqrt(var + norm.eps)
+    if norm.weight is not None:
+        scale = scale * norm.weight
+    shift = -mean * scale
+    if norm.bias is not None:
+        shift = shift + norm.bias
+    return scale, shift
+
+
+def _bn_affine(norm: nn.BatchNorm2d, n: int) -> tuple[Tensor, Tensor] | None:
+    """Eval-mode BN as ``(scale, shift)`` [n, C] (None when it would use batch statistics)."""
+    if norm.running_mean is None or norm.running_var is None:
+        return None
+    scale = torch.rsqrt(norm.running_var.float() + norm.eps)
+    if norm.weight is not None:
+        scale = scale * norm.weight
+    shift = -norm.running_mean.float() * scale
+    if norm.bias is not None:
+        shift = shift + norm.bias
+    return scale.expand(n, -1), shift.expand(n, -1)
+
+
+def _apply_affine(x: Tensor, scale: Tensor, shift: Tensor) -> Tensor:
+    """``x * scale + shift`` with [N, C] coefficients, in x's dtype and memory format."""
+    n, c = scale.shape
+    if x.dtype == scale.dtype:
+        return torch.addcmul(shift.reshape(n, c, 1, 1), x, scale.reshape(n, c, 1, 1))
+    # half-precision x: fp32 coefficients, computed in fp32 and rounded once into an x-typed
+    # output (rounding scale and shift to bf16 first would cost up to 2^-9 |shift| per element)
+    out = torch.empty_like(x)  # keeps x's memory format
+    return torch.addcmul(shift.reshape(n, c, 1, 1), x, scale.reshape(n, c, 1, 1), out=out)
+
+
+def _cat_affine(parts: list[tuple[Tensor, Tensor] | None]) -> tuple[Tensor, Tensor] | None:
+    if any(p is None for p in parts):
+        return None
+    return torch.cat([p[0] for p in parts], 1), torch.cat([p[1] for p in parts], 1)  # type: ignore[index]
+
+
+class InstanceNorm2d(nn.InstanceNorm2d):
+    """``nn.InstanceNorm2d`` (same arguments, keys and reference behaviour) with the one-pass
+    inference path: what the placement rules build wherever they put a whole-channel IN."""
+
+    def forward(self, x: Tensor) -> Tensor:
+        if _fast_ok(self, x) and x.shape[1] == self.num_features:
+            coef = _in_affine(x, self)
+            if coef is not None:
+                return _apply_affine(x, *coef)
+        return super().forward(x)
+
 
 
 class IBN(nn.Module):
@@ -108,6 +203,10 @@ class IBN(nn.Module):
             self.IN = nn.InstanceNorm2d(self.n_in, affine=True) if self.n_in else None
 
     def forward(self, x: Tensor) -> Tensor:
+        if _fast_ok(self, x) and x.shape[1] == self.planes:
+            coef = self._affine(x)
+            if coef is not None:
+                return _apply_affine(x, *coef)
         if self.IN is None:
             return self.BN(x)  # type: ignore[misc]
         if self.BN is None:
@@ -117,6 +216,18 @@ class IBN(nn.Module):
             return torch.cat((self.IN(a.contiguous()), self.BN(b.contiguous())), dim=1)
         a, b = torch.split(x, [self.n_bn, self.n_in], dim=1)
         return torch.cat((self.BN(a.contiguous()), self.IN(b.contiguous())), dim=1)
+
+    def _affine(self, x: Tensor) -> tuple[Tensor, Tensor] | None:
+        """The whole layer as per-(sample, channel) scale/shift, in channel order."""
+        n = x.shape[0]
+        k = self.n_in if self.in_first else self.n_bn
+        parts: list[tuple[Tensor, Tensor] | None] = []
+        for norm, lo, hi in ((self.IN, 0, k), (self.BN, k, self.planes)) if self.in_first else \
+                ((self.BN, 0, k), (self.IN, k, self.planes)):
+            if norm is None:
+                continue
+            parts.append(_in_affine(x[:, lo:hi], norm) if isinstance(norm, nn.InstanceNorm2d) else _bn_affine(norm, n))
+        return _cat_affine(parts)
 
     def extra_repr(self) -> str:
         return f"planes={self.planes}, n_in={self.n_in}, in_first={self.in_first}"
@@ -133,6 +244,10 @@ class IBNCat(nn.Module):
         self.BN = nn.BatchNorm2d(planes)
 
     def forward(self, x: Tensor) -> Tensor:
+        if _fast_ok(self, x):
+            coef = _cat_affine([_in_affine(x, self.IN), _bn_affine(self.BN, x.shape[0])])
+            if coef is not None:  # IN and BN both read all of x: the input twice, one output
+                return _apply_affine(torch.cat((x, x), 1), *coef)  # cat keeps x's memory format
         return torch.cat((self.IN(x), self.BN(x)), dim=1)
 
 
@@ -148,6 +263,12 @@ class PartialIN(nn.InstanceNorm2d):
         self.planes = planes
 
     def forward(self, x: Tensor) -> Tensor:
+        if _fast_ok(self, x) and x.shape[1] == self.planes:
+            coef = _in_affine(x[:, : self.num_features], self)
+            if coef is not None:  # the untouched channels: scale 1, shift 0 (exact)
+                rest = self.planes - self.num_features
+                one = coef[0].new_ones(x.shape[0], rest)
+                return _apply_affine(x, torch.cat((coef[0], one), 1), torch.cat((coef[1], one * 0), 1))
         if self.num_features == self.planes:
             return super().forward(x)
         a, b = torch.split(x, [self.num_features, self.planes - self.num_features], dim=1)
@@ -252,7 +373,7 @@ class IBNConfig:
     def stem_norm(self, planes: int) -> nn.Module:
         """The norm after the first convolution."""
         if self.full or self.variant == "b":
-            return nn.InstanceNorm2d(planes, affine=True)
+            return InstanceNorm2d(planes, affine=True)
         if self.variant in ("d", "ad"):
             return IBN(planes, self.ratio)
         return nn.BatchNorm2d(planes)
@@ -262,7 +383,7 @@ class IBNConfig:
         ``group``. The last one (``index == n_norms``) is BN except in the "full" network; a
         variant that needs a position the block lacks raises :class:`VariantError`."""
         if self.full:
-            return nn.InstanceNorm2d(planes, affine=True)
+            return InstanceNorm2d(planes, affine=True)
         reason = unsupported_reason(self.variant, n_norms)
         if reason:
             raise VariantError(reason)
@@ -281,14 +402,14 @@ class IBNConfig:
 
     def downsample_norm(self, planes: int) -> nn.Module:
         """The norm of a projection shortcut (identity path: IN only in the 'full' network)."""
-        return nn.InstanceNorm2d(planes, affine=True) if self.full else nn.BatchNorm2d(planes)
+        return InstanceNorm2d(planes, affine=True) if self.full else nn.BatchNorm2d(planes)
 
     def after_add(self, planes: int, group: int, last_in_group: bool) -> nn.Module | None:
         """The IN after the residual addition (b, d, ad), or ``None``."""
         if self.full or group not in self.b_groups or not last_in_group:
             return None
         if self.variant == "b":
-            return nn.InstanceNorm2d(planes, affine=True)
+            return InstanceNorm2d(planes, affine=True)
         if self.variant in ("d", "ad") and int(planes * self.ratio) > 0:
             return PartialIN(planes, self.ratio)
         return None
@@ -299,7 +420,7 @@ class IBNConfig:
         (For families without residual blocks, e.g. small plain CNNs: ``group`` is the stage.)
         """
         if self.full:
-            return nn.InstanceNorm2d(planes, affine=True)
+            return InstanceNorm2d(planes, affine=True)
         if group is not None and group in self.a_groups and self.variant in ("a", "ad", "a2"):
             return IBN(planes, self.ratio)
         return nn.BatchNorm2d(planes)

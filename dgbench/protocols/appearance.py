@@ -73,12 +73,23 @@ class Selection(torch.utils.data.Dataset):
         self.name = base.name
         self.num_classes = base.num_classes
         self.offline_styles_only = offline_styles_only(base)
+        if hasattr(base, "decode_info"):  # --decode gpu: recorded in the preprocessing
+            self.decode_info = base.decode_info
 
     def __len__(self) -> int:
         return len(self.indices)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         return self.base[self.indices[i]]
+
+    def __getattr__(self, name: str) -> Any:
+        # --decode gpu's hooks, present only where the dataset has them (ImageNet)
+        base = self.__dict__.get("base")
+        if name == "encoded" and hasattr(base, "encoded"):
+            return lambda i: base.encoded(self.indices[i])
+        if name == "device_decoder" and hasattr(base, "device_decoder"):
+            return base.device_decoder
+        raise AttributeError(name)
 
     def sample_id(self, i: int) -> str:
         return style_cache.sample_id(self.base, self.indices[i])
@@ -192,7 +203,7 @@ class AppearanceProtocol(Protocol):
         return appearance_request(self.name, dataset, rows)
 
     def run(self, req: RunRequest, rt: Runtime) -> RunSummary:
-        reject_options(req, self.name, ("data_c",))
+        reject_options(req, self.name, ("data_c", "decode", "compile"))
         specs = protocol_shifts(self.name, list(req.shifts) if req.shifts else None)
         ds_name, root, ds_note = choose_dataset(req.dataset, req.data)
         if ds_note:
@@ -243,7 +254,12 @@ class _Run:
 
     def dataset_for(self, prep: Preprocess) -> Any:
         if prep not in self.datasets:
-            self.datasets[prep] = select(build_dataset(self.ds_name, self.root, preprocess=prep), self.req.limit, self.req.subset)
+            extra = {"decode": "gpu"} if _decode(self.req) == "gpu" else {}
+            if extra and self.ds_name != "imagenet":
+                raise DgbenchError(f"--decode gpu: decodes ImageNet's JPEG files on the device; {self.ds_name} has none "
+                                   "(use --decode pil)")
+            self.datasets[prep] = select(build_dataset(self.ds_name, self.root, preprocess=prep, **extra),
+                                         self.req.limit, self.req.subset)
         return self.datasets[prep]
 
     def measure(self, name: Any, several: bool) -> None:
@@ -306,7 +322,7 @@ class _Run:
         req = self.req
         cfg = EngineConfig(device=str(self.rt.device), batch_size=req.batch_size, workers=req.workers,
                            precision=req.precision, channels_last=req.channels_last, skip_corrupt=req.skip_corrupt,
-                           progress=req.progress)
+                           progress=req.progress, decode=_decode(req), compile=bool(req.options.get("compile")))
         res: EvalResult = evaluate(m, ds, [s for s, _ in todo], sources=sources, config=cfg, runtime=self.rt)
         self.images += res.num_samples + res.skipped_corrupt
         ref_spec, ref_key = ref  # protocol_shifts puts the reference first
@@ -328,6 +344,10 @@ class _Run:
                 raise RuntimeError(f"record key and skip key disagree for {base['model']} / {s.name}")
             new.append(rec)
         return new
+
+
+def _decode(req: RunRequest) -> str:
+    return req.options.get("decode") or "pil"
 
 
 def run_protocol(model: Any = "ibn_a", protocol: str = "appearance", *, note: Note | None = None,
