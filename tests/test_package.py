@@ -73,7 +73,8 @@ def _shipped_files() -> dict[str, Path]:
     """Every file the wheel must carry: its name inside the wheel -> the file in the checkout."""
     files: dict[str, Path] = {}
     for folder, pattern in (("transforms", "*.toml"), ("leaderboards", "*.csv"), ("leaderboards", "*.md"),
-                            ("leaderboards", "paper/*.csv"), ("leaderboards", "*.provenance.json")):
+                            ("leaderboards", "paper/*.csv"), ("leaderboards", "paper/comparisons/*.csv"),
+                            ("leaderboards", "*.provenance.json")):
         files.update({f"dgbench/{folder}/{f.relative_to(REPO / folder).as_posix()}": f
                       for f in (REPO / folder).glob(pattern)})
     assets = REPO / "dgbench" / "assets"
@@ -100,6 +101,11 @@ def test_wheel_ships_transforms_and_leaderboards(tmp_path: Path, built_wheel: Pa
     stale = {n for n in names if n.startswith(("dgbench/assets/", "dgbench/leaderboards/"))} - set(shipped)
     assert not stale, f"files in the wheel that the checkout does not have: {sorted(stale)}"
     assert not any(n.startswith("tests/") for n in names)
+    # every module of every subpackage (dgbench.engine was once left out of pyproject's list)
+    for module in sorted((REPO / "dgbench").rglob("*.py")):
+        name = module.relative_to(REPO).as_posix()
+        if "__pycache__" not in name:
+            assert name in names, f"{name} missing from the wheel (is its package in pyproject's packages?)"
 
     # Installed from the wheel (no checkout on the path), dgbench finds its data folders inside itself.
     subprocess.run(
