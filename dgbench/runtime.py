@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -183,7 +183,3 @@ def default_workers(device: torch.device) -> int:
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     # On a CPU device the forward passes use the cores too; decoding is a few percent of the work.
     return min(8, cpus) if device.type == "cuda" else max(1, min(4, cpus // 2))
-
-
-def sequence_shard(items: Sequence[Any], runtime: Runtime) -> list[Any]:
-    return [items[i] for i in runtime.shard(len(items))]

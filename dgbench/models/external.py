@@ -115,11 +115,10 @@ def create_external(name: str, *, pretrained: bool | str | os.PathLike = True,
     model.dgbench_name = name  # type: ignore[assignment]
     model.variant_kwargs = kwargs  # type: ignore[assignment]
     if path_given:
-        from .weights import load_state_dict_strict, read_state_dict
+        from .weights import load_state_dict_strict, read_state_dict, sha256_file
 
-        data = open(pretrained, "rb").read()  # noqa: SIM115 - hashed and then parsed below
         load_state_dict_strict(model, read_state_dict(pretrained), str(pretrained))
-        model.weights_sha256 = hashlib.sha256(data).hexdigest()  # type: ignore[assignment]
+        model.weights_sha256 = sha256_file(pretrained)  # type: ignore[assignment]
     else:
         model.weights_sha256 = state_dict_sha256(model)  # type: ignore[assignment]
     return model

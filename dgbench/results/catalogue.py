@@ -75,12 +75,6 @@ def register_metric(metric: Metric) -> Metric:
     return metric
 
 
-def get_metric(name: str) -> Metric:
-    if name not in METRICS:
-        raise UnknownNameError("metric", name, METRICS)
-    return METRICS[name]
-
-
 def higher_is_better(name: str) -> bool:
     """Unknown metrics count as losses when they rise (errors), the safe reading for a drop."""
     m = METRICS.get(name)
