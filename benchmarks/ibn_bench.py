@@ -2,8 +2,9 @@
 
 For each precision, times ``model(x)`` (eval, inference mode, channels_last unless
 ``--no-channels-last``) of plain ResNet-50 and of the IBN variants, each IBN model twice: with
-the one-pass inference path of :mod:`dgbench.models.ibn` (the default in eval mode) and with the
-generic path (``reference_layers()``: split, ``nn.InstanceNorm2d``, cat). The models are timed in
+the default eval-mode path of :mod:`dgbench.models.ibn` (the one-pass inference path; on the CPU
+at half precision that is the generic path itself) and with the generic path forced
+(``reference_layers()``: split, ``nn.InstanceNorm2d``, cat). The models are timed in
 interleaved rounds (one batch each per round, ``--repeats`` rounds) so that background load hits
 them alike; printed: median images/s and the ratio to plain ResNet-50.
 

@@ -6,7 +6,15 @@ import torch
 from torch import nn
 
 import dgbench
+from dgbench.models import ibn
 from dgbench.models.ibn import IBN, IBNCat, InstanceNorm2d, PartialIN, reference_layers
+
+
+@pytest.fixture
+def half_path_on_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Let half-precision CPU inputs take the inference path, as they do on a GPU: CI has no GPU,
+    and this is the code a GPU runs (same ops, same fp32 statistics)."""
+    monkeypatch.setitem(ibn._FAST_DTYPES, "cpu", ibn._FAST_DTYPES["other"])
 
 
 def _randomize(m: nn.Module, seed: int) -> nn.Module:
@@ -62,7 +70,7 @@ def test_train_mode_keeps_the_reference_path() -> None:
 
 
 @pytest.mark.parametrize("name", ["resnet18_ibn_a", "resnet18_ibn_b"])
-def test_model_fp32_and_bf16(name: str) -> None:
+def test_model_fp32_and_bf16(name: str, half_path_on_cpu: None) -> None:
     torch.manual_seed(0)
     m = _randomize(dgbench.create_model(name, pretrained=False), 4).to(memory_format=torch.channels_last)
     x = torch.randn(2, 3, 64, 64).contiguous(memory_format=torch.channels_last)
@@ -80,7 +88,7 @@ def test_model_fp32_and_bf16(name: str) -> None:
 
 
 @pytest.mark.parametrize("make", [lambda: IBN(16, 0.5), lambda: InstanceNorm2d(16, affine=True), lambda: PartialIN(16)])
-def test_layer_bf16_is_as_close_to_fp64_as_the_generic_bf16_path(make) -> None:
+def test_layer_bf16_is_as_close_to_fp64_as_the_generic_bf16_path(make, half_path_on_cpu: None) -> None:
     layer = _randomize(make(), 5)
     x64 = (torch.randn(4, 16, 14, 14, generator=torch.Generator().manual_seed(6)) * 2 + 3).double()
     x = x64.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
@@ -92,3 +100,17 @@ def test_layer_bf16_is_as_close_to_fp64_as_the_generic_bf16_path(make) -> None:
             ref = layer(x)
     assert fast.dtype == ref.dtype == torch.bfloat16
     assert _rel(fast, exact) <= max(2 * _rel(ref, exact), 4e-3)
+
+
+@pytest.mark.parametrize("make", [lambda: IBN(16, 0.5), lambda: InstanceNorm2d(16, affine=True), lambda: PartialIN(16)])
+def test_half_precision_on_the_cpu_keeps_the_generic_path(make) -> None:
+    """On the CPU PyTorch's own bf16 norm kernels beat the path's mixed-dtype ops: bf16 there is
+    computed exactly as by the generic layers, while fp32 takes the inference path."""
+    layer = _randomize(make(), 7)
+    x = (torch.randn(2, 16, 10, 10, generator=torch.Generator().manual_seed(8)) * 2 + 3)
+    with torch.inference_mode():
+        with reference_layers():
+            ref16, ref32 = layer(x.bfloat16()), layer(x)
+        assert torch.equal(layer(x.bfloat16()), ref16)
+        fast32 = layer(x)
+    assert not torch.equal(fast32, ref32) and _rel(fast32, ref32) < 1e-6  # fp32: the other path
