@@ -32,12 +32,15 @@ import json
 import os
 import sys
 import time
-from multiprocessing import Pool
+import multiprocessing
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+# The GPU machine has the dependencies but not dgbench installed: import it from this checkout.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 SHIFTS = ("origin", "rgb+50", "r+50", "std-x1.5")
 FAKE_GENERATOR_SHA = "0" * 56 + "bencha11"  # the synthetic Monet cache's "generator"
@@ -68,9 +71,15 @@ def _write_image(job: tuple[str, int, int]) -> None:
     os.replace(tmp, path)
 
 
+def _pool(procs: int):
+    # spawn, not fork: a forked child that runs a torch op after the parent used its OpenMP pool
+    # waits forever on the pool's lock (seen under torch 2.11, the GPU machine's version)
+    return multiprocessing.get_context("spawn").Pool(procs)
+
+
 def build_tree(root: Path, n: int, procs: int, classes: int = 100) -> Path:
     root.mkdir(parents=True, exist_ok=True)
-    with Pool(procs) as pool:
+    with _pool(procs) as pool:
         pool.map(_write_image, [(str(root), i, classes) for i in range(1, n + 1)], chunksize=64)
     return root
 
@@ -100,7 +109,7 @@ def fill_monet_cache(model: torch.nn.Module, tree: Path, procs: int) -> Path:
     spec = get_shift("monet")
     folder = style_cache.cache_path(spec, ds, prep, FAKE_GENERATOR_SHA)
     folder.mkdir(parents=True, exist_ok=True)
-    with Pool(procs) as pool:
+    with _pool(procs) as pool:
         pool.map(_write_style, [(str(folder), ds.sample_id(i), i) for i in range(len(ds))], chunksize=64)
     style_cache.write_manifest(folder, spec, ds, prep, FAKE_GENERATOR_SHA, "synthetic (gpu_appearance_bench.py)")
     return folder
@@ -311,6 +320,12 @@ def main() -> None:
     say(f"tree: {max(a.images, a.full_images, a.compare_images):,} JPEGs of 500x375 in {tree} ({time.perf_counter() - t:.0f} s)")
     out: dict[str, Any] = {"device": a.device, "model": a.model, "images": a.images, "batch_size": a.batch_size,
                            "workers": a.workers}
+    json_path = a.json or (Path(os.environ["OUT"]) / "gpu_bench.json" if os.environ.get("OUT") else None)
+
+    def save() -> None:  # after every section: a run stopped by its time limit keeps what it measured
+        if json_path:
+            json_path.parent.mkdir(parents=True, exist_ok=True)
+            json_path.write_text(json.dumps(out, indent=2, default=str))
     n = a.images
 
     sections = set(a.sections.split(","))
@@ -351,6 +366,7 @@ def main() -> None:
         for k, v in rates.items():
             say(f"[{precision}]   forward {k:<28} {v:9.1f} img/s   {r['ratios'][k]:.3f}x {names[0]}")
         out[precision] = r
+        save()
 
     if a.full_images and "full" in sections:
         fill = time.perf_counter()
@@ -365,6 +381,7 @@ def main() -> None:
             say(f"[{precision}] appearance, {a.full_images:,} images x 5 shifts, decode {decode}: "
                 f"{full[decode]['seconds']:.1f} s ({rate:,.0f} decoded img/s)")
         out["full"] = full
+        save()
 
     if a.compare_images and "compare" in sections:
         diffs = compare_predictions(model, tree, a, a.compare_images)
@@ -376,9 +393,7 @@ def main() -> None:
         out["engine_top1_cpu_vs_gpu_fp32"] = {s: (cpu_counts[s]["top1_err"], gpu_counts[s]["top1_err"]) for s in SHIFTS}
         say(f"engine top-1 error, CPU vs device (fp32): {out['engine_top1_cpu_vs_gpu_fp32']}")
 
-    path = a.json or (Path(os.environ["OUT"]) / "gpu_bench.json" if os.environ.get("OUT") else None)
-    if path:
-        path.write_text(json.dumps(out, indent=2, default=str))
+    save()
     say("\nsummary (decoded img/s):")
     say(f"  {'precision':<9} {'exact':>8} {'gpu-dec':>8} {'peer':>8} {'pil-ceil':>9} {'dev-ceil':>9} {'floor':>8}  ratios")
     for precision in [p for p in a.precisions.split(",") if p in out]:

@@ -244,6 +244,15 @@ def test_device_rules_under_torchrun(monkeypatch) -> None:
         runtime.resolve_device("cuda:3")
 
 
+def test_cuda_asked_for_without_cuda_is_one_line_naming_the_fix(monkeypatch) -> None:
+    from dgbench import runtime
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(DgbenchError, match=r"--device cuda: CUDA is not available on this machine \(use --device cpu\)"):
+        runtime.resolve_device("cuda")
+    assert runtime.resolve_device("auto") == torch.device("cpu")
+
+
 def test_fp32_means_no_tf32_and_tf32_is_its_own_precision() -> None:
     from dgbench.runtime import set_precision
 
