@@ -98,6 +98,15 @@ def test_a_bad_divergence_leaderboard_names_line_and_column(tmp_path: Path) -> N
         read_leaderboard(path)
 
 
+def test_a_duplicated_divergence_row_names_both_lines(tmp_path: Path) -> None:
+    path = publish(records_to_frame(records()), tmp_path)[0]
+    lines = path.read_text().splitlines()
+    path.write_text("\n".join([*lines, "", lines[2]]) + "\n")  # a blank line, then line 3 again
+    with pytest.raises(LeaderboardError, match=rf"digits-divergence.csv:{len(lines) + 2}: duplicate row, "
+                                               r"same key as line 3 \(digits, divergence, small_resnet, "):
+        read_leaderboard(path)
+
+
 def test_cli_table_plot_publish_check(tmp_path: Path) -> None:
     res = tmp_path / "res"
     ResultStore(res).append(records())

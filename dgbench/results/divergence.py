@@ -238,35 +238,19 @@ def read_leaderboard(p: Path, reader: Any = None) -> pd.DataFrame:
             if next(rd, None) != HEADER:
                 raise LeaderboardError(f"{p}:1: not a divergence leaderboard (expected {','.join(HEADER)})")
             return read_leaderboard(p, rd)
-    records, seen = [], {}
-    for row in reader:
-        line = reader.line_num
-        if not row or not any(c.strip() for c in row):
-            continue
-        rec = _parse_row(p, line, row)
-        key = tuple(rec[c] for c in (*KEY, "source"))
-        if key in seen:
-            raise LeaderboardError(f"{p}:{line}: duplicate row, same key as line {seen[key]}")
-        seen[key] = line
-        records.append(rec)
+    from .leaderboard import check_unique, csv_rows
+
+    records = [_parse_row(p, line, row) for line, row in csv_rows(reader)]
+    check_unique(p, records, (*KEY, "source"))
     frame = pd.DataFrame(records, columns=HEADER + ["line"])
     frame.attrs.update(kind=KIND, task="classification", metrics=(METRIC,), path=str(p))
     return frame
 
 
 def _parse_row(p: Path, line: int, row: list[str]) -> dict[str, Any]:
-    from .leaderboard import LeaderboardError
+    from .leaderboard import row_record
 
-    def bad(col: str, why: str) -> LeaderboardError:
-        return LeaderboardError(f"{p}:{line}: column {col!r}: {why}")
-
-    if len(row) != len(HEADER):
-        raise LeaderboardError(f"{p}:{line}: {len(row)} fields, the header has {len(HEADER)}")
-    rec: dict[str, Any] = dict(zip(HEADER, (c.strip() for c in row)))
-    rec["line"] = line
-    for col in ("dataset", "protocol", "model", "pair", "layer", "source"):
-        if not rec[col]:
-            raise bad(col, "empty; every row needs it")
+    rec, bad = row_record(p, line, HEADER, row, ("dataset", "protocol", "model", "pair", "layer", "source"))
     if rec["task"] != "classification":
         raise bad("task", f"{rec['task']!r}; divergence leaderboards are classification")
     if not rec["layer_index"].isdigit() or int(rec["layer_index"]) < 1:

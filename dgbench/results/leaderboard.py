@@ -14,7 +14,7 @@ import io
 import json
 import math
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -204,24 +204,24 @@ def _read_leaderboard(p: Path) -> pd.DataFrame:
                                    f"schema; expected one of:\n  {expected}")
         kind, task = kind_task
         metrics = METRICS[kind_task]
-        records, seen = [], {}
-        for row in reader:
-            line = reader.line_num
-            if not row or not any(c.strip() for c in row):
-                continue
-            records.append(_parse_row(p, line, header, row, kind, task, metrics))
-            key = tuple(records[-1].get(c, "") for c in KEY_COLUMNS)
-            if key in seen:
-                raise LeaderboardError(f"{p}:{line}: duplicate row, same key as line {seen[key]} "
-                                       f"({', '.join(k for k in key if k)})")
-            seen[key] = line
+        records = [_parse_row(p, line, header, row, kind, task, metrics) for line, row in csv_rows(reader)]
+    check_unique(p, records, KEY_COLUMNS)
     frame = pd.DataFrame(records, columns=header + ["line"])
     frame.attrs.update(kind=kind, task=task, metrics=metrics, path=str(p))
     return frame
 
 
-def _parse_row(p: Path, line: int, header: list[str], row: list[str], kind: str, task: str,
-               metrics: tuple[str, ...]) -> dict[str, Any]:
+def csv_rows(reader: Any) -> Iterator[tuple[int, list[str]]]:
+    """``(line number, fields)`` of each row of a ``csv.reader`` that is not blank."""
+    for row in reader:
+        if row and any(c.strip() for c in row):
+            yield reader.line_num, row
+
+
+def row_record(p: Path, line: int, header: list[str], row: list[str],
+               required: Iterable[str]) -> tuple[dict[str, Any], Callable[[str, str], LeaderboardError]]:
+    """A row as ``{column: stripped text, "line": line}`` with its ``required`` columns checked
+    non-empty, and ``bad(column, why)``: the error that names the file, line and column."""
     def bad(col: str, why: str) -> LeaderboardError:
         return LeaderboardError(f"{p}:{line}: column {col!r}: {why}")
 
@@ -229,9 +229,28 @@ def _parse_row(p: Path, line: int, header: list[str], row: list[str], kind: str,
         raise LeaderboardError(f"{p}:{line}: {len(row)} fields, the header has {len(header)}")
     rec: dict[str, Any] = dict(zip(header, (c.strip() for c in row)))
     rec["line"] = line
-    for col in ("dataset", "protocol", "task", "model", *CONDITION_COLUMNS[kind], "source"):
+    for col in required:
         if not rec[col]:
             raise bad(col, "empty; every row needs it")
+    return rec, bad
+
+
+def check_unique(p: Path, records: list[dict[str, Any]], key_columns: Iterable[str]) -> None:
+    """No two rows share a key (a table would show one of them and hide the other)."""
+    key_columns = tuple(key_columns)
+    seen: dict[tuple[Any, ...], int] = {}
+    for rec in records:
+        key = tuple(rec.get(c, "") for c in key_columns)
+        if key in seen:
+            raise LeaderboardError(f"{p}:{rec['line']}: duplicate row, same key as line {seen[key]} "
+                                   f"({', '.join(str(k) for k in key if k != '')})")
+        seen[key] = rec["line"]
+
+
+def _parse_row(p: Path, line: int, header: list[str], row: list[str], kind: str, task: str,
+               metrics: tuple[str, ...]) -> dict[str, Any]:
+    rec, bad = row_record(p, line, header, row,
+                          ("dataset", "protocol", "task", "model", *CONDITION_COLUMNS[kind], "source"))
     if rec["task"] != task:
         raise bad("task", f"{rec['task']!r} in a {task} leaderboard")
     if "fraction" in rec:
