@@ -96,6 +96,42 @@ def test_evaluate_with_workers_matches_in_process() -> None:
     assert {k: v.correct for k, v in a.counts.items()} == {k: v.correct for k, v in b.counts.items()}
 
 
+def test_compile_gives_the_eager_counts() -> None:
+    ds = ToyDataset(11)  # batches of 4, 4, 3: the last one recompiles (dynamic=False)
+    shifts = [get_shift("origin"), get_shift("std-x1.5")]
+    res = evaluate(MeanColourNet(), ds, shifts,
+                   config=EngineConfig(device="cpu", batch_size=4, workers=0, progress=False, compile=True))
+    for s in shifts:
+        assert res.counts[s.name].correct == direct_counts(ds, s.name)
+
+
+def test_a_compile_failure_is_one_line_when_the_first_batch_compiles(monkeypatch: pytest.MonkeyPatch) -> None:
+    """torch.compile is lazy: a missing C++ compiler shows in the first call, not in torch.compile()."""
+    from torch._dynamo.exc import TorchDynamoException
+
+    from dgbench.errors import DgbenchError
+
+    def lazy_compile(model, **kw):
+        def first_call(x):
+            raise TorchDynamoException("InvalidCxxCompiler: No working C++ compiler found\n  (long traceback)")
+        return first_call
+
+    monkeypatch.setattr(torch, "compile", lazy_compile)
+    cfg = EngineConfig(device="cpu", batch_size=4, workers=0, progress=False, compile=True)
+    with pytest.raises(DgbenchError, match=r"^--compile: torch.compile failed \(TorchDynamoException: "
+                                           r"InvalidCxxCompiler: No working C\+\+ compiler found\); run without --compile$"):
+        evaluate(MeanColourNet(), ToyDataset(5), [get_shift("origin")], config=cfg)
+
+    def model_error(model, **kw):  # an error of the model itself is not dressed up as a compile failure
+        def call(x):
+            raise ValueError("shape mismatch in the model")
+        return call
+
+    monkeypatch.setattr(torch, "compile", model_error)
+    with pytest.raises(ValueError, match="shape mismatch"):
+        evaluate(MeanColourNet(), ToyDataset(5), [get_shift("origin")], config=cfg)
+
+
 def test_sharding_is_disjoint_complete_and_sums_to_the_single_process_counts(monkeypatch: pytest.MonkeyPatch) -> None:
     for n, w in ((10, 3), (2, 4), (0, 2)):
         shards = [shard_indices(n, r, w) for r in range(w)]

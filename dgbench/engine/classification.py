@@ -285,11 +285,30 @@ def _cudnn_autotune(device: torch.device) -> Any:
 
 def _compiled(model: nn.Module) -> Callable[..., torch.Tensor]:
     """``torch.compile(model)`` (``--compile``); shapes vary only in the last batch (dynamic=False
-    recompiles once for it rather than tracing symbolic shapes)."""
+    recompiles once for it rather than tracing symbolic shapes).
+
+    Compilation is lazy: it happens in the first call (and a recompile in the last batch's), so
+    that is where a failure such as a missing C++ compiler surfaces; it becomes one line there.
+    Errors of the model itself are not dynamo's and pass through unchanged.
+    """
+    from torch._dynamo.exc import TorchDynamoException
+
+    def fail(exc: Exception) -> DgbenchError:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        return DgbenchError(f"--compile: torch.compile failed ({type(exc).__name__}: {first}); run without --compile")
+
     try:
-        return torch.compile(model, dynamic=False)
-    except Exception as exc:  # e.g. no compiler toolchain on this machine
-        raise DgbenchError(f"--compile: torch.compile failed ({type(exc).__name__}: {exc}); run without --compile") from None
+        compiled = torch.compile(model, dynamic=False)
+    except Exception as exc:  # e.g. an unsupported Python or platform
+        raise fail(exc) from None
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        try:
+            return compiled(x)
+        except TorchDynamoException as exc:
+            raise fail(exc) from None
+
+    return forward
 
 
 def _current_runtime(device: str) -> Runtime:
