@@ -17,7 +17,10 @@ noise, synset folders) with a process pool, then prints, per precision:
 then the 50,000 images x 5 shifts of ``appearance`` (Monet read from a synthetic, filled style
 cache) with the exact and the device decode, and how many of the predictions of the device's exact
 path differ from the CPU's (fp32) on the first ``--compare-images`` images, with the CPU's and the
-device's engine counts. Every time is one wall-clock run after a warm-up (GPU time is scarce);
+device's engine counts; last, ``--compile`` at bf16 (the compilation's time, the forward rate
+compiled vs eager, the exact engine's rate with it). The JSON is rewritten after every section, so
+a run stopped by a time limit keeps what it measured. Every time is one wall-clock run after a
+warm-up (GPU time is scarce);
 rates are decoded images/s unless said. Random weights: speed does not depend on them.
 
     python benchmarks/gpu_appearance_bench.py                       # on the GPU machine
@@ -128,10 +131,12 @@ def autocast_ctx(device: torch.device, precision: str):
 
 
 def run_dgbench(model, tree: Path, protocol: str, a: argparse.Namespace, precision: str, n: int,
-                decode: str = "pil") -> tuple[float, dict[str, dict[str, float]]]:
+                decode: str = "pil", compile: bool = False) -> tuple[float, dict[str, dict[str, float]]]:
     from dgbench.protocols.appearance import run_protocol
 
     options = {"decode": "gpu"} if decode == "gpu" else {}
+    if compile:
+        options["compile"] = True
     t = time.perf_counter()
     summary = run_protocol(model, protocol, data=tree, store=False, progress=False, batch_size=a.batch_size,
                            workers=a.workers, precision=precision, pretrained=False, device=a.device, limit=n,
@@ -241,6 +246,36 @@ def forward_rate(model, a: argparse.Namespace, precision: str, batches: int, ref
     return batches * a.batch_size / (time.perf_counter() - t)
 
 
+def main_precision(a: argparse.Namespace) -> str:
+    return "bf16" if "bf16" in a.precisions.split(",") else a.precisions.split(",")[0]
+
+
+def compile_figures(model, tree: Path, a: argparse.Namespace, precision: str, n: int) -> dict[str, Any]:
+    """``--compile``: the first call's time (the compilation), forward rates compiled and eager, and
+    the exact engine's rate with ``--compile`` after a warm-up run (which compiles its copy)."""
+    from dgbench.runtime import set_precision
+
+    device = torch.device(a.device)
+    model = model.eval().to(device).to(memory_format=torch.channels_last)
+    compiled = torch.compile(model, dynamic=False)
+    x = torch.randn(a.batch_size, 3, 224, 224, device=device).contiguous(memory_format=torch.channels_last)
+    set_precision(precision)
+    t = time.perf_counter()
+    with torch.inference_mode(), autocast_ctx(device, precision):
+        compiled(x)
+    sync(device)
+    r: dict[str, Any] = {"precision": precision, "compile_s": time.perf_counter() - t}
+    say(f"[{precision}] --compile: first call (compilation) {r['compile_s']:.1f} s")
+    r["forward_eager"] = forward_rate(model, a, precision, a.floor_batches)
+    r["forward_compiled"] = forward_rate(compiled, a, precision, a.floor_batches)
+    say(f"[{precision}] forward eager {r['forward_eager']:,.0f} img/s, compiled {r['forward_compiled']:,.0f} img/s "
+        f"({r['forward_compiled'] / r['forward_eager']:.3f}x)")
+    run_dgbench(model, tree, "appearance-lite", a, precision, min(n, 2 * a.batch_size), compile=True)  # compiles
+    r["exact_compiled"], _ = run_dgbench(model, tree, "appearance-lite", a, precision, n, compile=True)
+    say(f"[{precision}] exact with --compile     {r['exact_compiled']:9.1f} decoded img/s")
+    return r
+
+
 # ----------------------------------------------------------------------------- comparisons
 def compare_predictions(model, tree: Path, a: argparse.Namespace, n: int) -> dict[str, Any]:
     """Top-1 predictions of the device (each precision) vs the CPU at fp32, per shift, first n images."""
@@ -292,8 +327,9 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=None, help="default 256 on a GPU, 8 on a CPU")
     ap.add_argument("--workers", type=int, default=None, help="loader workers (default: CPUs - 2, at most 14)")
     ap.add_argument("--floor-batches", type=int, default=None, help="batches per forward timing (default 30 GPU, 2 CPU)")
-    ap.add_argument("--sections", default="parts,full,compare",
-                    help="parts: per-precision figures and ratios; full: 5 shifts x --full-images; compare: CPU vs device")
+    ap.add_argument("--sections", default="parts,full,compare,compile",
+                    help="parts: per-precision figures and ratios; full: 5 shifts x --full-images; compare: CPU vs "
+                         "device; compile: --compile's compile time, forward rate and engine rate (last: the slowest)")
     ap.add_argument("--root", type=Path, default=Path(os.environ.get("TMPDIR", "/tmp")) / "dgbench-gpu-bench")
     ap.add_argument("--json", type=Path, default=None, help="write every figure here (default $OUT/gpu_bench.json)")
     a = ap.parse_args()
@@ -373,7 +409,7 @@ def main() -> None:
         fill_monet_cache(model, tree, max(1, cpus))
         say(f"synthetic Monet cache filled ({time.perf_counter() - fill:.0f} s)")
         full: dict[str, Any] = {}
-        precision = "bf16" if "bf16" in a.precisions.split(",") else a.precisions.split(",")[0]
+        precision = main_precision(a)
         for decode in ("pil", "gpu"):
             t = time.perf_counter()
             rate, _ = run_dgbench(model, tree, "appearance", a, precision, a.full_images, decode=decode)
@@ -392,6 +428,10 @@ def main() -> None:
         gpu_counts = run_dgbench(model, tree, "appearance-lite", a, "fp32", a.compare_images)[1]
         out["engine_top1_cpu_vs_gpu_fp32"] = {s: (cpu_counts[s]["top1_err"], gpu_counts[s]["top1_err"]) for s in SHIFTS}
         say(f"engine top-1 error, CPU vs device (fp32): {out['engine_top1_cpu_vs_gpu_fp32']}")
+
+    if "compile" in sections:
+        out["compile"] = compile_figures(model, tree, a, main_precision(a), n)
+        save()
 
     save()
     say("\nsummary (decoded img/s):")

@@ -5,9 +5,9 @@
 # then call the device tool with  command="bash benchmarks/gpu_session.sh", carry=[".whl"],
 # timeout_s=600. Parts, most wanted first, each under its own limit (seconds; override with the
 # variables) so that a slow or hung part cannot take the others' time:
-#     APPEARANCE_S=330  benchmarks/gpu_appearance_bench.py   issue 12's figures ($OUT/gpu_bench.json)
+#     APPEARANCE_S=360  benchmarks/gpu_appearance_bench.py   issue 12's figures ($OUT/gpu_bench.json)
 #     FINETUNE_S=80     benchmarks/finetune_timing.py        s/iteration of Table 8's recipe vs floor
-#     CHECK_S=110       benchmarks/gpu_check.sh              CUDA training, torchrun, the test suite
+#     CHECK_S=80        benchmarks/gpu_check.sh              CUDA training, torchrun, the test suite
 # Each part's whole output goes to $OUT/<part>.log (the tool returns only the last 12,000
 # characters of the call's output). Checked end to end on the CPU under torch 2.11 (the GPU
 # image's version) with DEVICE=cpu, which passes --device cpu and small sizes to every part.
@@ -42,7 +42,7 @@ part() {  # part NAME LIMIT_S COMMAND...: run it under `timeout`, log to $OUT/NA
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader 2>/dev/null || echo "(no nvidia-smi)"
 python3 -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__, 'gpus', torch.cuda.device_count())"
-part appearance "${APPEARANCE_S:-330}" python3 benchmarks/gpu_appearance_bench.py "${appearance[@]}"
+part appearance "${APPEARANCE_S:-360}" python3 benchmarks/gpu_appearance_bench.py "${appearance[@]}"
 part finetune "${FINETUNE_S:-80}" python3 benchmarks/finetune_timing.py "${finetune[@]}"
-DEVICE="$DEVICE" part check "${CHECK_S:-110}" bash benchmarks/gpu_check.sh
+DEVICE="$DEVICE" part check "${CHECK_S:-80}" bash benchmarks/gpu_check.sh
 echo "logs and JSON in $OUT: $(ls "$OUT" | tr '\n' ' ')"
