@@ -22,7 +22,6 @@ are compared with dgbench's.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import statistics
 import tempfile
@@ -32,6 +31,9 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+
+from _bench import authors_transforms
+from dgbench.runtime import autocast
 
 SHIFTS = ("origin", "rgb+50", "r+50", "std-x1.5")
 
@@ -74,12 +76,6 @@ def flops_per_image(model: torch.nn.Module, size: int = 224) -> float:
     return float(fc.get_total_flops())
 
 
-def autocast_ctx(precision: str):
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    return torch.autocast("cpu", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
-
-
 def run_dgbench(model, tree: Path, precision: str, batch_size: int, workers: int) -> tuple[float, dict[str, float]]:
     from dgbench.protocols.appearance import run_protocol
 
@@ -92,30 +88,19 @@ def run_dgbench(model, tree: Path, precision: str, batch_size: int, workers: int
 
 def run_baseline(model, tree: Path, precision: str, batch_size: int, workers: int) -> tuple[float, dict[str, float]]:
     """The authors' style: ImageFolder + PIL transforms, one full pass per shift."""
-    from torchvision import datasets, transforms as T
+    from torchvision import datasets
 
     from dgbench.data.imagenet import synset_index
 
     mean, std = model.pretrained_cfg.mean, model.pretrained_cfg.std
-
-    def add(value: float, channels: list[int]):
-        def fn(x: torch.Tensor) -> torch.Tensor:  # on ToTensor's 0..1 scale, unclipped
-            x = x.clone()
-            x[channels] += value / 255.0
-            return x
-        return fn
-
-    pre = {"origin": [], "rgb+50": [T.Lambda(add(50, [0, 1, 2]))], "r+50": [T.Lambda(add(50, [0]))], "std-x1.5": []}
-    post = {"std-x1.5": [T.Lambda(lambda x: x * 1.5)]}
     errors = {}
     t = time.perf_counter()
     for shift in SHIFTS:
-        tf = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(), *pre[shift], T.Normalize(mean, std), *post.get(shift, [])])
-        ds = datasets.ImageFolder(str(tree), transform=tf)
+        ds = datasets.ImageFolder(str(tree), transform=authors_transforms(shift, mean, std))
         to_canonical = torch.tensor([synset_index()[c] for c in ds.classes])
         loader = torch.utils.data.DataLoader(ds, batch_size=batch_size, num_workers=workers, shuffle=False)
         correct = n = 0
-        with torch.inference_mode(), autocast_ctx(precision):
+        with torch.inference_mode(), autocast(torch.device("cpu"), precision):
             for x, y in loader:
                 pred = model(x).argmax(1)
                 correct += int((pred == to_canonical[y]).sum())
@@ -141,7 +126,7 @@ def run_floor(model, inputs: list[torch.Tensor], precision: str, batch_size: int
     fmt = torch.channels_last if channels_last else torch.contiguous_format
     batches = [[x[i:i + batch_size].contiguous(memory_format=fmt) for i in range(0, len(x), batch_size)] for x in inputs]
     t = time.perf_counter()
-    with torch.inference_mode(), autocast_ctx(precision):
+    with torch.inference_mode(), autocast(torch.device("cpu"), precision):
         for per_shift in batches:
             for xb in per_shift:
                 model(xb)

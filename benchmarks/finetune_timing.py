@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from _bench import sync
+
 MODEL = "deeplab_resnet50_ibn_a"
 
 
@@ -80,10 +82,10 @@ def time_dgbench(args: argparse.Namespace, root: Path, source: Path, work: Path)
         times = []
         for stop in (args.warmup + n, args.warmup + 2 * n):
             shutil.copyfile(saved, work / CHECKPOINT)
-            _sync(args.device)
+            sync(args.device)
             t0 = time.perf_counter()
             r = train_segmentation("cityscapes", MODEL, resume=True, stop_after=stop, **common)
-            _sync(args.device)
+            sync(args.device)
             assert r.iteration == stop and r.resumed_from == args.warmup
             times.append(time.perf_counter() - t0)
         per_it.append((times[1] - times[0]) / n)
@@ -115,18 +117,13 @@ def time_floor(args: argparse.Namespace, source: Path) -> list[float]:
         step()
     per_it = []
     for _ in range(args.repeats):
-        _sync(args.device)
+        sync(args.device)
         t0 = time.perf_counter()
         for _ in range(args.iterations):
             step()
-        _sync(args.device)
+        sync(args.device)
         per_it.append((time.perf_counter() - t0) / args.iterations)
     return per_it
-
-
-def _sync(device: str) -> None:
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
 
 
 def main() -> None:

@@ -44,6 +44,8 @@ import torch
 
 # The GPU machine has the dependencies but not dgbench installed: import it from this checkout.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from _bench import authors_transforms, sync  # noqa: E402
+from dgbench.runtime import autocast  # noqa: E402
 
 SHIFTS = ("origin", "rgb+50", "r+50", "std-x1.5")
 FAKE_GENERATOR_SHA = "0" * 56 + "bencha11"  # the synthetic Monet cache's "generator"
@@ -119,17 +121,6 @@ def fill_monet_cache(model: torch.nn.Module, tree: Path, procs: int) -> Path:
 
 
 # ----------------------------------------------------------------------------- timing helpers
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def autocast_ctx(device: torch.device, precision: str):
-    if precision in ("fp32", "tf32"):
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
-
-
 def run_dgbench(model, tree: Path, protocol: str, a: argparse.Namespace, precision: str, n: int,
                 decode: str = "pil", compile: bool = False) -> tuple[float, dict[str, dict[str, float]]]:
     from dgbench.protocols.appearance import run_protocol
@@ -147,7 +138,7 @@ def run_dgbench(model, tree: Path, protocol: str, a: argparse.Namespace, precisi
 
 def run_peer(model, tree: Path, a: argparse.Namespace, precision: str, n: int) -> tuple[float, dict[str, float]]:
     """The authors' style: ImageFolder + PIL transforms, one full pass per shift."""
-    from torchvision import datasets, transforms as T
+    from torchvision import datasets
 
     from dgbench.data.imagenet import synset_index
     from dgbench.runtime import set_precision
@@ -155,30 +146,18 @@ def run_peer(model, tree: Path, a: argparse.Namespace, precision: str, n: int) -
     set_precision(precision)
     device = torch.device(a.device)
     mean, std = model.pretrained_cfg.mean, model.pretrained_cfg.std
-
-    def add(value: float, channels: list[int]):
-        def fn(x: torch.Tensor) -> torch.Tensor:
-            x = x.clone()
-            x[channels] += value / 255.0
-            return x
-        return fn
-
-    pre = {"origin": [], "rgb+50": [T.Lambda(add(50, [0, 1, 2]))], "r+50": [T.Lambda(add(50, [0]))], "std-x1.5": []}
-    post = {"std-x1.5": [T.Lambda(lambda x: x * 1.5)]}
     model = model.eval().to(device).to(memory_format=torch.channels_last)
     errors = {}
     t = time.perf_counter()
     for shift in SHIFTS:
-        tf = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(), *pre[shift], T.Normalize(mean, std),
-                        *post.get(shift, [])])
-        ds = datasets.ImageFolder(str(tree), transform=tf, allow_empty=True)
+        ds = datasets.ImageFolder(str(tree), transform=authors_transforms(shift, mean, std), allow_empty=True)
         first = {p.name for p in sorted((Path(p) for p, _ in ds.samples), key=lambda p: p.name)[:n]}
         ds = torch.utils.data.Subset(ds, [i for i, (p, _) in enumerate(ds.samples) if Path(p).name in first])
         to_canonical = torch.tensor([synset_index()[c] for c in ds.dataset.classes], device=device)
         loader = torch.utils.data.DataLoader(ds, batch_size=a.batch_size, num_workers=a.workers, shuffle=False,
                                              pin_memory=device.type == "cuda")
         correct = torch.zeros((), dtype=torch.int64, device=device)
-        with torch.inference_mode(), autocast_ctx(device, precision):
+        with torch.inference_mode(), autocast(device, precision):
             for x, y in loader:
                 x = x.to(device, non_blocking=True).contiguous(memory_format=torch.channels_last)
                 correct += (model(x).argmax(1) == to_canonical[y.to(device, non_blocking=True)]).sum()
@@ -235,7 +214,7 @@ def forward_rate(model, a: argparse.Namespace, precision: str, batches: int, ref
     xs = [torch.randn(a.batch_size, 3, 224, 224, device=device).contiguous(memory_format=torch.channels_last)
           for _ in range(2)]  # two inputs, alternated
     ctx = reference_layers if reference else contextlib.nullcontext
-    with torch.inference_mode(), autocast_ctx(device, precision), ctx():
+    with torch.inference_mode(), autocast(device, precision), ctx():
         for x in xs:
             model(x)
         sync(device)
@@ -261,7 +240,7 @@ def compile_figures(model, tree: Path, a: argparse.Namespace, precision: str, n:
     x = torch.randn(a.batch_size, 3, 224, 224, device=device).contiguous(memory_format=torch.channels_last)
     set_precision(precision)
     t = time.perf_counter()
-    with torch.inference_mode(), autocast_ctx(device, precision):
+    with torch.inference_mode(), autocast(device, precision):
         compiled(x)
     sync(device)
     r: dict[str, Any] = {"precision": precision, "compile_s": time.perf_counter() - t}
@@ -296,7 +275,7 @@ def compare_predictions(model, tree: Path, a: argparse.Namespace, n: int) -> dic
     def preds(m, dev: torch.device, precision: str, x: torch.Tensor) -> torch.Tensor:
         set_precision(precision)
         out = []
-        with torch.inference_mode(), autocast_ctx(dev, precision):
+        with torch.inference_mode(), autocast(dev, precision):
             for i in range(0, len(x), a.batch_size):
                 xb = x[i:i + a.batch_size].to(dev).contiguous(memory_format=torch.channels_last)
                 out.append(m(xb).float().argmax(1).cpu())

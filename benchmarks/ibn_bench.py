@@ -23,16 +23,8 @@ import time
 
 import torch
 
-
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def autocast_ctx(device: torch.device, precision: str):
-    if precision in ("fp32", "tf32"):
-        return contextlib.nullcontext()
-    return torch.autocast(device.type, dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+from _bench import sync
+from dgbench.runtime import autocast
 
 
 def timed(fn, device: torch.device) -> float:
@@ -78,7 +70,7 @@ def main() -> None:
                 variants[n + " (generic)"] = (m, reference_layers)
             if args.compile:
                 variants[n + " (compiled)"] = (torch.compile(m, dynamic=False), contextlib.nullcontext)
-        with torch.inference_mode(), autocast_ctx(device, precision):
+        with torch.inference_mode(), autocast(device, precision):
             for n, m in models.items():  # correctness first, and warm-up
                 fast = m(x).float()
                 with reference_layers():
