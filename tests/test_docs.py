@@ -250,6 +250,15 @@ def test_link_check_catches_broken_links(tmp_path: Path) -> None:
         "missing.md", "b.md#built-in-pair", "#nothing"]
 
 
+def test_pages_named_by_the_code_exist() -> None:
+    # Error messages and docstrings send the user to docs/<page>.md: those pages must exist.
+    named = {(rel(path), page) for path in sorted((REPO / "dgbench").rglob("*.py"))
+             for page in re.findall(r"docs/([\w-]+\.md)", path.read_text())}
+    assert named, "the code names no docs page (the check would check nothing)"
+    missing = sorted(f"{where} names docs/{page}" for where, page in named if not (DOCS / page).exists())
+    assert not missing, missing
+
+
 def test_every_protocol_kind_has_a_page_one_click_from_the_readme() -> None:
     from dgbench.protocols.base import known_kinds
 
