@@ -202,6 +202,26 @@ def test_readme_is_a_front_page() -> None:
     assert tuple(first_block[1].splitlines()) == SETUP_COMMANDS
 
 
+def test_readme_table_is_the_published_leaderboard() -> None:
+    # The README's built-in table quotes leaderboards/digits-appearance.csv cell for cell.
+    import csv
+
+    with open(REPO / "leaderboards" / "digits-appearance.csv", newline="") as f:
+        published = {(r["model"], r["shift"]): r for r in csv.DictReader(f)}
+    rows = [line.strip("|").split("|") for line in README.read_text().splitlines()
+            if line.startswith("| small_resnet")]
+    header = next(line for line in README.read_text().splitlines() if line.startswith("| model |"))
+    shifts = [c.strip() for c in header.strip("|").split("|")[1:]]
+    assert len(rows) == len({m for m, _ in published}) and shifts, "README shows every published model"
+    for model, *cells in ([c.strip() for c in row] for row in rows):
+        for shift, cell in zip(shifts, cells, strict=True):
+            r = published[(model, shift)]
+            want = f"{r['top1_err_pct']}/{r['top5_err_pct']}"
+            if r["top1_err_drop_pct"]:
+                want += f" ({r['top1_err_drop_pct']}/{r['top5_err_drop_pct']})"
+            assert cell == want, f"README.md: {model} {shift} shows {cell!r}, the leaderboard {want!r}"
+
+
 def slugify(heading: str) -> str:
     """A heading's anchor, as Python-Markdown's toc extension (mkdocs) makes it."""
     text = re.sub(r"[`*_]|\[([^\]]*)\]\([^)]*\)", r"\1", heading)  # markup: the text only
