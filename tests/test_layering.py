@@ -80,6 +80,8 @@ class Import:
     name: str  # with a root import, the name imported from the root (e.g. __version__)
     line: int
     deferred: bool  # inside a function or an `if TYPE_CHECKING:` block: not run at import
+    used: bool = True  # False: deferred and never used (a registration run for its side effect,
+    #                     or a type-checking-only name)
 
 
 def module_name(path: Path) -> str:
@@ -96,24 +98,34 @@ def _is_type_checking(node: ast.If) -> bool:
 
 
 def _statements(tree: ast.Module):
-    """(statement, deferred) for every import statement of the module."""
-    def walk(node: ast.AST, deferred: bool):
+    """(statement, deferred, names used where it runs) for every import statement of the module.
+
+    The names are those of the enclosing function (all of the module at module level, none under
+    ``if TYPE_CHECKING:``, which never runs)."""
+    def names(scope: ast.AST) -> set[str]:
+        return {n.id for n in ast.walk(scope) if isinstance(n, ast.Name)}
+
+    def walk(node: ast.AST, deferred: bool, used: set[str]):
         for child in ast.iter_child_nodes(node):
             if isinstance(child, (ast.Import, ast.ImportFrom)):
-                yield child, deferred
-            inner = deferred or isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
-            inner = inner or (isinstance(child, ast.If) and _is_type_checking(child))
-            yield from walk(child, inner)
-    yield from walk(tree, False)
+                yield child, deferred, used
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                yield from walk(child, True, names(child))
+            elif isinstance(child, ast.If) and _is_type_checking(child):
+                yield from walk(child, True, set())
+            else:
+                yield from walk(child, deferred, used)
+    yield from walk(tree, False, names(tree))
 
 
 def imports_of(source: str, name: str, is_package: bool, modules: set[str]) -> list[Import]:
     """The dgbench imports of module ``name`` (its text ``source``), resolved to module names."""
     package = name.split(".") if is_package else name.split(".")[:-1]
     found = []
-    for node, deferred in _statements(ast.parse(source)):
+    for node, deferred, names in _statements(ast.parse(source)):
         if isinstance(node, ast.Import):
             pairs = [(alias.name, "") for alias in node.names]
+            bound = [alias.asname or alias.name.split(".")[0] for alias in node.names]
         else:
             base = node.module or ""
             if node.level:
@@ -121,11 +133,13 @@ def imports_of(source: str, name: str, is_package: bool, modules: set[str]) -> l
             # `from pkg import mod` imports the module pkg.mod; `from mod import name`, mod
             pairs = [(f"{base}.{a.name}", "") if f"{base}.{a.name}" in modules else (base, a.name)
                      for a in node.names]
-        for target, imported in pairs:
+            bound = [a.asname or a.name for a in node.names]
+        for (target, imported), as_name in zip(pairs, bound):
             if target == "dgbench" or target.startswith("dgbench."):
                 while target not in modules and "." in target:  # `import dgbench.x.attr`
                     target = target.rsplit(".", 1)[0]
-                found.append(Import(name, target, imported, node.lineno, deferred))
+                used = not deferred or as_name in names
+                found.append(Import(name, target, imported, node.lineno, deferred, used))
     return found
 
 
@@ -197,14 +211,13 @@ def cycles(imports: list[Import], deferred: bool) -> set[frozenset[str]]:
     """The import cycles (strongly connected sets of 2+ modules) among ``imports``.
 
     Without ``deferred`` only module-level imports count. With it, function-level ones too, but
-    not a module's import of its own package (``from .. import models`` in models/registry.py,
-    to run every registration): a package is always initialized before its modules run.
+    not one whose names go unused: a registry loading its members for their side effect
+    (``from .. import models`` in models/registry.py runs every ``@register_model``) is one-way
+    by design, the members import the registry and the registry knows none of their names.
     """
     graph: dict[str, set[str]] = {}
     for imp in imports:
-        if imp.source == imp.target or (imp.deferred and not deferred):
-            continue
-        if imp.deferred and imp.source.startswith(imp.target + "."):
+        if imp.source == imp.target or (imp.deferred and not (deferred and imp.used)):
             continue
         graph.setdefault(imp.source, set()).add(imp.target)
     index: dict[str, int] = {}
@@ -278,17 +291,21 @@ def test_checker_resolves_every_import_form() -> None:
         "if TYPE_CHECKING:\n"
         "    from ..engine import Engine\n"
         "def build():\n"
-        "    from dgbench.data.digits import digit_images\n")
-    got = [(i.target, i.name, i.line, i.deferred)
+        "    from dgbench.data.digits import digit_images\n"
+        "    return digit_images()\n"
+        "def load_all():\n"
+        "    from .. import models  # registers them\n")
+    got = [(i.target, i.name, i.line, i.deferred, i.used)
            for i in imports_of(source, "dgbench.models.small", False, FAKE_MODULES)]
     assert got == [
-        ("dgbench.data.digits", "", 2, False),
-        ("dgbench.models.registry", "create_model", 3, False),
-        ("dgbench.data", "", 4, False),
-        ("dgbench.errors", "DgbenchError", 5, False),
-        ("dgbench", "__version__", 6, False),
-        ("dgbench.engine", "Engine", 9, True),
-        ("dgbench.data.digits", "digit_images", 11, True),
+        ("dgbench.data.digits", "", 2, False, True),
+        ("dgbench.models.registry", "create_model", 3, False, True),
+        ("dgbench.data", "", 4, False, True),
+        ("dgbench.errors", "DgbenchError", 5, False, True),
+        ("dgbench", "__version__", 6, False, True),
+        ("dgbench.engine", "Engine", 9, True, False),
+        ("dgbench.data.digits", "digit_images", 11, True, True),
+        ("dgbench.models", "", 14, True, False),
     ]
 
 
@@ -309,12 +326,12 @@ def test_checker_flags_violations() -> None:
 
 
 def test_checker_finds_cycles() -> None:
-    def imp(a: str, b: str, deferred: bool = False) -> Import:
-        return Import(a, b, "", 1, deferred)
+    def imp(a: str, b: str, deferred: bool = False, used: bool = True) -> Import:
+        return Import(a, b, "", 1, deferred, used)
 
     imports = [imp("dgbench.a", "dgbench.b"), imp("dgbench.b", "dgbench.c"),
                imp("dgbench.c", "dgbench.a", deferred=True), imp("dgbench.d", "dgbench.e"),
-               imp("dgbench.e", "dgbench.d"), imp("dgbench.p.x", "dgbench.p", deferred=True),
+               imp("dgbench.e", "dgbench.d"), imp("dgbench.p.x", "dgbench.p", deferred=True, used=False),
                imp("dgbench.p", "dgbench.p.x")]
     assert cycles(imports, deferred=False) == {frozenset({"dgbench.d", "dgbench.e"})}
     assert cycles(imports, deferred=True) == {frozenset({"dgbench.a", "dgbench.b", "dgbench.c"}),
