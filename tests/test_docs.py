@@ -200,6 +200,8 @@ def test_readme_is_a_front_page() -> None:
     first_block = code_blocks(README, {"bash"})[0]
     assert first_block[0] <= 4, "the README's first lines are its two set-up commands"
     assert tuple(first_block[1].splitlines()) == SETUP_COMMANDS
+    # The site's home page starts with the same two commands.
+    assert code_blocks(DOCS / "index.md", {"bash"})[0][1] == first_block[1]
 
 
 def test_readme_table_is_the_published_leaderboard() -> None:
