@@ -77,7 +77,7 @@ def _style_rows() -> list[DoctorRow]:
     sources = sorted({m["generator_source"] for _, m, _ in caches if m.get("generator_source")})
     if not sources:
         rows.append(("style generators", "style cache manifests", "none",
-                     "pass --weights to `dgbench prepare monet` (see README)"))
+                     "pass --weights to `dgbench prepare monet` (see docs/appearance.md)"))
     for src in sources:
         local = not src.startswith(("http://", "https://", "file://"))
         found = Path(src).expanduser().is_file() if local else None

@@ -150,8 +150,8 @@ def image_source(spec: ShiftSpec, ds: Any, prep: Preprocess, cache_root: Path | 
         raise DgbenchError(
             f"shift {spec.name!r} needs images rendered by its CycleGAN generator ({where}). Build the cache "
             f"once with:\n  dgbench prepare {spec.name} --data {data} --weights /path/to/latest_net_G.pth\n"
-            "(the CycleGAN authors' pretrained 'style_monet' model: see the README's Appearance protocol "
-            "section), or run without it: --protocol appearance-lite, or --shifts origin,rgb+50,r+50,std-x1.5"
+            "(the CycleGAN authors' pretrained 'style_monet' model: see docs/appearance.md, "
+            "'The Monet generator'), or run without it: --protocol appearance-lite, or --shifts origin,rgb+50,r+50,std-x1.5"
         )
     man = style_cache.read_manifest(complete[0])
     return spec.with_params(generator_sha256=man["generator_sha256"]), style_cache.CachedStyle(complete[0])

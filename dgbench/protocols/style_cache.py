@@ -237,7 +237,7 @@ def prepare(
         if not weights:
             raise DgbenchError(
                 f"dgbench prepare {spec.name} needs --weights: the CycleGAN generator (e.g. the authors' "
-                "style_monet latest_net_G.pth; see the README's Appearance protocol section)"
+                "style_monet latest_net_G.pth; see docs/appearance.md, 'The Monet generator')"
             )
         from ..models.style import load_style_generator
 
