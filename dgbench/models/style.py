@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
-from .weights import fetch, read_state_dict, sha256_file
+from .weights import fetch, load_state_dict_strict, read_state_dict, sha256_file
 
 _LEGACY_IN_KEYS = ("running_mean", "running_var", "num_batches_tracked")
 
@@ -115,10 +115,7 @@ def load_style_generator(path_or_url: str | os.PathLike, map_location: str | tor
     state = clean_state_dict(state)
     ngf, n_blocks = infer_arch(state)
     gen = ResnetGenerator(ngf=ngf, n_blocks=n_blocks)
-    try:
-        gen.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: keys do not fit a CycleGAN ResnetGenerator: {exc}") from None
+    load_state_dict_strict(gen, state, str(path), new_head_ok=False)
     gen.to(map_location).eval()
     gen.sha256 = sha256_file(path)  # type: ignore[assignment]
     gen.source = s  # type: ignore[assignment]
