@@ -219,7 +219,7 @@ class FinetuneProtocol(CrossDomainProtocol):
 
     def check_flags(self, req: RunRequest, pair: PairSpec) -> None:
         allowed = OPTIONS + (CHECKPOINT_OPTIONS if pair.weights == "checkpoints" else ())
-        reject_options(req, f"{self.name} protocol on the {pair.name} pair", allowed)
+        reject_options(req, self.name, allowed, pair=pair.name)
         unused = [f for f, given in (("--shifts", req.shifts), ("--subset", req.subset), ("--checkpoint", req.checkpoint),
                                      ("--skip-corrupt", req.skip_corrupt)) if given]
         if unused:
