@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from dgbench.cli import app
@@ -35,3 +36,56 @@ def test_an_option_the_pair_does_not_use_names_protocol_and_pair_once(tmp_path: 
     assert code == 2 and out.strip().endswith(
         "--checkpoint-b: not used by the finetune protocol on the digit-scenes pair"), out
     assert "pair protocol" not in out and not list(tmp_path.iterdir())
+
+
+def _unreadable(kind: str, path: Path) -> Path:
+    """A file torch.load(weights_only=True) refuses, of the kinds users pass by mistake."""
+    import argparse
+
+    import torch
+
+    if kind == "pickled object":  # a training script's checkpoint with its argparse options inside
+        torch.save({"args": argparse.Namespace(lr=0.1), "state_dict": {"w": torch.zeros(2)}}, path)
+    elif kind == "truncated":
+        torch.save({"w": torch.zeros(1000)}, path)
+        path.write_bytes(path.read_bytes()[:2000])
+    elif kind == "empty":
+        path.write_bytes(b"")
+    else:
+        path.write_text("not a checkpoint\n")
+    return path
+
+
+@pytest.mark.parametrize(("kind", "reason"), [
+    ("pickled object", "it holds a pickled argparse.Namespace, which weights_only=True will not run; re-save just the "
+                       "tensors (torch.save(model.state_dict(), path))"),
+    ("truncated", "the file is empty, truncated or damaged (copy it again)"),
+    ("empty", "the file is empty, truncated or damaged (copy it again)"),
+    ("text", "not a file torch.save wrote (Unsupported operand"),
+])
+def test_an_unreadable_checkpoint_is_one_line_saying_why(kind: str, reason: str, tmp_path: Path) -> None:
+    ckpt = _unreadable(kind, tmp_path / "model.pth")
+    results = tmp_path / "results"
+    code, out = run("run", "--model", "ibn_a", "--protocol", "appearance-lite", "--dataset", "digits",
+                    "--checkpoint", str(ckpt), "--results", str(results))
+    msg = " ".join(out.split())
+    assert code == 2 and f"cannot read checkpoint {ckpt} with weights_only=True: {reason}" in msg, out
+    assert "PyTorch 2.6" not in msg and "documentation" not in msg  # torch's paragraphs are gone
+    assert not results.exists()
+
+
+def test_results_pointing_at_a_file_is_refused_before_any_work(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from dgbench.cli.doctor import _results_rows
+
+    afile = tmp_path / "results.txt"
+    afile.write_text("notes\n")
+    for args in (["run", "--model", "ibn_a", "--protocol", "appearance-lite", "--dataset", "digits", "--limit", "4"],
+                 ["table"]):
+        code, out = run(*args, "--results", str(afile))
+        assert code == 2 and f"--results {afile}: is a file, not a folder" in " ".join(out.split()), out
+    assert afile.read_text() == "notes\n"
+    monkeypatch.setenv("DGBENCH_RESULTS", str(afile))
+    code, out = run("table")
+    assert code == 2 and f"$DGBENCH_RESULTS {afile}: is a file" in " ".join(out.split()), out
+    (row,) = _results_rows(None)  # the doctor reports it as a row instead of stopping
+    assert row[2] == "error" and "is a file, not a folder" in row[3]

@@ -169,13 +169,35 @@ def fetch(url: str, sha256_prefix: str | None = None) -> Path:
     return dest
 
 
+def load_weights_only(path: str | os.PathLike, what: str = "checkpoint") -> Any:
+    """``torch.load(path, weights_only=True)`` on CPU; a file it cannot read is one line saying why."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle errors, truncated files, non-tensor payloads
+        raise CheckpointError(f"cannot read {what} {path} with weights_only=True: {unreadable_reason(exc)}") from exc
+
+
+def unreadable_reason(exc: Exception) -> str:
+    """torch.load's several-paragraph error as the one fact that matters, and what to do about it."""
+    text = str(exc)
+    found = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+    detail = found.group(1).strip() if found else ""
+    pickled = re.search(r"GLOBAL (\S+) was not an allowed global", detail)
+    if pickled:
+        return (f"it holds a pickled {pickled.group(1)}, which weights_only=True will not run; re-save just the "
+                "tensors (torch.save(model.state_dict(), path))")
+    if found:
+        return f"not a file torch.save wrote ({detail.splitlines()[0]})"
+    if isinstance(exc, EOFError) or "central directory" in text:
+        return "the file is empty, truncated or damaged (copy it again)"
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+    return first[:300]
+
+
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """A checkpoint's tensors, ``weights_only=True``; unwraps ``{"state_dict": ...}`` /
     ``{"model": ...}`` and a DataParallel ``module.`` prefix."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle errors, truncated files, non-tensor payloads
-        raise CheckpointError(f"cannot read checkpoint {path} with weights_only=True: {exc}") from exc
+    obj = load_weights_only(path)
     for key in ("state_dict", "model"):
         if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
             obj = obj[key]

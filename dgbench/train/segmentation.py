@@ -46,7 +46,7 @@ from ..data.seg_base import IGNORE_INDEX, QuirkPolicy
 from ..data.seg_transforms import AugmentedSegmentation, SegAugment
 from ..errors import CheckpointError
 from ..models.registry import IMAGENET_MEAN, IMAGENET_STD, create_model, model_info, resolve_name
-from ..models.weights import load_state_dict_strict
+from ..models.weights import load_state_dict_strict, load_weights_only
 from ..runtime import Runtime
 
 CHECKPOINT = "checkpoint.pth"
@@ -187,10 +187,7 @@ def _jsonable(cfg: SegTrainConfig) -> dict[str, Any]:
 
 
 def load_train_checkpoint(path: Path) -> dict[str, Any]:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated or foreign files
-        raise CheckpointError(f"cannot read training checkpoint {path} (weights_only=True): {exc}") from exc
+    return load_weights_only(path, "training checkpoint")
 
 
 def _check_compatible(ckpt: dict[str, Any], cfg: SegTrainConfig, path: Path) -> None:
