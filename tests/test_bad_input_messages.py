@@ -89,3 +89,31 @@ def test_results_pointing_at_a_file_is_refused_before_any_work(tmp_path: Path, m
     assert code == 2 and f"$DGBENCH_RESULTS {afile}: is a file" in " ".join(out.split()), out
     (row,) = _results_rows(None)  # the doctor reports it as a row instead of stopping
     assert row[2] == "error" and "is a file, not a folder" in row[3]
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--epochs", "0"], "Invalid value for '--epochs'"),
+    (["--batch-size", "0"], "Invalid value for '--batch-size'"),
+    (["--threads", "0"], "Invalid value for '--threads'"),
+    (["--lr", "-1"], "--lr -1: the learning rate must be > 0"),
+    (["--lr", "0"], "--lr 0: the learning rate must be > 0"),
+    (["--task", "segmentation", "--dataset", "digit-scenes", "--crop", "1"], "Invalid value for '--crop'"),
+    (["--task", "segmentation", "--dataset", "digit-scenes", "--workers", "-1"], "Invalid value for '--workers'"),
+    (["--task", "segmentation", "--dataset", "digit-scenes", "--stop-after", "0"], "Invalid value for '--stop-after'"),
+    (["--task", "segmentation", "--dataset", "gta5", "--gta5-fraction", "2"],
+     "--gta5-fraction 2: a share of GTA5's train split, in (0, 1]"),
+])
+def test_train_refuses_numbers_it_cannot_use_before_training(args: list[str], message: str, tmp_path: Path,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """0 epochs/batch/threads used to mean "the recipe's default" silently; a negative learning rate
+    and a 1-pixel crop were tracebacks from torch; a GTA5 share of 2 went unchecked."""
+    from dgbench.train import classification, segmentation
+
+    def must_not_train(*a: object, **k: object) -> None:
+        raise AssertionError("trained despite a bad option")
+
+    monkeypatch.setattr(classification, "train_classifier", must_not_train)
+    monkeypatch.setattr(segmentation, "train_segmentation", must_not_train)
+    code, out = run("train", *args, "--out", str(tmp_path / "out"))
+    assert code == 2 and message in " ".join(out.split()), out
+    assert not list(tmp_path.iterdir())
