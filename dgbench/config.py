@@ -30,11 +30,23 @@ def data_root(name: str, flag: str | os.PathLike | None = None) -> Path | None:
 
 
 def results_dir(flag: str | os.PathLike | None = None) -> Path:
-    """Results directory: ``--results``, else ``$DGBENCH_RESULTS``, else ``./results``."""
-    if flag:
-        return Path(flag).expanduser()
+    """Results directory: ``--results``, else ``$DGBENCH_RESULTS``, else ``./results``.
+
+    A path that exists but is not a folder is refused here, naming where it came from, before any
+    work is done (the store would otherwise fail with a traceback when it first writes)."""
     env = os.environ.get(ENV_VARS["results"])
-    return Path(env).expanduser() if env else Path("results")
+    if flag:
+        path, source = Path(flag).expanduser(), "--results"
+    elif env:
+        path, source = Path(env).expanduser(), f"${ENV_VARS['results']}"
+    else:
+        path, source = Path("results"), "the default results folder"
+    if path.exists() and not path.is_dir():
+        from .errors import DgbenchError
+
+        raise DgbenchError(f"{source} {path}: is a file, not a folder; pass a folder for the results "
+                           "(created if missing)")
+    return path
 
 
 def cache_dir() -> Path:

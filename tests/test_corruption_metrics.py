@@ -100,3 +100,32 @@ def test_cli_corruptions_prints_the_report_and_draws_the_plot(tmp_path: Path, mo
     assert "| ibn | 20.0 | - | - | - | 50.0 |" in res.output and (tmp_path / "p.png").is_file()
     res = CliRunner().invoke(app, ["corruptions", "--format", "csv"])
     assert res.exit_code == 0 and "digits,corruptions,ibn,a,noise,1,30.00" in res.output
+
+
+def test_a_reference_with_no_error_on_a_corruption_leaves_ce_undefined() -> None:
+    """A reference at 0 % error on ``b``: CE_b has no scale (it divided by zero). It is left undefined,
+    and so is mCE: a mean over the other corruptions would be another figure under the same name."""
+    perfect_b = Reference("perfect-b", clean_top1_err=0.0, corruption_top1_err={"a": 80.0, "b": 0.0})
+    s = summarize(ERRORS, GROUPS, clean=20.0, reference=perfect_b, benchmark=("a", "b"))
+    assert s.ce == pytest.approx({"a": 62.5}) and s.mce is None and s.rel_mce is None
+    assert s.mce_missing.startswith("CE and mCE undefined: perfect-b's error on b is 0% (nothing to normalize by")
+    partial = summarize({"b": ERRORS["b"]}, GROUPS, clean=20.0, reference=perfect_b, benchmark=("a", "b"))
+    assert partial.mce_missing.endswith("missing: a") and "error on b is 0%" in partial.mce_missing
+
+
+def test_cli_reference_model_with_zero_error_says_so_in_the_footer(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from dgbench.cli import app
+    from dgbench.results.store import ResultStore
+
+    monkeypatch.setenv("DGBENCH_RESULTS", str(tmp_path / "results"))
+    ResultStore(tmp_path / "results").append(
+        _records("plain", 0.0, {"gaussian_noise": {k: 0.0 for k in range(1, 6)}, "shot_noise": {k: 50.0 for k in range(1, 6)}})
+        + _records("ibn", 5.0, {"gaussian_noise": {k: 10.0 for k in range(1, 6)}, "shot_noise": {k: 25.0 for k in range(1, 6)}}))
+    res = CliRunner().invoke(app, ["corruptions", "--reference", "plain"])
+    assert res.exit_code == 0 and res.exception is None, res.output
+    out = " ".join(res.output.split())
+    assert "CE and mCE undefined: plain's error on gaussian_noise is 0%" in out
+    assert "| gaussian_noise | digital | 10.0 | 10.0 | 10.0 | 10.0 | 10.0 | 10.0 | - | - |" in out
+    assert "| shot_noise | digital | 25.0 | 25.0 | 25.0 | 25.0 | 25.0 | 25.0 | 50.0 | 40.0 |" in out  # rCE = (25 - 5) / (50 - 0)

@@ -3,6 +3,7 @@ resuming bit-exactly, the table beside the paper's numbers (and Table 7), and th
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -134,20 +135,38 @@ def test_subset_too_small_for_a_batch(tiny: Path) -> None:
         run("finetune-tiny", req)
 
 
-def test_checkpoint_with_other_classes_is_refused(tiny: Path, tmp_path: Path) -> None:
+def _finetune_error(model: str, num_classes: int, tiny: Path, tmp_path: Path) -> tuple[Path, str]:
+    """The one-line error of fine-tuning ``ibn_a`` on a Cityscapes tree from a ``model`` checkpoint."""
     from dgbench.models import create_model
     from seg_fixtures import make_cityscapes
 
     cs = make_cityscapes(tmp_path / "cs", "train", per_city=10)
     make_cityscapes(cs, "val", per_city=1)
-    ckpt = tmp_path / "gta5-11.pth"
-    torch.save(create_model("deeplab_resnet50_ibn_a", num_classes=11).state_dict(), ckpt)
+    ckpt = tmp_path / f"{model}-{num_classes}.pth"
+    torch.save(create_model(model, num_classes=num_classes).state_dict(), ckpt)
     req = RunRequest(model="ibn_a", dataset="cityscapes-gta5", results=tiny, device="cpu", progress=False,
                      options={"checkpoint_b": str(ckpt), "roots": {"cityscapes": str(cs)}})
     with pytest.raises(DgbenchError) as exc:
         run("finetune-tiny", req)
-    msg = str(exc.value)
+    return ckpt, str(exc.value)
+
+
+def test_checkpoint_with_other_classes_is_refused(tiny: Path, tmp_path: Path) -> None:
+    ckpt, msg = _finetune_error("deeplab_resnet50_ibn_a", 11, tiny, tmp_path)
     assert str(ckpt) in msg and "11-class model" in msg and "cityscapes has 19 classes" in msg and "\n" not in msg
+
+
+def test_checkpoint_of_another_architecture_names_keys_and_what_it_holds(tiny: Path, tmp_path: Path) -> None:
+    """An ImageNet-style classifier passed where a DeepLab is fine-tuned: torch's message cut to one
+    line said only "Error(s) in loading state_dict for DeepLab:"; now the keys and the file's shape."""
+    from dgbench.results.store import ResultStore
+
+    ckpt, msg = _finetune_error("resnet18_ibn_b", 19, tiny, tmp_path)
+    assert "\n" not in msg and f"checkpoint {ckpt} does not fit deeplab_resnet50_ibn_a" in msg, msg
+    assert re.search(r"missing keys \(\d+\): backbone\.bn1\.weight, backbone\.conv1\.weight, ", msg), msg
+    assert re.search(r"unexpected keys \(\d+\): bn1\.weight, conv1\.weight, fc\.weight, ", msg), msg
+    assert "its keys suggest a ResNet with IN after blocks (IBN-b style), 19 classes" in msg
+    assert not ResultStore(tiny).records("finetune-tiny")  # nothing stored
 
 
 def test_pair_of_checkpoints_needs_exactly_one(tiny: Path, tmp_path: Path) -> None:

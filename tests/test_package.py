@@ -61,6 +61,12 @@ def test_import_checker_sees_relative_imports(tmp_path: Path) -> None:
         fake.unlink()
 
 
+def test_no_merge_leftovers_in_the_source_tree() -> None:
+    """``*.orig`` / ``*.rej`` files (what a merge or patch leaves behind) are not part of dgbench."""
+    leftovers = sorted(str(p.relative_to(REPO)) for pat in ("*.orig", "*.rej") for p in (REPO / "dgbench").rglob(pat))
+    assert not leftovers, leftovers
+
+
 def test_suggest_offers_close_names() -> None:
     known = ["resnet50_ibn_a", "resnet50_ibn_b", "resnet101_ibn_a", "densenet121_ibn_a"]
     assert suggest("resnet50_ibn_x", known)[0] in {"resnet50_ibn_a", "resnet50_ibn_b"}

@@ -1,6 +1,7 @@
 """CycleGAN generator in the authors' key layout, legacy checkpoints, and the Monet cache."""
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,7 @@ from appearance_fixtures import env_isolated, folder_tree, small
 from dgbench.data.base import Preprocess
 from dgbench.data.imagenet import ImageNetVal
 from dgbench.errors import CheckpointError, DgbenchError
+from dgbench.models import create_model
 from dgbench.models.style import ResnetGenerator, load_style_generator, stylize_batch
 from dgbench.protocols import get_shift
 from dgbench.protocols import style_cache
@@ -78,6 +80,11 @@ def test_generator_load_errors(tmp_path: Path) -> None:
     torch.save({"conv.weight": torch.zeros(1)}, bad)
     with pytest.raises(CheckpointError, match="model.1.weight"):
         load_style_generator(bad)
+    classifier = tmp_path / "classifier.pth"  # a zoo classifier passed as the generator: the file and what it is
+    torch.save(create_model("resnet18_ibn_a", num_classes=10).state_dict(), classifier)
+    with pytest.raises(CheckpointError, match=rf"^{re.escape(str(classifier))}: not a CycleGAN ResnetGenerator .*"
+                                              r"its keys suggest a ResNet with IN in the blocks' BNs \(IBN-a style\), 10 classes$"):
+        load_style_generator(classifier)
 
 
 def test_stylize_batch_keeps_size_even_when_not_divisible_by_4() -> None:

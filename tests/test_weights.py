@@ -123,6 +123,38 @@ def test_strict_errors_list_missing_unexpected_and_mis_shaped_keys(tmp_path: Pat
     assert "missing keys (1): layer1.0.bn1.IN.weight" in msg
     assert "unexpected keys (1): layer1.0.bn1.extra" in msg
     assert "conv1.weight: checkpoint (8, 3, 5, 5) vs model (8, 3, 3, 3)" in msg
+    assert "\n" not in msg  # one line, however many keys
+
+
+def test_a_wrong_file_is_one_line_naming_the_first_keys_and_what_it_holds(tmp_path: Path) -> None:
+    """A DenseNet checkpoint passed for a ResNet: the first few keys of each kind, their counts, and
+    what the file looks like (torch's message would list all 1000+ keys on their own lines)."""
+    torch.save(create_model("densenet121_ibn_a", num_classes=7).state_dict(), tmp_path / "dense.pth")
+    with pytest.raises(CheckpointError) as exc:
+        W.load_pretrained(tiny(), tiny_info(PretrainedCfg()), tmp_path / "dense.pth")
+    msg = str(exc.value)
+    assert "\n" not in msg and len(msg) < 1500, msg
+    # One key per module first, so the five named show five modules, not one module's five tensors.
+    assert "missing keys (36): bn1.weight, conv1.weight, fc.weight, layer1.0.bn1.BN.weight, layer1.0.bn1.IN.weight" \
+           " ... and 31 more" in msg, msg
+    assert "unexpected keys (755): classifier.weight, features.conv0.weight," in msg
+    assert "tensors under features (" in msg and "classifier (2)" in msg
+    assert "suggest a DenseNet with IN in the blocks' BNs (IBN-a style), 7 classes" in msg
+
+
+@pytest.mark.parametrize(("name", "kwargs", "guess"), [
+    ("resnet18_ibn_b", {"num_classes": 5}, "a ResNet with IN after blocks (IBN-b style), 5 classes"),
+    ("resnet18_ibn_d", {}, "a ResNet with IN in the stem and after blocks (IBN-b style), 1000 classes"),
+    ("se_resnet50", {"num_classes": 3}, "an SE-ResNet without IN (no IBN), 3 classes"),
+    ("deeplab_small_resnet_ibn_a", {}, "a DeepLab over a ResNet with IN in the blocks' BNs (IBN-a style), 11 classes"),
+])
+def test_what_a_checkpoint_looks_like(name: str, kwargs: dict, guess: str) -> None:
+    from dgbench.models.state_fit import describe_state_dict
+
+    with torch.device("meta"):  # shapes only: nothing is allocated
+        sd = create_model(name, **kwargs).state_dict()
+    assert describe_state_dict(sd).endswith("its keys suggest " + guess)
+    assert describe_state_dict({"x": torch.zeros(1)}) == "1 tensors under x (1)"
 
 
 def test_a_plain_resnet_checkpoint_does_not_load_into_ibn_a(tmp_path: Path) -> None:

@@ -96,9 +96,13 @@ def _style_rows() -> list[DoctorRow]:
 
 def _results_rows(results: Path | None) -> list[DoctorRow]:
     from ..config import results_dir
+    from ..errors import DgbenchError
     from ..results.store import ResultStore
 
-    root = results_dir(results)
+    try:
+        root = results_dir(results)
+    except DgbenchError as exc:  # the doctor reports what is wrong instead of stopping at it
+        return [("results", str(results or "$DGBENCH_RESULTS"), "error", str(exc))]
     if not root.is_dir():
         return [("results", str(root), "empty", "created by the first `dgbench run`")]
     store = ResultStore(root)

@@ -8,8 +8,10 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from ..errors import UnknownNameError
+from ..errors import DgbenchError, UnknownNameError
 from ._app import app, console
+
+MIN_CROP = 16  # 2 positions at stride 8; below it a training-mode InstanceNorm sees a single value
 
 
 @app.command("train")
@@ -30,11 +32,11 @@ def train_cmd(
     ),
     out: Path = typer.Option(None, "--out", "-o", help="Checkpoint path (.pth); the JSON sidecar goes beside it. "
                              "Default: checkpoints/<model>-<dataset>-seed<seed>.pth"),
-    epochs: int = typer.Option(None, "--epochs", help="Epochs (default: the shipped recipe's)."),
+    epochs: int = typer.Option(None, "--epochs", min=1, help="Epochs (default: the shipped recipe's)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the weights and of the shuffle."),
-    batch_size: int = typer.Option(None, "--batch-size", help="Batch size (default: the shipped recipe's)."),
-    lr: float = typer.Option(None, "--lr", help="Peak learning rate (default: the shipped recipe's)."),
-    threads: int = typer.Option(None, "--threads", help="Intra-op CPU threads (default 1; part of what makes the bytes reproducible)."),
+    batch_size: int = typer.Option(None, "--batch-size", min=1, help="Batch size (default: the shipped recipe's)."),
+    lr: float = typer.Option(None, "--lr", help="Peak learning rate, > 0 (default: the shipped recipe's)."),
+    threads: int = typer.Option(None, "--threads", min=1, help="Intra-op CPU threads (default 1; part of what makes the bytes reproducible)."),
     reproduce_builtin: bool = typer.Option(
         False, "--reproduce-builtin",
         help="Retrain every shipped checkpoint (6 variants x 2 domains) and say whether each matches its manifest sha256.",
@@ -46,16 +48,17 @@ def train_cmd(
     data: Path = typer.Option(
         None, "--data", help="Segmentation: dataset root (default $DGBENCH_CITYSCAPES / $DGBENCH_GTA5)."
     ),
-    crop: int = typer.Option(713, "--crop", help="Segmentation: square random-crop size."),
-    gta5_fraction: float = typer.Option(0.25, "--gta5-fraction", help="Segmentation: seeded share of GTA5's train split."),
+    crop: int = typer.Option(713, "--crop", min=MIN_CROP, help=f"Segmentation: square random-crop size (at least {MIN_CROP}: "
+                             "instance norm needs more than one position at the network's output stride of 8)."),
+    gta5_fraction: float = typer.Option(0.25, "--gta5-fraction", help="Segmentation: seeded share of GTA5's train split, in (0, 1]."),
     gta5_mismatch: str = typer.Option(
         "error", "--gta5-mismatch", help="Segmentation: label/image size mismatch policy: error, resize-label or skip."
     ),
     device: str = typer.Option("auto", "--device", help="Segmentation: auto, cpu, cuda (under torchrun each rank's own GPU), cuda:N."),
-    workers: int = typer.Option(4, "--workers", help="Segmentation: data-loading workers."),
+    workers: int = typer.Option(4, "--workers", min=0, help="Segmentation: data-loading workers."),
     sync_bn: Optional[bool] = typer.Option(None, "--sync-bn/--no-sync-bn", help="Segmentation: SyncBatchNorm across ranks (default: on under torchrun with CUDA, so BN sees the whole batch)."),
     resume: bool = typer.Option(True, "--resume/--no-resume", help="Segmentation: continue <out>/checkpoint.pth."),
-    stop_after: int = typer.Option(None, "--stop-after", help="Segmentation: stop at this iteration (resume later)."),
+    stop_after: int = typer.Option(None, "--stop-after", min=1, help="Segmentation: stop at this iteration (resume later)."),
 ) -> None:
     """Train on the built-in digits, seeded and deterministic on CPU (checkpoint + JSON sidecar).
 
@@ -63,6 +66,10 @@ def train_cmd(
     """
     from ..train.builtin import RECIPE
 
+    if lr is not None and not lr > 0:  # torch's SGD would refuse it with a traceback
+        raise DgbenchError(f"--lr {lr:g}: the learning rate must be > 0")
+    if not 0 < gta5_fraction <= 1:
+        raise DgbenchError(f"--gta5-fraction {gta5_fraction:g}: a share of GTA5's train split, in (0, 1]")
     if task == "segmentation":
         _train_segmentation(
             dataset=dataset, model=model, root=data, out=out, epochs=epochs, batch_size=batch_size, lr=lr,

@@ -11,7 +11,8 @@ on corruption ``c`` at severity ``s`` and ``E_clean`` its clean error, ``R`` the
   in percent (AlexNet = 100). Defined only with all 5 severities of all 15: a partial protocol
   (``corruptions-lite``) reports errors and family means, and says why mCE is missing. Relative
   mCE is also undefined when the reference's corrupted error does not exceed its clean error on
-  some corruption (a zero or negative denominator).
+  some corruption (a zero or negative denominator), and CE (so mCE) is undefined on a corruption
+  the reference never gets wrong (0 % error): the reason is in ``mce_missing``, which reports print.
 * the mean error per family (noise, blur, weather, digital): the mean over the family's
   corruptions of ``mean_s E_{s,c}`` over the severities measured.
 
@@ -88,6 +89,10 @@ def _complete(sev: dict[int, float]) -> bool:
     return all(s in sev for s in SEVERITIES)
 
 
+def _names(corruptions: list[str], first: int = 4) -> str:
+    return ", ".join(corruptions[:first]) + (" ..." if len(corruptions) > first else "")
+
+
 def summarize(errors: dict[str, dict[int, float]], groups: dict[str, str], clean: float | None,
               reference: Reference | None = None, benchmark: tuple[str, ...] = BENCHMARK) -> CorruptionSummary:
     """CE per corruption, mCE, relative mCE (with ``reference``), and the mean errors."""
@@ -106,16 +111,28 @@ def summarize(errors: dict[str, dict[int, float]], groups: dict[str, str], clean
     if reference is None:
         out.mce_missing = "no reference errors to normalize by"
         return out
+    unscaled = []  # corruptions the reference never gets wrong: CE has no scale there
     for c in benchmark:
         if c in errors and _complete(errors[c]) and c in reference.corruption_top1_err:
             e = mean(errors[c][s] for s in SEVERITIES)
             r = reference.corruption_top1_err[c]
+            if r <= 0:
+                unscaled.append(c)
+                continue
             out.ce[c] = 100.0 * e / r
             if clean is not None and r > reference.clean_top1_err:  # otherwise rCE has no scale
                 out.rel_ce[c] = 100.0 * (e - clean) / (r - reference.clean_top1_err)
-    missing = [c for c in benchmark if c not in out.ce]
+    reasons = []
+    if unscaled:
+        # mCE is the mean over every benchmark corruption; a mean over the others would be another,
+        # incomparable figure under the same name, so it is left undefined, as relative mCE is.
+        reasons.append(f"CE and mCE undefined: {reference.name}'s error on {_names(unscaled)} is 0% (nothing to "
+                       f"normalize by; choose a reference that errs on every corruption)")
+    missing = [c for c in benchmark if c not in out.ce and c not in unscaled]
     if missing:
-        out.mce_missing = f"mCE needs all 5 severities of all {len(benchmark)} corruptions; missing: {', '.join(missing[:4])}{' ...' if len(missing) > 4 else ''}"
+        reasons.append(f"mCE needs all 5 severities of all {len(benchmark)} corruptions; missing: {_names(missing)}")
+    if reasons:
+        out.mce_missing = "; ".join(reasons)
         return out
     out.mce = mean(out.ce.values())
     flat = [c for c in benchmark if c not in out.rel_ce]

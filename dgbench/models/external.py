@@ -77,6 +77,16 @@ def _import_callable(path: str) -> Any:
     return obj
 
 
+def _kind_of(value: Any) -> str:
+    """``"None"``, ``"an int (3)"``, ``"a list"``: what a callable returned, with the right article."""
+    if value is None:
+        return "None"
+    name = type(value).__name__
+    article = "an" if name[:1].lower() in "aeiou" else "a"
+    shown = f" ({value!r})" if isinstance(value, (int, float, str)) and len(repr(value)) <= 40 else ""
+    return f"{article} {name}{shown}"
+
+
 def _build_callable(path: str, kwargs: dict[str, Any]) -> nn.Module:
     fn = _import_callable(path)
     try:
@@ -84,7 +94,8 @@ def _build_callable(path: str, kwargs: dict[str, Any]) -> nn.Module:
     except TypeError as exc:
         raise DgbenchError(f"--model {path} with --model-kwargs {kwargs}: {exc}") from None
     if not isinstance(model, nn.Module):
-        raise DgbenchError(f"--model {path}: returned a {type(model).__name__}, not a torch.nn.Module")
+        raise DgbenchError(f"--model {path}: returned {_kind_of(model)}, not a torch.nn.Module; "
+                           "the callable must build and return the model")
     cfg = getattr(model, "pretrained_cfg", None) or getattr(importlib.import_module(path.partition(":")[0]), "pretrained_cfg", None)
     model.pretrained_cfg = cfg if isinstance(cfg, PretrainedCfg) else (cfg_from_timm(cfg) if cfg else PretrainedCfg())  # type: ignore[assignment]
     return model

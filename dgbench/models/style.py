@@ -30,7 +30,8 @@ import torch
 from torch import nn
 
 from ..errors import CheckpointError
-from .weights import fetch, read_state_dict, sha256_file
+from .state_fit import describe_state_dict
+from .weights import fetch, load_state_dict_strict, read_state_dict, sha256_file
 
 _LEGACY_IN_KEYS = ("running_mean", "running_var", "num_batches_tracked")
 
@@ -89,10 +90,11 @@ def clean_state_dict(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return out
 
 
-def infer_arch(state: dict[str, torch.Tensor]) -> tuple[int, int]:
+def infer_arch(state: dict[str, torch.Tensor], origin: str = "state dict") -> tuple[int, int]:
     """``(ngf, n_blocks)`` from a generator state dict in the authors' key layout."""
     if "model.1.weight" not in state:
-        raise CheckpointError("not a CycleGAN ResnetGenerator state dict: no key 'model.1.weight'")
+        raise CheckpointError(f"{origin}: not a CycleGAN ResnetGenerator state dict (no key 'model.1.weight'); "
+                              f"it holds {describe_state_dict(state)}")
     ngf = int(state["model.1.weight"].shape[0])
     blocks = {int(m.group(1)) for k in state if (m := re.match(r"model\.(\d+)\.conv_block\.", k))}
     return ngf, len(blocks)
@@ -113,12 +115,9 @@ def load_style_generator(path_or_url: str | os.PathLike, map_location: str | tor
         raise CheckpointError(f"style generator weights not found: {path}")
     state = read_state_dict(path)  # weights_only=True; unwraps {"state_dict": ...}
     state = clean_state_dict(state)
-    ngf, n_blocks = infer_arch(state)
+    ngf, n_blocks = infer_arch(state, str(path))
     gen = ResnetGenerator(ngf=ngf, n_blocks=n_blocks)
-    try:
-        gen.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path}: keys do not fit a CycleGAN ResnetGenerator: {exc}") from None
+    load_state_dict_strict(gen, state, str(path), new_head_ok=False)
     gen.to(map_location).eval()
     gen.sha256 = sha256_file(path)  # type: ignore[assignment]
     gen.source = s  # type: ignore[assignment]

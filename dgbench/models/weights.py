@@ -9,7 +9,8 @@ sha256 prefix, as torch hub names them). :func:`load_pretrained` loads a checkpo
 * ``pretrained=<path>`` (or ``file://``/``http(s)://`` URL): that checkpoint instead.
 
 Always ``weights_only=True`` (no pickled code runs), always ``strict``: a key that is missing or
-unexpected, or a shape that differs, is a :class:`~dgbench.errors.CheckpointError` listing them.
+unexpected, or a shape that differs, is a one-line :class:`~dgbench.errors.CheckpointError` naming
+the first of them and what the checkpoint looks like (:mod:`dgbench.models.state_fit`).
 The only keys ever skipped are the classifier's, when the model was built with a different
 ``num_classes`` than the checkpoint (fine-tuning), and that is said in the model's
 ``skipped_keys``. The full sha256 of the file is returned, so results can record what ran.
@@ -31,6 +32,7 @@ from torch import nn
 from ..config import asset_path, offline
 from ..errors import CheckpointError
 from .registry import PretrainedCfg
+from .state_fit import describe_state_dict, fit_problems
 
 if TYPE_CHECKING:
     from .registry import ModelInfo
@@ -167,13 +169,35 @@ def fetch(url: str, sha256_prefix: str | None = None) -> Path:
     return dest
 
 
+def load_weights_only(path: str | os.PathLike, what: str = "checkpoint") -> Any:
+    """``torch.load(path, weights_only=True)`` on CPU; a file it cannot read is one line saying why."""
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # pickle errors, truncated files, non-tensor payloads
+        raise CheckpointError(f"cannot read {what} {path} with weights_only=True: {unreadable_reason(exc)}") from exc
+
+
+def unreadable_reason(exc: Exception) -> str:
+    """torch.load's several-paragraph error as the one fact that matters, and what to do about it."""
+    text = str(exc)
+    found = re.search(r"WeightsUnpickler error:\s*(.+)", text)
+    detail = found.group(1).strip() if found else ""
+    pickled = re.search(r"GLOBAL (\S+) was not an allowed global", detail)
+    if pickled:
+        return (f"it holds a pickled {pickled.group(1)}, which weights_only=True will not run; re-save just the "
+                "tensors (torch.save(model.state_dict(), path))")
+    if found:
+        return f"not a file torch.save wrote ({detail.splitlines()[0]})"
+    if isinstance(exc, EOFError) or "central directory" in text:
+        return "the file is empty, truncated or damaged (copy it again)"
+    first = next((line.strip() for line in text.splitlines() if line.strip()), type(exc).__name__)
+    return first[:300]
+
+
 def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """A checkpoint's tensors, ``weights_only=True``; unwraps ``{"state_dict": ...}`` /
     ``{"model": ...}`` and a DataParallel ``module.`` prefix."""
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # pickle errors, truncated files, non-tensor payloads
-        raise CheckpointError(f"cannot read checkpoint {path} with weights_only=True: {exc}") from exc
+    obj = load_weights_only(path)
     for key in ("state_dict", "model"):
         if isinstance(obj, Mapping) and key in obj and isinstance(obj[key], Mapping):
             obj = obj[key]
@@ -185,41 +209,30 @@ def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return sd
 
 
-def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], origin: str) -> list[str]:
-    """Load strictly; raise :class:`CheckpointError` listing missing, unexpected and mis-shaped keys.
+def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], origin: str, *,
+                           new_head_ok: bool = True) -> list[str]:
+    """Load strictly; raise a one-line :class:`CheckpointError` naming the first missing, unexpected
+    and mis-shaped keys and what the checkpoint looks like. Every state dict dgbench loads into a
+    model goes through here, so a wrong file reads the same wherever it was passed.
 
-    Classifier keys whose shape differs only because the model has another ``num_classes`` are
-    skipped (returned), so a fine-tuning model starts from the published backbone.
+    With ``new_head_ok``, classifier keys whose shape differs only because the model has another
+    ``num_classes`` are skipped (returned), so a fine-tuning model starts from the published backbone.
     """
     remap = getattr(model, "remap_state_dict", None)
     sd = dict(remap(state_dict) if callable(remap) else state_dict)
     own = model.state_dict()
-    head = getattr(model, "head_name", None)
+    head = getattr(model, "head_name", None) if new_head_ok else None
     skipped = [
         k for k in list(sd)
         if head and k.startswith(head + ".") and k in own and own[k].shape != sd[k].shape
     ]
     for k in skipped:
         sd[k] = own[k]
-    # Checkpoints saved before PyTorch 0.4.1 (the authors' and torchvision's older files among
-    # them) have no BN `num_batches_tracked`; BatchNorm fills it in itself, as torch does.
-    missing = sorted(k for k in set(own) - set(sd) if not k.endswith(".num_batches_tracked"))
-    unexpected = sorted(set(sd) - set(own))
-    shapes = sorted(
-        f"{k}: checkpoint {tuple(sd[k].shape)} vs model {tuple(own[k].shape)}"
-        for k in set(own) & set(sd) if own[k].shape != sd[k].shape
-    )
-    if missing or unexpected or shapes:
-        def listing(title: str, keys: list[str]) -> str:
-            more = f" ... and {len(keys) - 20} more" if len(keys) > 20 else ""
-            return f"\n  {title} ({len(keys)}): " + ", ".join(keys[:20]) + more if keys else ""
-
-        raise CheckpointError(
-            f"checkpoint {origin} does not fit {getattr(model, 'dgbench_name', type(model).__name__)}:"
-            + listing("missing keys", missing)
-            + listing("unexpected keys", unexpected)
-            + listing("shape mismatches", shapes)
-        )
+    problems = fit_problems(own, sd)
+    if problems:
+        name = getattr(model, "dgbench_name", None) or type(model).__name__
+        raise CheckpointError(f"checkpoint {origin} does not fit {name}: " + "; ".join(problems)
+                              + f". The checkpoint holds {describe_state_dict(state_dict)}")
     model.load_state_dict(sd, strict=True)
     return skipped
 

@@ -164,12 +164,14 @@ class Protocol(ABC):
                            "compare against stored results instead (without --rerun)")
 
 
-def reject_options(request: RunRequest, protocol: str, allowed: Sequence[str] = ()) -> None:
-    """A kind that does not use an option says so, naming the flags, instead of ignoring them."""
+def reject_options(request: RunRequest, protocol: str, allowed: Sequence[str] = (), pair: str | None = None) -> None:
+    """A kind that does not use an option says so, naming the flags (and the pair, for the kinds
+    whose options depend on it), instead of ignoring them."""
     extra = [k for k, v in request.options.items() if k not in allowed and v not in (None, False)]
     if extra:
         flags = ", ".join("--" + k.replace("_", "-") for k in extra)
-        raise DgbenchError(f"{flags}: not used by the {protocol} protocol")
+        on = f" on the {pair} pair" if pair else ""
+        raise DgbenchError(f"{flags}: not used by the {protocol} protocol{on}")
 
 
 # ----------------------------------------------------------------------------- kinds

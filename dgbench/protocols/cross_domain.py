@@ -312,7 +312,7 @@ class CrossDomainProtocol(Protocol):
 
     def check_request(self, req: RunRequest, pair: PairSpec, task: Task) -> None:
         allowed = (*task.options, "roots") + (CHECKPOINT_OPTIONS if pair.weights == "checkpoints" else ())
-        reject_options(req, f"{self.name} protocol on the {pair.name} pair", allowed)
+        reject_options(req, self.name, allowed, pair=pair.name)
         unused = [f for f, given in (("--shifts", req.shifts), ("--subset", req.subset), ("--checkpoint", req.checkpoint),
                                      ("--skip-corrupt", req.skip_corrupt)) if given]
         if unused:

@@ -152,15 +152,13 @@ def check_classes(net: nn.Module, state: dict[str, Any], path: str, num_classes:
 def load_source(name: str, path: str, num_classes: int, target: str, kwargs: dict[str, Any]) -> nn.Module:
     """The source-domain model from ``path``, checked against the target's classes."""
     from ..models.registry import create_model
+    from ..models.weights import load_state_dict_strict
     from ..train.segmentation import read_init_weights
 
     state, sha = read_init_weights(Path(path))
     net = create_model(name, num_classes=num_classes, **kwargs)
     check_classes(net, state, path, num_classes, target)
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{path} does not fit {name}: {str(exc).splitlines()[0]}") from None
+    load_state_dict_strict(net, state, path, new_head_ok=False)
     net.weights_sha256, net.weights_source = sha, path  # type: ignore[assignment]
     return net.eval()
 
@@ -221,7 +219,7 @@ class FinetuneProtocol(CrossDomainProtocol):
 
     def check_flags(self, req: RunRequest, pair: PairSpec) -> None:
         allowed = OPTIONS + (CHECKPOINT_OPTIONS if pair.weights == "checkpoints" else ())
-        reject_options(req, f"{self.name} protocol on the {pair.name} pair", allowed)
+        reject_options(req, self.name, allowed, pair=pair.name)
         unused = [f for f, given in (("--shifts", req.shifts), ("--subset", req.subset), ("--checkpoint", req.checkpoint),
                                      ("--skip-corrupt", req.skip_corrupt)) if given]
         if unused:

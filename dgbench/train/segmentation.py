@@ -46,6 +46,7 @@ from ..data.seg_base import IGNORE_INDEX, QuirkPolicy
 from ..data.seg_transforms import AugmentedSegmentation, SegAugment
 from ..errors import CheckpointError
 from ..models.registry import IMAGENET_MEAN, IMAGENET_STD, create_model, model_info, resolve_name
+from ..models.weights import load_state_dict_strict, load_weights_only
 from ..runtime import Runtime
 
 CHECKPOINT = "checkpoint.pth"
@@ -186,10 +187,7 @@ def _jsonable(cfg: SegTrainConfig) -> dict[str, Any]:
 
 
 def load_train_checkpoint(path: Path) -> dict[str, Any]:
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # truncated or foreign files
-        raise CheckpointError(f"cannot read training checkpoint {path} (weights_only=True): {exc}") from exc
+    return load_weights_only(path, "training checkpoint")
 
 
 def _check_compatible(ckpt: dict[str, Any], cfg: SegTrainConfig, path: Path) -> None:
@@ -376,10 +374,7 @@ def _train(rt: Runtime, cfg: SegTrainConfig, root: Any, out_dir: Any, resume: An
         pretrained_backbone=pretrained_backbone if start_ckpt is None and init_state is None else False, **cfg.model_kwargs,
     )
     if init_state is not None and start_ckpt is None:
-        try:
-            net.load_state_dict(init_state, strict=True)
-        except RuntimeError as exc:
-            raise CheckpointError(f"the weights to fine-tune from do not fit {cfg.model} with {num_classes} classes: {exc}") from exc
+        load_state_dict_strict(net, init_state, f"to fine-tune from (sha256 {cfg.init_weights_sha256})", new_head_ok=False)
     # The paper's batch of 16 is normalized as one batch: SyncBN by default across CUDA ranks, so a
     # launch of 8 GPUs x 2 images gives every BN the statistics of 16 crops, not of 2.
     if sync_bn is None:
@@ -401,10 +396,7 @@ def _train(rt: Runtime, cfg: SegTrainConfig, root: Any, out_dir: Any, resume: An
 
     it = 0
     if start_ckpt is not None:
-        try:
-            net.load_state_dict(start_ckpt["model"], strict=True)
-        except RuntimeError as exc:
-            raise CheckpointError(f"checkpoint {resume_path} does not fit {cfg.model}: {exc}") from exc
+        load_state_dict_strict(net, start_ckpt["model"], str(resume_path), new_head_ok=False)
         opt.load_state_dict(start_ckpt["optimizer"])
         if "scaler" in start_ckpt and use_amp:
             scaler.load_state_dict(start_ckpt["scaler"])
