@@ -43,7 +43,9 @@ def state_dict_sha256(model: nn.Module) -> str | None:
     for key, t in sorted(state.items()):
         t = t.detach().cpu().contiguous()
         h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        # reshape(-1): a 0-dim tensor (BatchNorm's num_batches_tracked) cannot be viewed as bytes;
+        # for every other tensor the bytes are the same, so earlier hashes still hold.
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
 
