@@ -189,9 +189,10 @@ def count_outputs(model: nn.Module, input_size: tuple[int, ...], name: str) -> i
     no_grad: the pass changes no weight or running statistic.
     """
     was_training = model.training
+    first = next(model.parameters(), None)  # the image goes where the function put the model
     try:
         with torch.no_grad():
-            out = model.eval()(torch.zeros(1, *input_size))
+            out = model.eval()(torch.zeros(1, *input_size, device=first.device if first is not None else "cpu"))
     except Exception as exc:
         raise DgbenchError(f"--model {name}: a forward pass of one {tuple(input_size)} image failed: {_first_line(exc)}") from None
     finally:
