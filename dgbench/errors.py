@@ -53,6 +53,10 @@ class CheckpointError(DgbenchError):
     """A checkpoint is missing, has a wrong hash, or has keys that do not fit the model."""
 
 
+class ModelKwargsError(DgbenchError, TypeError):
+    """A model constructor refused ``--model-kwargs`` (a TypeError too, as Python callers expect)."""
+
+
 class SpecError(DgbenchError):
     """A shift, protocol or leaderboard data file is malformed; the message names file and field."""
 

@@ -26,7 +26,7 @@ def run(*args: str) -> tuple[int, str]:
 def test_a_callable_that_returns_no_module_is_named_with_its_value(tmp_path: Path) -> None:
     code, out = run("run", "--model", "builtins:int", "--protocol", "appearance-lite", "--dataset", "digits",
                     "--results", str(tmp_path))
-    assert code == 2 and "--model builtins:int: returned an int (0), not a torch.nn.Module" in out, out
+    assert code == 2 and "--model builtins:int: int(**{}) returned an int (0), not a torch.nn.Module" in out, out
     assert not list(tmp_path.iterdir())
 
 

@@ -13,11 +13,17 @@ weights the callable made itself, of the state dict's tensors in key order.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
+import json
 import os
 import re
+import socket
+import threading
+from collections.abc import Iterator
 from typing import Any
+from urllib.parse import urlparse
 
 import torch
 from torch import nn
@@ -43,7 +49,9 @@ def state_dict_sha256(model: nn.Module) -> str | None:
     for key, t in sorted(state.items()):
         t = t.detach().cpu().contiguous()
         h.update(f"{key}|{t.dtype}|{tuple(t.shape)}|".encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        # reshape(-1): a 0-dim tensor (BatchNorm's num_batches_tracked) cannot be viewed as bytes;
+        # for every other tensor the bytes are the same, so earlier hashes still hold.
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
 
@@ -87,18 +95,77 @@ def _kind_of(value: Any) -> str:
     return f"{article} {name}{shown}"
 
 
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
 def _build_callable(path: str, kwargs: dict[str, Any]) -> nn.Module:
     fn = _import_callable(path)
+    call = f"{path.partition(':')[2]}(**{json.dumps(kwargs)})"
     try:
         model = fn(**kwargs)
-    except TypeError as exc:
-        raise DgbenchError(f"--model {path} with --model-kwargs {kwargs}: {exc}") from None
+    except DgbenchError:
+        raise
+    except Exception as exc:  # the user's code: whatever it raises is one line naming the call
+        raise DgbenchError(f"--model {path}: {call} raised {_first_line(exc)}"
+                           + (" (check --model-kwargs)" if isinstance(exc, TypeError) and kwargs else "")) from None
     if not isinstance(model, nn.Module):
-        raise DgbenchError(f"--model {path}: returned {_kind_of(model)}, not a torch.nn.Module; "
+        raise DgbenchError(f"--model {path}: {call} returned {_kind_of(model)}, not a torch.nn.Module; "
                            "the callable must build and return the model")
     cfg = getattr(model, "pretrained_cfg", None) or getattr(importlib.import_module(path.partition(":")[0]), "pretrained_cfg", None)
     model.pretrained_cfg = cfg if isinstance(cfg, PretrainedCfg) else (cfg_from_timm(cfg) if cfg else PretrainedCfg())  # type: ignore[assignment]
     return model
+
+
+def _hub_unreachable(timeout: float = 2.0) -> str | None:
+    """Why the Hugging Face hub cannot be reached (None: it can, or a proxy decides).
+
+    Without network huggingface_hub retries each file five times with back-off (about 50 s)
+    before it gives up, so dgbench asks once, briefly: a TCP connection to the hub's host, in a
+    thread so that a hanging DNS lookup cannot hold the run either.
+    """
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return None
+    from huggingface_hub import constants
+
+    host = urlparse(constants.ENDPOINT).hostname or "huggingface.co"
+    why: list[str] = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection((host, 443), timeout=timeout).close()
+        except OSError as exc:
+            why.append(f"cannot reach {host} ({exc})")
+
+    t = threading.Thread(target=probe, daemon=True)
+    t.start()
+    t.join(timeout + 0.5)
+    return why[0] if why else (f"no answer from {host} within {timeout:g} s" if t.is_alive() else None)
+
+
+@contextlib.contextmanager
+def _hub_offline(active: bool) -> Iterator[None]:
+    """huggingface_hub's offline mode for one call: cached files load, nothing is requested.
+
+    The hub reads ``HF_HUB_OFFLINE`` when it is imported, so the module constant is set as well
+    as the variable (for any child process); both are restored afterwards.
+    """
+    if not active:
+        yield
+        return
+    from huggingface_hub import constants
+
+    old_env, old_flag = os.environ.get("HF_HUB_OFFLINE"), constants.HF_HUB_OFFLINE
+    os.environ["HF_HUB_OFFLINE"], constants.HF_HUB_OFFLINE = "1", True
+    try:
+        yield
+    finally:
+        constants.HF_HUB_OFFLINE = old_flag
+        if old_env is None:
+            os.environ.pop("HF_HUB_OFFLINE", None)
+        else:
+            os.environ["HF_HUB_OFFLINE"] = old_env
 
 
 def _build_timm(name: str, pretrained: bool, kwargs: dict[str, Any]) -> nn.Module:
@@ -106,12 +173,46 @@ def _build_timm(name: str, pretrained: bool, kwargs: dict[str, Any]) -> nn.Modul
         import timm
     except ImportError:
         raise DgbenchError(f"--model {TIMM_PREFIX}{name}: timm is not installed (pip install timm)") from None
+    from ..config import offline
+
+    why_offline = ("DGBENCH_OFFLINE is set" if offline() else _hub_unreachable()) if pretrained else None
     try:
-        model = timm.create_model(name, pretrained=pretrained, **kwargs)
-    except RuntimeError as exc:  # timm's message for unknown names is a RuntimeError
-        raise DgbenchError(f"--model {TIMM_PREFIX}{name}: {exc}") from None
+        with _hub_offline(why_offline is not None):
+            model = timm.create_model(name, pretrained=pretrained, **kwargs)
+    except DgbenchError:
+        raise
+    except Exception as exc:  # unknown names (RuntimeError), bad kwargs (TypeError), missing files (OSError)
+        if why_offline and isinstance(exc, OSError):
+            raise DgbenchError(f"--model {TIMM_PREFIX}{name}: its pretrained weights are not in the local cache and "
+                               f"{why_offline}; fetch them once with network, or pass --no-pretrained (random weights) "
+                               "or --checkpoint FILE") from None
+        raise DgbenchError(f"--model {TIMM_PREFIX}{name}: timm.create_model({name!r}, pretrained={pretrained}, "
+                           f"**{json.dumps(kwargs)}) raised {_first_line(exc)}") from None
     model.pretrained_cfg = cfg_from_timm(getattr(model, "pretrained_cfg", {}) or {})
     return model
+
+
+def count_outputs(model: nn.Module, input_size: tuple[int, ...], name: str) -> int:
+    """How many classes ``model`` scores, from one forward pass of a blank image of ``input_size``.
+
+    An outside model says nothing of its classifier (its config is a guess or timm's pretrained
+    one), so the class count is read off its output before any result is measured. Eval mode and
+    no_grad: the pass changes no weight or running statistic.
+    """
+    was_training = model.training
+    first = next(model.parameters(), None)  # the image goes where the function put the model
+    try:
+        with torch.no_grad():
+            out = model.eval()(torch.zeros(1, *input_size, device=first.device if first is not None else "cpu"))
+    except Exception as exc:
+        raise DgbenchError(f"--model {name}: a forward pass of one {tuple(input_size)} image failed: {_first_line(exc)}") from None
+    finally:
+        model.train(was_training)
+    if not isinstance(out, torch.Tensor) or out.ndim != 2:
+        got = f"a tensor of shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else f"a {type(out).__name__}"
+        raise DgbenchError(f"--model {name}: gives {got} per batch, not [batch, classes] logits; "
+                           "a classification protocol needs a classifier")
+    return int(out.shape[1])
 
 
 def create_external(name: str, *, pretrained: bool | str | os.PathLike = True,

@@ -16,7 +16,7 @@ from typing import Any
 
 from torch import nn
 
-from ..errors import RefusedNameError, UnknownNameError
+from ..errors import DgbenchError, RefusedNameError, UnknownNameError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -189,8 +189,17 @@ def create_model(
     """
     info = model_info(name)
     cfg = info.pretrained_cfg
-    # 0 is a valid request (no classifier: a feature extractor), so only None means "default".
-    model = info.fn(num_classes=cfg.num_classes if num_classes is None else num_classes, **kwargs)
+    try:
+        # 0 is a valid request (no classifier: a feature extractor), so only None means "default".
+        model = info.fn(num_classes=cfg.num_classes if num_classes is None else num_classes, **kwargs)
+    except DgbenchError:  # already one line (e.g. an IBN variant the network cannot take)
+        raise
+    except Exception as exc:
+        if not kwargs:  # the constructor itself failed: a bug, with its traceback
+            raise
+        from .model_kwargs import kwargs_error
+
+        raise kwargs_error(info, kwargs, exc) from None
     model.dgbench_name = info.name  # type: ignore[assignment]
     model.pretrained_cfg = cfg  # type: ignore[assignment]
     model.variant_kwargs = dict(kwargs)  # type: ignore[assignment]

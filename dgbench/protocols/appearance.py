@@ -33,7 +33,8 @@ from ..runtime import Runtime
 from ..shifts import ShiftSpec
 from . import style_cache
 from .base import Note, Protocol, RunRequest, RunSummary, reject_options
-from .model_select import build_model, model_cfg, model_seed, resolve_models, split_names, weights_source
+from .model_select import (build_model, model_cfg, model_seed, refuse_other_classes, resolve_models, scored_classes,
+                           split_names, weights_source)
 from .specs import protocol_shifts
 
 BUILTIN_OFFLINE = ("digits", "typeset-digits")  # datasets without Monet renderings, unless they say otherwise
@@ -219,6 +220,9 @@ class AppearanceProtocol(Protocol):
             run.measure(name, several=len(names) > 1)
         if run.skipped:
             shown = ", ".join(run.skipped[:3]) + (", ..." if len(run.skipped) > 3 else "")
+            if len(run.skipped) == len(names):
+                raise DgbenchError(f"no model asked for scores the {ds_name} classes, so nothing was measured: {shown} "
+                                   f"(use models made for {ds_name})")
             req.say(f"skipped {len(run.skipped)} model(s) whose classifier does not fit the classes of {ds_name} ({shown})")
         return RunSummary(run.out, run.computed, run.reused, time.perf_counter() - t0, run.images, ds_name, self.kind)
 
@@ -274,8 +278,7 @@ class _Run:
             mcfg = m.pretrained_cfg  # type: ignore[attr-defined]
         prep = Preprocess.from_cfg(mcfg)
         ds = self.dataset_for(prep)
-        if mcfg.num_classes != ds.num_classes and several:
-            self.skipped.append(str(name))
+        if not self.fits(name, m, mcfg, ds, several):
             return
         m = m or build_model(name, pretrained=req.pretrained, checkpoint=req.checkpoint, seed=req.seed, kwargs=req.model_kwargs)
         base = self.identity(m, prep, ds)
@@ -295,6 +298,20 @@ class _Run:
         self.out += [by_key.get(k) or stored[k] for _, k in keyed]
         self.computed += len(new)
         self.reused += len(keyed) - len(new)
+
+    def fits(self, name: Any, m: nn.Module | None, mcfg: Any, ds: Any, several: bool) -> bool:
+        """Whether the model scores the dataset's classes. One of several that does not is skipped;
+        one named alone is refused, as nothing it stored would mean anything. A module the Python
+        caller passes is trusted (a toy head on a folder holding only its classes)."""
+        scored = scored_classes(name, m, mcfg, self.req.model_kwargs)
+        if scored == ds.num_classes:
+            return True
+        if several:
+            self.skipped.append(str(name))
+            return False
+        if isinstance(name, nn.Module):
+            return True
+        raise refuse_other_classes(name, scored, ds.name, ds.num_classes)
 
     def identity(self, m: nn.Module, prep: Preprocess, ds: Any) -> dict[str, Any]:
         req = self.req

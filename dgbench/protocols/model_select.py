@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from ..errors import DgbenchError, UnknownNameError
-from ..models.external import create_external, is_external
+from ..models.external import count_outputs, create_external, is_external
 
 
 def split_names(spec: Any) -> Any:
@@ -89,6 +89,24 @@ def build_model(name: Any, *, pretrained: bool = True, checkpoint: str | None = 
     from ..models import create_model
 
     return create_model(name, pretrained=checkpoint or pretrained, **(kwargs or {}))
+
+
+def scored_classes(name: Any, model: nn.Module | None, cfg: Any, kwargs: dict[str, Any] | None) -> int:
+    """How many classes a model scores, known before anything is measured: a zoo model's from its
+    config (or ``num_classes`` in ``--model-kwargs``), an outside model's from one forward pass
+    (``model``: the built outside model), since its config cannot know."""
+    if is_external(name) and model is not None:
+        return count_outputs(model, tuple(cfg.input_size), name)
+    if isinstance(name, nn.Module):
+        return int(cfg.num_classes)
+    return int((kwargs or {}).get("num_classes", cfg.num_classes))
+
+
+def refuse_other_classes(name: str, scored: int, dataset: str, classes: int) -> DgbenchError:
+    """The one line for a model whose classifier does not fit the dataset: its errors would mean nothing."""
+    return DgbenchError(f"--model {name} scores {scored} classes but {dataset} has {classes}: its errors would mean "
+                        f"nothing, so nothing was measured; use a model made for {dataset} (e.g. --model-kwargs "
+                        f"'{{\"num_classes\": {classes}}}' with --no-pretrained, or a --checkpoint trained on it)")
 
 
 def weights_source(name: Any, checkpoint: str | None, pretrained: bool) -> str:
