@@ -58,7 +58,7 @@ def _kill_while_running(proc: subprocess.Popen, root: Path, timeout: float = 400
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         entries = [json.loads(p.read_text()) for p in cells.glob("*.json")] if cells.is_dir() else []
-        running = [e for e in entries if e["state"] == "running"]
+        running = [e for e in entries if e["state"] == "running" and not e.get("queued")]
         if any(e["state"] == "done" for e in entries) and running:
             os.kill(running[0]["pid"], signal.SIGKILL)
             return running[0]["cell"]["model"]

@@ -26,8 +26,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DgbenchError
-from .cell import run_cell, run_cells_job
+from .cell import one_line, run_cell, run_cells_job
 from .grid import Cell
+from .ledger import Ledger
 
 LAUNCHERS = ("local", "multi-gpu", "slurm")
 Poll = Callable[[], None]
@@ -107,8 +108,11 @@ def _run_group(gpus: list[str], cells: list[Cell], results: Path, folder: Path, 
         spec.write_text(json.dumps([c.as_dict() for c in batch]), encoding="utf-8")
         runner = [sys.executable] if k == 1 else [sys.executable, "-m", "torch.distributed.run", "--standalone",
                                                   f"--nproc-per-node={k}"]
-        subprocess.run([*runner, "-m", "dgbench.sweep.cell", str(results), str(spec)], env=env, check=False,
-                       stdout=subprocess.DEVNULL)
+        log = results / "sweeps" / "logs" / f"worker-{'-'.join(gpus)}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "ab") as out:  # not the terminal: the live grid is there
+            subprocess.run([*runner, "-m", "dgbench.sweep.cell", str(results), str(spec)], env=env, check=False,
+                           stdout=out, stderr=subprocess.STDOUT)
 
 
 def _slurm(cells: list[Cell], results: Path, how: Launch, poll: Poll) -> list[str]:
@@ -122,12 +126,31 @@ def _slurm(cells: list[Cell], results: Path, how: Launch, poll: Poll) -> list[st
     except (ValueError, TypeError) as exc:
         raise DgbenchError(f"slurm settings {sorted(how.slurm)}: {str(exc).splitlines()[0]}") from None
     n = max(1, how.cells_per_job)
-    chunks = [[c.as_dict() for c in cells[i:i + n]] for i in range(0, len(cells), n)]
-    with executor.batch():  # one job array
-        jobs = [executor.submit(run_cells_job, str(results), chunk) for chunk in chunks]
+    chunks = [cells[i:i + n] for i in range(0, len(cells), n)]
+    ledger = Ledger(results)
+    for cell in cells:  # before submitting: a job may start (and record itself) at once
+        ledger.write(cell, state="running", queued=True, pid=None)
+    try:
+        with executor.batch():  # one job array
+            jobs = [executor.submit(run_cells_job, str(results), [c.as_dict() for c in chunk]) for chunk in chunks]
+    except Exception as exc:  # noqa: BLE001 - sbatch refused: nothing runs, say why
+        for cell in cells:
+            ledger.write(cell, state="failed", reason=f"submission failed: {one_line(exc)}")
+        raise DgbenchError(f"submitit could not submit the sweep's jobs: {one_line(exc)}") from None
     if how.wait or executor.cluster in ("local", "debug"):
         while not all(j.done() for j in jobs):
             time.sleep(1.0)
             poll()
+        _settle(ledger, jobs, chunks)
         poll()
     return [str(j.job_id) for j in jobs]
+
+
+def _settle(ledger: Ledger, jobs: list[Any], chunks: list[list[Cell]]) -> None:
+    """A finished job's cells still recorded as running were cut short (killed, timed out)."""
+    for job, chunk in zip(jobs, chunks):
+        for cell in chunk:
+            entry = ledger.read(cell.id) or {}
+            if entry.get("state") == "running":
+                ledger.write(cell, state="failed", job_id=str(job.job_id),
+                             reason=f"job {job.job_id} ended ({job.state}) before the cell finished")

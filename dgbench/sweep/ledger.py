@@ -9,8 +9,10 @@ node sees one whole state, never half of one, and no file lock is needed.
 A cell's state as the sweep reads it:
 
 * **done**: its last attempt finished and every key it stored is in the results store;
-* **running**: an attempt started and has not finished; on this host, an attempt whose process
-  is gone (killed, out of memory) reads **failed** instead;
+* **running**: an attempt started and has not finished, or its job is queued; on this host, an
+  attempt whose process is gone (killed, out of memory) reads **failed** instead. On a cluster, a
+  job killed without a chance to record it (node failure) stays **running**: the launcher marks
+  the cells of jobs it waited for, and ``sweep --retry-running`` relaunches the rest;
 * **failed**: the last attempt raised (its reason) or died;
 * **missing**: never attempted, or its records are no longer in the store.
 """
@@ -71,6 +73,8 @@ class Ledger:
                 return CellState(cell, "done", entry=entry)
             return CellState(cell, "missing", "its records are no longer in the store", entry)
         if entry["state"] == "running":
+            if entry.get("queued"):
+                return CellState(cell, "running", "queued (submitted, not started)", entry)
             if entry.get("host") == socket.gethostname() and not _alive(int(entry.get("pid", 0))):
                 return CellState(cell, "failed", f"process {entry.get('pid')} died before the cell finished "
                                  "(killed or out of memory)", entry)
