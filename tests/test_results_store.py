@@ -241,3 +241,16 @@ def test_killed_and_concurrent_writers_lose_nothing_and_count_each_key_once() ->
         assert r["lost"] == 0 and r["counted_twice"] == 0 and r["wrong_metric"] == 0, r
     assert results[1]["unreadable"] == 0  # write-then-rename: a kill leaves nothing half-written
     assert sum(r["copies_collapsed"] for r in results) > 0  # racing writers did store keys twice
+
+
+def test_a_store_rewritten_by_hand_is_read_again(tmp_path: Path) -> None:
+    store = ResultStore(tmp_path)
+    a, b = appearance("m", "origin", 1.0, 1.0), appearance("n", "origin", 1.0, 1.0)
+    store.append([a, b])
+    assert store.completed_keys() == {a["key"], b["key"]}
+    store.path("appearance").write_text("")  # emptied (same inode, smaller)
+    assert store.records() == [] and store.find(a["key"]) is None
+    tmp = tmp_path / "x.tmp"
+    tmp.write_text(json.dumps(b) + "\n")
+    os.replace(tmp, store.path("appearance"))  # replaced by another file
+    assert store.records() == [b]

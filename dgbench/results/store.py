@@ -104,19 +104,20 @@ class _AppendedFile:
             st = os.stat(self.path)
         except FileNotFoundError:
             st = None
+        changed = False
         if st is None or st.st_ino != self.inode or st.st_size < self.offset:  # new, replaced or truncated
             changed = self.offset > 0
             self.lines, self.offset, self.lineno, self.mid_line = [], 0, 0, False
             self.inode = st.st_ino if st else -1
-            if st is None:
-                return changed
-        if st.st_size == self.offset:
-            return False
+        if st is None or st.st_size == self.offset:
+            return changed
         with open(self.path, "rb") as f:
             f.seek(self.offset)
             chunk = f.read()
         if not chunk.endswith(b"\n") and not self._tail_is_torn():
             chunk = chunk[: chunk.rfind(b"\n") + 1]  # a writer is still appending that line: read it next time
+        if not chunk:
+            return changed
         pieces = chunk.split(b"\n")
         if self.mid_line:  # the rest of a torn line already reported
             pieces = pieces[1:]
@@ -126,8 +127,8 @@ class _AppendedFile:
             if line:
                 self.lines.append(line)
         self.offset += len(chunk)
-        self.mid_line = bool(chunk) and not chunk.endswith(b"\n")
-        return bool(chunk)
+        self.mid_line = not chunk.endswith(b"\n")
+        return True
 
     def _tail_is_torn(self) -> bool:
         """A last line without its newline: a writer mid-append (it holds the lock), or one killed
