@@ -133,11 +133,16 @@ def _launch(cfg: dict[str, Any], launcher: str | None, gpus: int | None, gpus_pe
     name = launcher or cfg.get("name", "local")
     if name not in LAUNCHERS:
         raise DgbenchError(f"--launcher {name!r}: not one of {', '.join(LAUNCHERS)}")
-    return Launch(launcher=name, gpus=gpus if gpus is not None else cfg.get("gpus"),
-                  gpus_per_cell=gpus_per_cell if gpus_per_cell != 1 else int(cfg.get("gpus_per_cell", 1)),
-                  slurm={**cfg.get("slurm", {}), **slurm},
-                  cells_per_job=cells_per_job if cells_per_job != 1 else int(cfg.get("cells_per_job", 1)),
-                  cluster=cluster or cfg.get("cluster"), wait=wait or bool(cfg.get("wait", False)))
+    if not isinstance(cfg.get("slurm", {}), dict):
+        raise DgbenchError(f"[launcher] slurm = {cfg['slurm']!r}: expected a table ([launcher.slurm]) of submitit parameters")
+    try:
+        return Launch(launcher=name, gpus=gpus if gpus is not None else cfg.get("gpus"),
+                      gpus_per_cell=gpus_per_cell if gpus_per_cell != 1 else int(cfg.get("gpus_per_cell", 1)),
+                      slurm={**cfg.get("slurm", {}), **slurm},
+                      cells_per_job=cells_per_job if cells_per_job != 1 else int(cfg.get("cells_per_job", 1)),
+                      cluster=cluster or cfg.get("cluster"), wait=wait or bool(cfg.get("wait", False)))
+    except (TypeError, ValueError) as exc:
+        raise DgbenchError(f"[launcher]: gpus_per_cell and cells_per_job must be integers ({exc})") from None
 
 
 def _run(grid: Any, root: Path, how: Any, retry_running: bool) -> None:
@@ -161,8 +166,9 @@ def _run(grid: Any, root: Path, how: Any, retry_running: bool) -> None:
             f"{report.left_running} left running · {_counts(report.states)}")
     done_s = report.cells_run_s
     if n and done_s:  # the launched cells finished here (not submitted and left to run)
-        line += (f" · {report.wall_s:,.1f} s for the launched cells, of which {done_s:,.1f} s inside them: "
-                 f"launcher overhead {(report.wall_s - done_s) / n:,.2f} s per cell")
+        line += f" · {report.wall_s:,.1f} s for the launched cells, {done_s:,.1f} s inside them"
+        if how.launcher == "local":  # one after another: the rest is the launcher's
+            line += f" (launcher overhead {(report.wall_s - done_s) / n:,.2f} s per cell)"
     console.print(line, highlight=False)
     if any(s.state == "failed" for s in report.states):
         raise typer.Exit(1)

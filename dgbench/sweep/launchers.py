@@ -31,6 +31,8 @@ from .grid import Cell
 from .ledger import Ledger
 
 LAUNCHERS = ("local", "multi-gpu", "slurm")
+# submitit's own default time limit is 5 minutes, which kills most cells: 4 hours unless set.
+DEFAULT_TIMEOUT_MIN = 240
 Poll = Callable[[], None]
 
 
@@ -122,7 +124,7 @@ def _slurm(cells: list[Cell], results: Path, how: Launch, poll: Poll) -> list[st
         raise DgbenchError("--launcher slurm needs submitit: pip install 'dgbench[sweep]' (or submitit)") from None
     executor = submitit.AutoExecutor(folder=str(results / "sweeps" / "submitit" / "%j"), cluster=how.cluster)
     try:
-        executor.update_parameters(**{"name": "dgbench-sweep", **how.slurm})
+        executor.update_parameters(**{"name": "dgbench-sweep", "timeout_min": DEFAULT_TIMEOUT_MIN, **how.slurm})
     except (ValueError, TypeError) as exc:
         raise DgbenchError(f"slurm settings {sorted(how.slurm)}: {str(exc).splitlines()[0]}") from None
     n = max(1, how.cells_per_job)
