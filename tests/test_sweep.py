@@ -149,3 +149,11 @@ def test_multi_gpu_launcher_runs_one_worker_process_per_gpu(tmp_path: Path) -> N
     assert [s.state for s in report.states] == ["done", "done"]
     assert {s.entry["pid"] for s in report.states} != {os.getpid()} and len({s.entry["pid"] for s in report.states}) == 2
     assert {s.entry["job_id"] for s in report.states} == {"gpu0", "gpu1"}
+
+
+def test_multi_gpu_launcher_runs_a_cell_as_torchrun_over_its_gpus(tmp_path: Path) -> None:
+    # --gpus-per-cell 2: the cell is one torchrun of 2 ranks (on the CPU here, through gloo).
+    grid = GridSpec(models=MODELS[:1], protocols=PROTOCOLS[:1], datasets=["digits"], options=dict(OPTIONS))
+    report = sweep(grid, tmp_path, Launch("multi-gpu", gpus=2, gpus_per_cell=2))
+    assert [s.state for s in report.states] == ["done"]
+    assert {r["world_size"] for r in ResultStore(tmp_path).records()} == {2}

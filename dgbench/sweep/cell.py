@@ -5,16 +5,13 @@ already stored (by key) and appends what it measures only once a model's pass is
 cell killed midway leaves nothing half-written and its re-run measures only what is missing.
 Around it, the cell's ledger entry goes ``running`` -> ``done`` (its keys) or ``failed`` (one line).
 
-    python -m dgbench.sweep.cell RESULTS CELLS.json     # what a multi-gpu worker process runs
+    python -m dgbench.sweep RESULTS CELLS.json     # what a multi-gpu worker process runs (__main__.py)
 """
 from __future__ import annotations
 
-import json
 import os
-import sys
 import time
 import traceback
-from pathlib import Path
 from typing import Any
 
 from ..errors import DgbenchError
@@ -74,14 +71,3 @@ def run_cells_job(results: str, cells: list[dict[str, Any]]) -> int:
     except (ImportError, RuntimeError):
         pass
     return run_cells(results, cells, job_id=job_id)
-
-
-def main(argv: list[str] | None = None) -> int:
-    results, cells_file = (argv if argv is not None else sys.argv[1:])[:2]
-    cells = json.loads(Path(cells_file).read_text(encoding="utf-8"))
-    run_cells(results, cells, job_id=os.environ.get("DGBENCH_SWEEP_WORKER"))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -113,7 +113,7 @@ def _run_group(gpus: list[str], cells: list[Cell], results: Path, folder: Path, 
         log = results / "sweeps" / "logs" / f"worker-{'-'.join(gpus)}.log"
         log.parent.mkdir(parents=True, exist_ok=True)
         with open(log, "ab") as out:  # not the terminal: the live grid is there
-            subprocess.run([*runner, "-m", "dgbench.sweep.cell", str(results), str(spec)], env=env, check=False,
+            subprocess.run([*runner, "-m", "dgbench.sweep", str(results), str(spec)], env=env, check=False,
                            stdout=out, stderr=subprocess.STDOUT)
 
 
