@@ -102,10 +102,10 @@ def test_grid_from_toml_expands_globs_and_flags_name_bad_fields(tmp_path: Path) 
     assert len(cells) == len(models) * 2 and {c.seed for c in cells} == {0, 1}
     assert launch_cfg == {"name": "slurm", "slurm": {"timeout_min": 5}}
     assert Cell.from_dict(cells[0].as_dict()).id == cells[0].id
-    for text, needle in (('[grid]\nmodel = ["a"]\n', "'model' is not an axis"),
-                         ('[grid]\nseeds = ["x"]\n', "seeds = ['x']: expected a non-empty list of ints"),
+    for text, needle in (('[grid]\nmodel = ["a"]\n', "grid.model is not an axis"),
+                         ('[grid]\nseeds = ["x"]\n', "grid.seeds = ['x']: expected a non-empty list of ints"),
                          ('[run]\nsubsets = 3\n', "'subsets' is not a run option"),
-                         ('[runs]\n', "unknown table [runs]")):
+                         ('[runs]\n', "unknown table 'runs'")):
         path.write_text(text)
         with pytest.raises(DgbenchError, match=needle.replace("[", r"\[").replace("]", r"\]")):
             load_toml(path)

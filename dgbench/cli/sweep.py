@@ -7,6 +7,7 @@ from typing import Any, Optional
 
 import typer
 from rich.live import Live
+from rich.markup import escape
 from rich.table import Table
 
 from ..errors import DgbenchError
@@ -44,12 +45,13 @@ def status_table(states: list[Any], title: str) -> Table:
             "precision": lambda c: c.precision}
     shown = {k: f for k, f in axes.items() if len({f(s.cell) for s in states}) > 1 or k == "model"}
     fixed = [f"{k} {f(states[0].cell)}" for k, f in axes.items() if k not in shown and states]
-    table = Table(title=" · ".join([title, *fixed]), title_justify="left")
+    table = Table(title=escape(" · ".join([title, *fixed])), title_justify="left")
     for col in [*shown, "state"]:
         table.add_column(col, no_wrap=col != "model")
     table.add_column("detail", overflow="fold")
     for s in states:
-        table.add_row(*(f(s.cell) for f in shown.values()), f"[{_STYLE[s.state]}]{s.state}[/]", s.reason)
+        table.add_row(*(escape(f(s.cell)) for f in shown.values()), f"[{_STYLE[s.state]}]{s.state}[/]",
+                      escape(s.reason))  # a reason may hold [brackets]: text, not markup
     return table
 
 
@@ -61,7 +63,7 @@ def _counts(states: list[Any]) -> str:
 
 @app.command("sweep")
 def sweep_cmd(
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="a sweep TOML file ([grid], [run], [launcher]); flags override it"),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="a sweep TOML file (tables grid, run, launcher: docs/sweeps.md); flags override it"),
     model: Optional[list[str]] = typer.Option(None, "--model", "-m", help="models: names, aliases, globs, all, pkg.mod:fn, timm/NAME (comma-separated or repeated)"),
     protocol: Optional[list[str]] = typer.Option(None, "--protocol", "-p", help="protocols (comma-separated or repeated)"),
     dataset: Optional[list[str]] = typer.Option(None, "--dataset", help="datasets (default: each protocol's)"),
@@ -129,12 +131,12 @@ def _launch(cfg: dict[str, Any], launcher: str | None, gpus: int | None, gpus_pe
     known = {"name", "gpus", "gpus_per_cell", "slurm", "cells_per_job", "cluster", "wait"}
     extra = sorted(set(cfg) - known)
     if extra:
-        raise DgbenchError(f"[launcher] {extra[0]!r} is not a launcher setting (known: {', '.join(sorted(known))})")
+        raise DgbenchError(f"launcher.{extra[0]} is not a launcher setting (known: {', '.join(sorted(known))})")
     name = launcher or cfg.get("name", "local")
     if name not in LAUNCHERS:
         raise DgbenchError(f"--launcher {name!r}: not one of {', '.join(LAUNCHERS)}")
     if not isinstance(cfg.get("slurm", {}), dict):
-        raise DgbenchError(f"[launcher] slurm = {cfg['slurm']!r}: expected a table ([launcher.slurm]) of submitit parameters")
+        raise DgbenchError(f"launcher.slurm = {cfg['slurm']!r}: expected a table of submitit parameters")
     try:
         return Launch(launcher=name, gpus=gpus if gpus is not None else cfg.get("gpus"),
                       gpus_per_cell=gpus_per_cell if gpus_per_cell != 1 else int(cfg.get("gpus_per_cell", 1)),
@@ -142,7 +144,7 @@ def _launch(cfg: dict[str, Any], launcher: str | None, gpus: int | None, gpus_pe
                       cells_per_job=cells_per_job if cells_per_job != 1 else int(cfg.get("cells_per_job", 1)),
                       cluster=cluster or cfg.get("cluster"), wait=wait or bool(cfg.get("wait", False)))
     except (TypeError, ValueError) as exc:
-        raise DgbenchError(f"[launcher]: gpus_per_cell and cells_per_job must be integers ({exc})") from None
+        raise DgbenchError(f"launcher table: gpus_per_cell and cells_per_job must be integers ({exc})") from None
 
 
 def _run(grid: Any, root: Path, how: Any, retry_running: bool) -> None:

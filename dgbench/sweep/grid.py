@@ -89,7 +89,7 @@ class GridSpec:
         """Every cell, models expanded (globs, ``all``), in axis order: model-major, like a table's rows."""
         if not self.models or not self.protocols:
             raise DgbenchError(f"{self.source}: a sweep needs at least one model and one protocol "
-                               "(--model/-m and --protocol/-p, or models/protocols under [grid])")
+                               "(--model/-m and --protocol/-p, or models and protocols in the grid table)")
         _check_protocols(self.protocols)
         bad = [p for p in self.precisions if p not in PRECISIONS]
         if bad:
@@ -138,7 +138,7 @@ def load_toml(path: str | os.PathLike) -> tuple[GridSpec, dict[str, Any]]:
         raise DgbenchError(f"{path}: not valid TOML ({exc})") from None
     unknown = sorted(set(doc) - {"grid", "run", "launcher"})
     if unknown:
-        raise DgbenchError(f"{path}: unknown table [{unknown[0]}] (a sweep file has [grid], [run] and [launcher])")
+        raise DgbenchError(f"{path}: unknown table {unknown[0]!r} (a sweep file has the tables grid, run and launcher)")
     grid, run = doc.get("grid", {}), doc.get("run", {})
     spec = GridSpec(source=str(path))
     for axis in GRID_AXES:
@@ -146,8 +146,8 @@ def load_toml(path: str | os.PathLike) -> tuple[GridSpec, dict[str, Any]]:
             setattr(spec, axis, _axis(path, axis, grid[axis]))
     extra = sorted(set(grid) - set(GRID_AXES))
     if extra:
-        raise DgbenchError(f"{path}: [grid] {extra[0]!r} is not an axis (axes: {', '.join(GRID_AXES)})")
-    spec.options = check_options(run, f"{path}: [run]")
+        raise DgbenchError(f"{path}: grid.{extra[0]} is not an axis (axes: {', '.join(GRID_AXES)})")
+    spec.options = check_options(run, f"{path}: run table:")
     return spec, dict(doc.get("launcher", {}))
 
 
@@ -155,7 +155,7 @@ def _axis(path: Path, axis: str, value: Any) -> list[Any]:
     want = int if axis == "seeds" else str
     values = value if isinstance(value, list) else [value]
     if not values or not all(isinstance(v, want) and not isinstance(v, bool) for v in values):
-        raise DgbenchError(f"{path}: [grid] {axis} = {value!r}: expected a non-empty list of {want.__name__}s")
+        raise DgbenchError(f"{path}: grid.{axis} = {value!r}: expected a non-empty list of {want.__name__}s")
     return list(values)
 
 
