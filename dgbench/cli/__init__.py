@@ -8,11 +8,13 @@ from __future__ import annotations
 import importlib
 import sys
 
+from rich.markup import escape
+
 from ..errors import DgbenchError
 from ._app import app, err_console
 
 # Command modules, one per area. (Imported for their side effect: registering commands.)
-_COMMAND_MODULES = ("models", "run", "prepare", "doctor", "results", "train", "seg")
+_COMMAND_MODULES = ("models", "run", "prepare", "doctor", "results", "train", "seg", "sweep")
 for _name in _COMMAND_MODULES:
     try:
         importlib.import_module(f"{__name__}.{_name}")
@@ -25,5 +27,5 @@ def main() -> None:
     try:
         app()
     except DgbenchError as exc:
-        err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+        err_console.print(f"[bold red]error:[/] {escape(str(exc))}", highlight=False)
         sys.exit(2)
