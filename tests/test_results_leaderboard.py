@@ -104,7 +104,9 @@ def test_duplicate_key_names_both_lines(tmp_path: Path) -> None:
 def test_header_must_be_a_schema(tmp_path: Path) -> None:
     path = tmp_path / "x.csv"
     path.write_text(HEADER.replace("top1_err_pct", "top1_err") + "\n" + GOOD + "\n")
-    with pytest.raises(LeaderboardError, match=r"x\.csv:1: header .* matches no leaderboard schema"):
+    with pytest.raises(LeaderboardError, match=r"x\.csv:1: header matches no leaderboard schema; nearest is the "
+                       r"appearance classification schema: missing column\(s\) top1_err_pct; unexpected "
+                       r"column\(s\) top1_err \("):
         load_leaderboard(path)
 
 

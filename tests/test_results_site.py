@@ -165,3 +165,27 @@ def test_cli_site_builds_from_csvs_and_names_a_bad_source(tmp_path: Path) -> Non
     res = runner.invoke(app, ["leaderboard", "site", str(tmp_path / "nope"), "--out", str(tmp_path / "t")])
     assert isinstance(res.exception, DgbenchError)  # main() prints it as one line and exits 2
     assert "nope: neither a leaderboard CSV nor a folder" in str(res.exception)
+
+
+def test_site_names_the_missing_column_of_a_csv(tmp_path: Path) -> None:
+    rows = list(csv.reader((data_dir("leaderboards") / "digits-appearance.csv").open()))
+    drop = rows[0].index("n_runs")
+    bad = tmp_path / "digits-appearance.csv"
+    with bad.open("w", newline="") as f:
+        csv.writer(f).writerows([r[:drop] + r[drop + 1:] for r in rows])
+    res = CliRunner().invoke(app, ["leaderboard", "site", str(bad), "--out", str(tmp_path / "s")])
+    assert isinstance(res.exception, DgbenchError), res.output
+    msg = str(res.exception)
+    assert "\n" not in msg and f"{bad}:1:" in msg
+    assert "nearest is the appearance classification schema: missing column(s) n_runs" in msg
+
+
+def test_site_and_publish_refuse_an_out_that_is_a_file(tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("keep me")
+    res = CliRunner().invoke(app, ["leaderboard", "site", "--out", str(afile)])
+    assert isinstance(res.exception, DgbenchError), res.output
+    assert "\n" not in str(res.exception) and f"--out {afile}: a file is there" in str(res.exception)
+    with pytest.raises(DgbenchError, match="a file is there"):
+        publish(table1_records(), afile)
+    assert afile.read_text() == "keep me"

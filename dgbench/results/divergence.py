@@ -208,29 +208,29 @@ def leaderboard_rows(frame: pd.DataFrame) -> dict[tuple[str, str], tuple[list[st
 
 def publish_divergence(frame: pd.DataFrame, out_dir: str | os.PathLike) -> list[Path]:
     """Write ``<dataset>-<protocol>.csv`` and its ``.md`` page per divergence protocol run."""
-    from .leaderboard import _csv_text, _write_if_changed, leaderboard_name
+    from .csvio import csv_text, output_dir, write_if_changed
+    from .leaderboard import leaderboard_name
     from .tables import to_markdown
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(out_dir)
     written: list[Path] = []
     for (dataset, protocol), (header, rows) in leaderboard_rows(frame).items():
         stem = leaderboard_name(dataset, protocol)
         csv_path, md_path = out / f"{stem}.csv", out / f"{stem}.md"
-        _write_if_changed(csv_path, _csv_text(header, rows))
+        write_if_changed(csv_path, csv_text(header, rows))
         lb = read_leaderboard(csv_path)  # the page is rendered from the CSV just written
         parts = [f"# Leaderboard: {dataset}, {protocol} (feature divergence)", "",
                  f"Measured by dgbench; generated from [`{csv_path.name}`]({csv_path.name}) by "
                  "`dgbench leaderboard publish` (do not edit by hand). Schema: `README.md`.", ""]
         parts += [to_markdown(t) for t in divergence_tables(leaderboard_summary(lb))]
-        _write_if_changed(md_path, "\n".join(parts))
+        write_if_changed(md_path, "\n".join(parts))
         written += [csv_path, md_path]
     return written
 
 
 def read_leaderboard(p: Path, reader: Any = None) -> pd.DataFrame:
     """Read and validate a divergence leaderboard (header :data:`HEADER`); errors name file and line."""
-    from .leaderboard import LeaderboardError
+    from .csvio import LeaderboardError
 
     if reader is None:
         with open(p, newline="", encoding="utf-8-sig") as f:
@@ -238,7 +238,7 @@ def read_leaderboard(p: Path, reader: Any = None) -> pd.DataFrame:
             if next(rd, None) != HEADER:
                 raise LeaderboardError(f"{p}:1: not a divergence leaderboard (expected {','.join(HEADER)})")
             return read_leaderboard(p, rd)
-    from .leaderboard import check_unique, csv_rows
+    from .csvio import check_unique, csv_rows
 
     records = [_parse_row(p, line, row) for line, row in csv_rows(reader)]
     check_unique(p, records, (*KEY, "source"))
@@ -248,7 +248,7 @@ def read_leaderboard(p: Path, reader: Any = None) -> pd.DataFrame:
 
 
 def _parse_row(p: Path, line: int, row: list[str]) -> dict[str, Any]:
-    from .leaderboard import row_record
+    from .csvio import row_record
 
     rec, bad = row_record(p, line, HEADER, row, ("dataset", "protocol", "model", "pair", "layer", "source"))
     if rec["task"] != "classification":

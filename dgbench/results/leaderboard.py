@@ -10,18 +10,19 @@ under ``leaderboards/paper/`` alike) and names the file and line of anything wro
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from ..errors import DgbenchError, SpecError
+from ..errors import DgbenchError
 from . import catalogue
+from .csvio import (LeaderboardError, check_unique, csv_rows, csv_text, header_error, output_dir,  # noqa: F401
+                    row_record, write_if_changed)
 from .frame import MEASURED, records_to_frame, severity_of, summarize
 
 DECIMALS = 2  # the paper prints two decimals; so do leaderboards (and the check compares at it)
@@ -48,10 +49,6 @@ def schema(kind: str, task: str) -> list[str]:
 # Kinds with a condition column; divergence (a row per layer, in nats) has its own schema in
 # results.divergence.
 SCHEMAS = {k: schema(*k) for k in METRICS if k[0] in CONDITION_COLUMNS}
-
-
-class LeaderboardError(SpecError):
-    """A leaderboard file is malformed; the message names the file and the line."""
 
 
 def leaderboard_name(dataset: str, protocol: str) -> str:
@@ -102,14 +99,6 @@ def leaderboard_rows(summary: pd.DataFrame) -> dict[tuple[str, str], tuple[list[
     return out
 
 
-def _csv_text(header: list[str], rows: list[list[str]]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(header)
-    w.writerows(rows)
-    return buf.getvalue()
-
-
 def _as_summary(results: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     """Records (dicts), a records frame or a summary frame -> the summary frame."""
     if isinstance(results, pd.DataFrame):
@@ -126,35 +115,24 @@ def publish(results: pd.DataFrame | Iterable[Mapping[str, Any]], out_dir: str | 
     from .divergence import publish_divergence, split
     from .tables import markdown_page  # the page renders the paper-shaped tables
 
+    out = output_dir(out_dir)
     results, div = split(results)  # divergence results have a schema of their own
-    written: list[Path] = publish_divergence(div, out_dir) if not div.empty else []
+    written: list[Path] = publish_divergence(div, out) if not div.empty else []
     summary = _as_summary(results)
     summary = summary[summary["source"] == MEASURED]
     if summary.empty and written:
         return written
     if summary.empty:
         raise DgbenchError("no measured results to publish")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     for (dataset, protocol), (header, rows) in leaderboard_rows(summary).items():
         stem = leaderboard_name(dataset, protocol)
         csv_path, md_path = out / f"{stem}.csv", out / f"{stem}.md"
-        text = _csv_text(header, rows)
-        _write_if_changed(csv_path, text)
+        text = csv_text(header, rows)
+        write_if_changed(csv_path, text)
         # The page is rendered from the CSV just written, so page and CSV can never disagree.
-        _write_if_changed(md_path, markdown_page(load_leaderboard(csv_path), csv_path.name))
+        write_if_changed(md_path, markdown_page(load_leaderboard(csv_path), csv_path.name))
         written += [csv_path, md_path]
     return written
-
-
-def _write_if_changed(path: Path, text: str) -> None:
-    # Leave an identical file untouched (mtime included): re-publishing is a no-op.
-    data = text.encode("utf-8")
-    if path.exists() and path.read_bytes() == data:
-        return
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
 
 
 def _schema_of(header: list[str]) -> tuple[str, str] | None:
@@ -199,9 +177,8 @@ def _read_leaderboard(p: Path) -> pd.DataFrame:
         if header == DIVERGENCE_HEADER:
             return read_leaderboard(p, reader)
         if kind_task is None:
-            expected = "\n  ".join(",".join(c) for c in SCHEMAS.values())
-            raise LeaderboardError(f"{p}:1: header {','.join(header)!r} matches no leaderboard "
-                                   f"schema; expected one of:\n  {expected}")
+            known = {f"{k} {t}": cols for (k, t), cols in SCHEMAS.items()}
+            raise header_error(p, header, {**known, "divergence": DIVERGENCE_HEADER})
         kind, task = kind_task
         metrics = METRICS[kind_task]
         records = [_parse_row(p, line, header, row, kind, task, metrics) for line, row in csv_rows(reader)]
@@ -209,42 +186,6 @@ def _read_leaderboard(p: Path) -> pd.DataFrame:
     frame = pd.DataFrame(records, columns=header + ["line"])
     frame.attrs.update(kind=kind, task=task, metrics=metrics, path=str(p))
     return frame
-
-
-def csv_rows(reader: Any) -> Iterator[tuple[int, list[str]]]:
-    """``(line number, fields)`` of each row of a ``csv.reader`` that is not blank."""
-    for row in reader:
-        if row and any(c.strip() for c in row):
-            yield reader.line_num, row
-
-
-def row_record(p: Path, line: int, header: list[str], row: list[str],
-               required: Iterable[str]) -> tuple[dict[str, Any], Callable[[str, str], LeaderboardError]]:
-    """A row as ``{column: stripped text, "line": line}`` with its ``required`` columns checked
-    non-empty, and ``bad(column, why)``: the error that names the file, line and column."""
-    def bad(col: str, why: str) -> LeaderboardError:
-        return LeaderboardError(f"{p}:{line}: column {col!r}: {why}")
-
-    if len(row) != len(header):
-        raise LeaderboardError(f"{p}:{line}: {len(row)} fields, the header has {len(header)}")
-    rec: dict[str, Any] = dict(zip(header, (c.strip() for c in row)))
-    rec["line"] = line
-    for col in required:
-        if not rec[col]:
-            raise bad(col, "empty; every row needs it")
-    return rec, bad
-
-
-def check_unique(p: Path, records: list[dict[str, Any]], key_columns: Iterable[str]) -> None:
-    """No two rows share a key (a table would show one of them and hide the other)."""
-    key_columns = tuple(key_columns)
-    seen: dict[tuple[Any, ...], int] = {}
-    for rec in records:
-        key = tuple(rec.get(c, "") for c in key_columns)
-        if key in seen:
-            raise LeaderboardError(f"{p}:{rec['line']}: duplicate row, same key as line {seen[key]} "
-                                   f"({', '.join(str(k) for k in key if k != '')})")
-        seen[key] = rec["line"]
 
 
 def _parse_row(p: Path, line: int, header: list[str], row: list[str], kind: str, task: str,

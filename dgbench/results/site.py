@@ -12,7 +12,6 @@ import io
 import math
 import os
 import re
-import shutil
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,8 +22,8 @@ import pandas as pd
 from ..errors import DgbenchError
 from . import catalogue
 from .frame import MEASURED, variant_label
-from .leaderboard import (_fmt, _write_if_changed, leaderboard_name, leaderboard_to_summary,
-                          load_leaderboard, load_paper)
+from .csvio import copy_if_changed, output_dir, write_if_changed
+from .leaderboard import _fmt, leaderboard_name, leaderboard_to_summary, load_leaderboard, load_paper
 from .provenance import (ROW_KEY, attach_values, provenance_by_leaderboard, published_values, read_sidecar,
                          sidecar_path, sidecar_text)
 from .tables import NoResultsError, _paper_matches
@@ -214,18 +213,6 @@ def build_board(csv_path: Path, paper: pd.DataFrame | None) -> Board:
                  _plots(measured, metrics), sidecar is not None, paper_csvs)
 
 
-def _copy_if_changed(src: Path, dst: Path) -> list[Path]:
-    """Copy ``src`` to ``dst`` atomically unless they are one file or equal; [dst] if it was new."""
-    if src.resolve() == dst.resolve():
-        return []
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if not (dst.exists() and dst.read_bytes() == src.read_bytes()):
-        tmp = dst.with_suffix(dst.suffix + ".tmp")
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    return [dst]
-
-
 def leaderboard_csvs(sources: Iterable[str | os.PathLike]) -> list[Path]:
     """Leaderboard CSVs named directly or found (non-recursively) in the folders given."""
     out: list[Path] = []
@@ -250,8 +237,7 @@ def build_site(csv_paths: Iterable[Path], out_dir: str | os.PathLike) -> list[Pa
     """
     from . import site_pages
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(out_dir)
     paper = load_paper()
     # Pages show Table 1 and Table 6 shapes (models x shifts, train x test domains); leaderboards of
     # other shapes (divergence: a row per layer; finetune: fractions) are CSV + Markdown only.
@@ -263,20 +249,20 @@ def build_site(csv_paths: Iterable[Path], out_dir: str | os.PathLike) -> list[Pa
     boards = [build_board(p, paper) for p in csvs]
     written: list[Path] = []
     for path, board in zip(csvs, boards):
-        written += _copy_if_changed(path, out / path.name)
+        written += copy_if_changed(path, out / path.name)
         if sidecar_path(path).is_file():
-            written += _copy_if_changed(sidecar_path(path), sidecar_path(out / path.name))
+            written += copy_if_changed(sidecar_path(path), sidecar_path(out / path.name))
         page = out / board.page
-        _write_if_changed(page, site_pages.board_page(board))
+        write_if_changed(page, site_pages.board_page(board))
         written.append(page)
     from .leaderboard import paper_files
 
     paper_links = []
     for pf in paper_files():
-        written += _copy_if_changed(pf, out / "paper" / pf.name)
+        written += copy_if_changed(pf, out / "paper" / pf.name)
         paper_links.append(f"paper/{pf.name}")
     index = out / "index.html"
-    _write_if_changed(index, site_pages.index_page(boards, paper_links))
+    write_if_changed(index, site_pages.index_page(boards, paper_links))
     written.append(index)
     return written
 
@@ -290,6 +276,6 @@ def publish_site(frame: pd.DataFrame, records: Mapping[str, Mapping[str, Any]],
     for (dataset, protocol), rows in provenance_by_leaderboard(frame, records).items():
         csv_path = out / f"{leaderboard_name(dataset, protocol)}.csv"
         path = sidecar_path(csv_path)
-        _write_if_changed(path, sidecar_text(attach_values(rows, load_leaderboard(csv_path))))
+        write_if_changed(path, sidecar_text(attach_values(rows, load_leaderboard(csv_path))))
         written.append(path)
     return written + build_site(leaderboard_csvs([out]), out)
