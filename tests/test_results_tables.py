@@ -232,3 +232,22 @@ def test_cli_dataset_names_a_pair_by_either_domain(tmp_path: Path) -> None:
         assert res.exit_code == 0, res.output
         assert _csv(res.output)[1:] == [["m", "digits", "99.00", "66.00 (33.00)"],
                                         ["m", "typeset-digits", "65.50 (34.00)", "99.50"]]
+
+
+def test_a_subset_row_is_marked_and_kept_apart_from_full_set_rows(tmp_path: Path) -> None:
+    recs = table1_records()
+    recs += [appearance("resnet50_ibn_a", "origin", 20.0, 5.0, subset=200),
+             appearance("resnet50_ibn_a", "rgb+50", 21.0, 5.5, (20.0, 5.0), subset=200),
+             appearance("densenet121", "rgb+50", 22.0, 6.0, (20.0, 5.0), limit=100)]
+    rows = _csv(render_table(recs, fmt="csv", metric="top1"))
+    labels = [r[0] for r in rows[1:]]
+    assert labels == ["densenet121 [first 100]", "resnet50", "resnet50_ibn_a [subset of 200]", "resnet50_ibn_b"]
+    assert rows[3] == ["resnet50_ibn_a [subset of 200]", "20.00", "21.00 (1.00)", "–"]
+    text = render_table(recs, fmt="markdown", metric="top1")
+    assert "measured on part of the evaluation set only" in text
+    assert "part of the evaluation set" not in render_table(table1_records(), fmt="markdown")
+    from dgbench.results.leaderboard import load_leaderboard, publish
+
+    lb = load_leaderboard(publish(recs[:6] + recs[6:8], tmp_path)[0])
+    notes = dict(zip(lb["model"] + "/" + lb["shift"], lb["note"]))
+    assert notes["resnet50_ibn_a/rgb+50"] == "subset of 200 images only" and notes["resnet50/origin"] == ""

@@ -33,6 +33,7 @@ RECORD_COLUMNS = (
     "key", "kind", "task", "protocol", "dataset", "model", "model_kwargs", "shift", "shift_spec",
     "train_domain", "test_domain", "reference", "seed", "num_samples", "precision", "device",
     "started_at", "duration_s", "images_per_s", "git_commit", "order", "config", "config_items", "fraction",
+    "limit", "subset",  # a sample selection (--limit/--subset): tables mark such rows
     "pair", "pair_spec", "layer", "layer_index", "has_in",  # divergence records (results.divergence)
 )
 # What makes two records repeats of one configuration: every identity field but the seed.
@@ -68,6 +69,22 @@ def fraction_label(value: Any) -> str:
     if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
         return ""
     return f"{float(value):g}"
+
+
+def selection_label(subset: Any, limit: Any) -> str:
+    """What part of the evaluation set a record measured: ``""`` for all of it, else ``subset of
+    200`` (``--subset``: a fixed class-balanced choice), ``first 100`` (``--limit``) or both."""
+    subset, limit = (x if x and not math.isnan(x) else None for x in (_number(subset), _number(limit)))
+    if subset and limit:
+        return f"first {limit:g} of a subset of {subset:g}"
+    return f"subset of {subset:g}" if subset else f"first {limit:g}" if limit else ""
+
+
+def row_label(model: str, kwargs: str, selection: Any = "") -> str:
+    """A table row's model: its variant label, and ``[subset of 200]`` when the row measured only
+    part of the evaluation set (such numbers are not comparable with full-set rows)."""
+    selection = _text(selection)
+    return variant_label(model, kwargs) + (f" [{selection}]" if selection else "")
 
 
 def kwargs_label(kwargs: Any) -> str:
@@ -204,7 +221,7 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
     A record whose drop is missing gets it from the mean of its reference row.
     """
     metrics = metric_names(frame)
-    cols = list(SUMMARY_KEY) + ["kind", "task", "reference", "n", "order", "family", "severity"]
+    cols = list(SUMMARY_KEY) + ["kind", "task", "reference", "n", "order", "family", "severity", "selection"]
     cols += [f"{m}{s}" for m in metrics for s in ("", "_se", "_drop", "_drop_se")]
     if "kind" in frame.columns:  # one row per layer: summarized by results.divergence instead
         frame = frame[frame["kind"] != "divergence"]
@@ -230,6 +247,7 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
         row.update(kind=first["kind"], task=first["task"], reference=first["reference"],
                    n=len(g), order=int(g["order"].min()))
         row["family"], row["severity"] = severity_of(row["shift"], first.get("shift_spec"))
+        row["selection"] = selection_label(first.get("subset"), first.get("limit"))
         ref_key = _reference_key(row) if row["reference"] else None
         for m in metrics:
             row[m], row[f"{m}_se"], _ = _stat(g[f"metrics.{m}"])

@@ -87,7 +87,9 @@ def leaderboard_rows(summary: pd.DataFrame) -> dict[tuple[str, str], tuple[list[
             vals: dict[str, str] = {c: str(r.get(c, "") or "") for c in header}
             vals["task"] = task
             vals["n_runs"] = str(int(r["n"])) if r["source"] == MEASURED else ""
-            vals["note"] = str(r.get("note", "") or "")
+            selection = str(r.get("selection", "") or "")  # NaN-free: summarize writes ""
+            vals["note"] = "; ".join(x for x in (str(r.get("note", "") or ""),
+                                                 selection and f"{selection} images only") if x)
             for m in METRICS[(kind, task)]:
                 vals[f"{m}_pct"] = _fmt(r.get(m))
                 vals[f"{m}_drop_pct"] = _fmt(r.get(f"{m}_drop"))

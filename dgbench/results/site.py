@@ -162,7 +162,9 @@ def build_grid(both: pd.DataFrame, kind: str, metric: str, metrics: tuple[str, .
             part = sel if kind == "appearance" else sel[sel["train_domain"] == train]
             by = {r[cond_col]: r for _, r in part.iterrows()}
             notes = sorted({str(n) for n in part["note"] if n})
-            rows.append(Row(variant_label(model, kw), src, train,
+            # A measured row's note says when it measured part of the evaluation set only.
+            label = variant_label(model, kw) + (f" [{'; '.join(notes)}]" if notes and src == MEASURED else "")
+            rows.append(Row(label, src, train,
                             [_cell(by[c], metric) if c in by else None for c in conditions],
                             _runs(part, sidecar, metrics) if src == MEASURED else None,
                             "; ".join(notes), str(part["_csv"].iloc[0])))

@@ -20,7 +20,7 @@ import csv
 import io
 import math
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +30,7 @@ from rich.table import Table
 
 from ..errors import DgbenchError, UnknownNameError
 from . import catalogue
-from .frame import KINDS, MEASURED, records_to_frame, summarize, variant_label
+from .frame import KINDS, MEASURED, _text, records_to_frame, row_label, summarize
 
 FORMATS = ("rich", "csv", "markdown", "latex")
 _TEXT_COLUMNS = ("source", "train \\ test")  # left-aligned; numbers are right-aligned
@@ -190,9 +190,22 @@ def _source_cell(model: str, src: str) -> str:
     return src if label == "none" else f"{src} · {label}"
 
 
-def _row_order(both: pd.DataFrame) -> list[tuple[str, str, str]]:
-    keys = {(m, kw, s) for m, kw, s in zip(both["model"], both["model_kwargs"], both["source"])}
-    return sorted(keys, key=lambda k: (_natural(k[0]), k[1], k[2] != MEASURED, k[2]))
+def row_groups(both: pd.DataFrame) -> Iterator[tuple[str, str, str, pd.DataFrame]]:
+    """``(row label, model, source, its summary rows)`` per model, variant kwargs, source and
+    sample selection, in the tables' order: a model measured on a ``--subset``/``--limit`` is a
+    row of its own, labelled so (``m [subset of 200]``), never beside full-set rows unmarked."""
+    sel = [_text(v) for v in both["selection"]] if "selection" in both.columns else [""] * len(both)
+    keys = set(zip(both["model"], both["model_kwargs"], both["source"], sel))
+    for model, kw, src, s in sorted(keys, key=lambda k: (_natural(k[0]), k[1], k[2] != MEASURED, k[2], k[3])):
+        mask = (both["model"] == model) & (both["model_kwargs"] == kw) & (both["source"] == src)
+        yield row_label(model, kw, s), model, src, both[mask & pd.Series([x == s for x in sel], index=both.index)]
+
+
+def selection_note(both: pd.DataFrame) -> str:
+    """The caption's word on rows that measured part of the evaluation set, when there are any."""
+    if "selection" not in both.columns or not any(_text(v) for v in both["selection"]):
+        return ""
+    return "; [subset of N]/[first N]: measured on part of the evaluation set only, not comparable with full-set rows"
 
 
 def _appearance(both: pd.DataFrame, dataset: str, protocol: str, metrics: list[str],
@@ -208,17 +221,17 @@ def _appearance(both: pd.DataFrame, dataset: str, protocol: str, metrics: list[s
         shifts.insert(0, reference)
     columns = ["model"] + (["source"] if with_source else []) + shifts
     rows, sources = [], []
-    for model, kw, src in _row_order(both):
-        sel = both[(both["model"] == model) & (both["model_kwargs"] == kw) & (both["source"] == src)]
+    for label, model, src, sel in row_groups(both):
         by_shift = {r["shift"]: r for _, r in sel.iterrows()}
         cells = [_cell(by_shift[s], metrics, with_drop=True) if s in by_shift else "–" for s in shifts]
-        rows.append([variant_label(model, kw)] + ([_source_cell(model, src)] if with_source else []) + cells)
+        rows.append([label] + ([_source_cell(model, src)] if with_source else []) + cells)
         sources.append(src)
     what = "/".join(METRIC_TITLES.get(m, m) for m in metrics)
     return TableData(
         title=f"{dataset} · {protocol}: {what} % (drop from {reference}, points)",
         columns=columns, rows=rows, sources=sources,
-        caption="drop = shifted minus reference error; mean ± standard error over n runs where n > 1",
+        caption="drop = shifted minus reference error; mean ± standard error over n runs where n > 1"
+                + selection_note(both),
     )
 
 
@@ -232,21 +245,20 @@ def _cross_domain(both: pd.DataFrame, dataset: str, protocol: str, metrics: list
                 if d not in domains]
     columns = ["model"] + (["source"] if with_source else []) + ["train \\ test"] + domains
     rows, sources = [], []
-    for model, kw, src in _row_order(both):
-        sel = both[(both["model"] == model) & (both["model_kwargs"] == kw) & (both["source"] == src)]
+    for label, model, src, sel in row_groups(both):
         for train in domains:
             by_test = {r["test_domain"]: r for _, r in sel[sel["train_domain"] == train].iterrows()}
             if not by_test:
                 continue
             cells = [_cell(by_test[d], metrics, with_drop=True) if d in by_test else "–" for d in domains]
-            rows.append([variant_label(model, kw)] + ([_source_cell(model, src)] if with_source else []) + [train] + cells)
+            rows.append([label] + ([_source_cell(model, src)] if with_source else []) + [train] + cells)
             sources.append(src)
     what = "/".join(METRIC_TITLES.get(m, m) for m in metrics)
     return TableData(
         title=f"{dataset} · {protocol}: {what} % (drop from in-domain, points)",
         columns=columns, rows=rows, sources=sources,
         caption="rows: training domain; columns: test domain; drop = in-domain minus cross-domain "
-                "(a loss reads positive); mean ± standard error over n runs where n > 1",
+                "(a loss reads positive); mean ± standard error over n runs where n > 1" + selection_note(both),
     )
 
 
@@ -262,19 +274,18 @@ def _finetune(both: pd.DataFrame, dataset: str, protocol: str, metrics: list[str
     fractions = sorted(set(both["fraction"]), key=float)
     columns = ["model"] + (["source"] if with_source else []) + ["train \\ test"] + [fraction_title(f) for f in fractions]
     rows, sources = [], []
-    for model, kw, src in _row_order(both):
-        sel = both[(both["model"] == model) & (both["model_kwargs"] == kw) & (both["source"] == src)]
+    for label, _, src, sel in row_groups(both):
         for (train, test), g in sel.groupby(["train_domain", "test_domain"], sort=True):
             by = {r["fraction"]: r for _, r in g.iterrows()}
             cells = [_cell(by[f], metrics, with_drop=False) if f in by else "–" for f in fractions]
-            rows.append([variant_label(model, kw)] + ([src] if with_source else []) + [f"{train} → {test}"] + cells)
+            rows.append([label] + ([src] if with_source else []) + [f"{train} → {test}"] + cells)
             sources.append(src)
     what = "/".join(METRIC_TITLES.get(m, m) for m in metrics)
     return TableData(
         title=f"{dataset} · {protocol}: {what} % after fine-tuning on a fraction of the target's train split",
         columns=columns, rows=rows, sources=sources,
         caption="rows: model, source → target domain; columns: fraction of the target's labelled train images "
-                "(source only: no fine-tuning); mean ± standard error over n seeds where n > 1",
+                "(source only: no fine-tuning); mean ± standard error over n seeds where n > 1" + selection_note(both),
     )
 
 
