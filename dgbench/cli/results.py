@@ -70,7 +70,7 @@ def table_cmd(
     """Stored results in the paper's shapes: models x shifts (Table 1), train x test domain (Table 6)."""
     from ..results.frame import summarize
     from ..results.leaderboard import load_paper
-    from ..results.tables import FORMATS, NoResultsError, build_tables, render_tables
+    from ..results.tables import FORMATS, NoResultsError, build_tables, hooked_tables, render_tables
 
     if fmt not in FORMATS:
         raise UnknownNameError("table format", fmt, FORMATS)
@@ -83,11 +83,7 @@ def table_cmd(
                 paper = paper[[protocol == p or protocol.startswith(p + "-") for p in paper["protocol"]]]
             if dataset:
                 paper = paper[paper["dataset"] == dataset]
-    tables = build_tables(summarize(frame), metric=metric, paper=paper)
-    if metric is None or metric in ("divergence", "kl", "div"):
-        from ..results.divergence import divergence_tables
-
-        tables += divergence_tables(frame)
+    tables = build_tables(summarize(frame), metric=metric, paper=paper) + hooked_tables(frame, metric=metric)
     if not tables:
         raise NoResultsError("no results (measured or reported) match these options")
     out = render_tables(tables, fmt)

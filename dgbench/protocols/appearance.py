@@ -331,7 +331,7 @@ class _Run:
         for s, k in todo:
             metrics = res.counts[s.name].errors()
             is_ref = s.name == ref_spec.name
-            rec = new_record(
+            rec = new_record(kind="appearance",
                 **base, shift=s.name, shift_spec=s.to_dict(), reference=None if is_ref else ref_spec.name,
                 metrics=metrics, drop={} if is_ref else {m_: metrics[m_] - ref_metrics[m_] for m_ in metrics},
                 num_samples=res.num_samples, skipped_corrupt=res.skipped_corrupt, skipped_files=res.skipped_files[:100],

@@ -20,18 +20,13 @@ from typing import Any
 import pandas as pd
 
 from ..errors import DgbenchError
-from . import catalogue
 from .csvio import (LeaderboardError, check_unique, csv_rows, csv_text, header_error, output_dir,  # noqa: F401
                     row_record, write_if_changed)
 from .frame import MEASURED, records_to_frame, severity_of, summarize
+from .kinds import all_kinds, get_kind
 
 DECIMALS = 2  # the paper prints two decimals; so do leaderboards (and the check compares at it)
 
-# Metrics per (kind, task), in column order, from the metric catalogue; a record's other metrics
-# are not published.
-METRICS = catalogue.PUBLISHED
-CONDITION_COLUMNS = {"appearance": ("shift",), "cross-domain": ("train_domain", "test_domain"),
-                     "finetune": ("train_domain", "test_domain", "fraction")}
 # Columns that identify a row: no two rows of one file may share them.
 KEY_COLUMNS = ("dataset", "protocol", "model", "model_kwargs", "shift", "train_domain",
                "test_domain", "fraction", "source")
@@ -39,16 +34,12 @@ KEY_COLUMNS = ("dataset", "protocol", "model", "model_kwargs", "shift", "train_d
 
 def schema(kind: str, task: str) -> list[str]:
     """The exact header of a leaderboard of protocol kind ``kind`` and task ``task``."""
-    metrics = METRICS[(kind, task)]
-    return (["dataset", "protocol", "task", "model", "model_kwargs", *CONDITION_COLUMNS[kind],
-             "reference", "n_runs"]
-            + [f"{m}_pct" for m in metrics] + [f"{m}_drop_pct" for m in metrics]
-            + [f"{m}_se_pct" for m in metrics] + ["source", "note"])
+    return get_kind(kind).schema(task)
 
 
-# Kinds with a condition column; divergence (a row per layer, in nats) has its own schema in
-# results.divergence.
-SCHEMAS = {k: schema(*k) for k in METRICS if k[0] in CONDITION_COLUMNS}
+def schemas() -> dict[tuple[str, str], list[str]]:
+    """Every leaderboard header of every registered result kind, by (kind, task)."""
+    return {k: cols for kind in all_kinds() for k, cols in kind.schemas().items()}
 
 
 def leaderboard_name(dataset: str, protocol: str) -> str:
@@ -77,11 +68,11 @@ def leaderboard_rows(summary: pd.DataFrame) -> dict[tuple[str, str], tuple[list[
         raise DgbenchError("results without a dataset or protocol name cannot be published "
                            "(every leaderboard is <dataset>-<protocol>.csv)")
     for (dataset, protocol), g in summary.groupby(["dataset", "protocol"], sort=True):
-        kind = g["kind"].iloc[0]
+        kind = get_kind(g["kind"].iloc[0])
         task = _task(g)
-        if (kind, task) not in METRICS:
-            raise DgbenchError(f"no leaderboard schema for {kind} {task} results ({dataset}, {protocol})")
-        header = SCHEMAS[(kind, task)]
+        if task not in kind.published or kind.hooks is not None:
+            raise DgbenchError(f"no leaderboard schema for {kind.name} {task} results ({dataset}, {protocol})")
+        header = kind.schema(task)
         rows = []
         for _, r in g.iterrows():
             vals: dict[str, str] = {c: str(r.get(c, "") or "") for c in header}
@@ -90,7 +81,7 @@ def leaderboard_rows(summary: pd.DataFrame) -> dict[tuple[str, str], tuple[list[
             selection = str(r.get("selection", "") or "")  # NaN-free: summarize writes ""
             vals["note"] = "; ".join(x for x in (str(r.get("note", "") or ""),
                                                  selection and f"{selection} images only") if x)
-            for m in METRICS[(kind, task)]:
+            for m in kind.published[task]:
                 vals[f"{m}_pct"] = _fmt(r.get(m))
                 vals[f"{m}_drop_pct"] = _fmt(r.get(f"{m}_drop"))
                 vals[f"{m}_se_pct"] = _fmt(r.get(f"{m}_se"))  # empty for a single run
@@ -114,12 +105,14 @@ def publish(results: pd.DataFrame | Iterable[Mapping[str, Any]], out_dir: str | 
     Only numbers dgbench measured are published (``source`` = ``dgbench``). Returns the paths
     written. Running it twice on the same results writes the same bytes.
     """
-    from .divergence import publish_divergence, split
     from .tables import markdown_page  # the page renders the paper-shaped tables
 
     out = output_dir(out_dir)
-    results, div = split(results)  # divergence results have a schema of their own
-    written: list[Path] = publish_divergence(div, out) if not div.empty else []
+    written: list[Path] = []
+    for kind in all_kinds():  # kinds of other shapes (divergence) publish their own schema
+        if kind.hooks is not None:
+            results, mine = kind.hooks.split(results)
+            written += kind.hooks.publish(mine, out) if not mine.empty else []
     summary = _as_summary(results)
     summary = summary[summary["source"] == MEASURED]
     if summary.empty and written:
@@ -138,7 +131,7 @@ def publish(results: pd.DataFrame | Iterable[Mapping[str, Any]], out_dir: str | 
 
 
 def _schema_of(header: list[str]) -> tuple[str, str] | None:
-    for k, cols in SCHEMAS.items():
+    for k, cols in schemas().items():
         if header == cols:
             return k
     return None
@@ -174,15 +167,12 @@ def _read_leaderboard(p: Path) -> pd.DataFrame:
         except StopIteration:
             raise LeaderboardError(f"{p}: empty file, expected a header line") from None
         kind_task = _schema_of(header)
-        from .divergence import HEADER as DIVERGENCE_HEADER, read_leaderboard
-
-        if header == DIVERGENCE_HEADER:
-            return read_leaderboard(p, reader)
         if kind_task is None:
-            known = {f"{k} {t}": cols for (k, t), cols in SCHEMAS.items()}
-            raise header_error(p, header, {**known, "divergence": DIVERGENCE_HEADER})
+            raise header_error(p, header, {f"{k} {t}": cols for (k, t), cols in schemas().items()})
         kind, task = kind_task
-        metrics = METRICS[kind_task]
+        if get_kind(kind).hooks is not None:  # a schema of its own shape, read by its kind
+            return get_kind(kind).hooks.read(p, reader)
+        metrics = get_kind(kind).published[task]
         records = [_parse_row(p, line, header, row, kind, task, metrics) for line, row in csv_rows(reader)]
     check_unique(p, records, KEY_COLUMNS)
     frame = pd.DataFrame(records, columns=header + ["line"])
@@ -193,7 +183,7 @@ def _read_leaderboard(p: Path) -> pd.DataFrame:
 def _parse_row(p: Path, line: int, header: list[str], row: list[str], kind: str, task: str,
                metrics: tuple[str, ...]) -> dict[str, Any]:
     rec, bad = row_record(p, line, header, row,
-                          ("dataset", "protocol", "task", "model", *CONDITION_COLUMNS[kind], "source"))
+                          ("dataset", "protocol", "task", "model", *get_kind(kind).conditions, "source"))
     if rec["task"] != task:
         raise bad("task", f"{rec['task']!r} in a {task} leaderboard")
     if "fraction" in rec:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import csv
 import io
 import math
-import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,7 +29,9 @@ from rich.table import Table
 
 from ..errors import DgbenchError, UnknownNameError
 from . import catalogue
-from .frame import KINDS, MEASURED, _text, records_to_frame, row_label, summarize
+from .conditions import natural
+from .frame import MEASURED, as_text, records_to_frame, row_label, summarize
+from .kinds import all_kinds, fraction_title, get_kind, kind_names, resolve
 
 FORMATS = ("rich", "csv", "markdown", "latex")
 _TEXT_COLUMNS = ("source", "train \\ test")  # left-aligned; numbers are right-aligned
@@ -55,10 +56,6 @@ class TableData:
 
 
 # ---------------------------------------------------------------- building
-
-
-def _natural(s: str) -> list[Any]:
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
 
 
 def fmt_stat(mean: float, se: float = math.nan) -> str:
@@ -165,13 +162,19 @@ def build_tables(summary: pd.DataFrame, *, kind: str | None = None, metric: str 
         both = pd.concat([g, p], ignore_index=True) if not p.empty else g.reset_index(drop=True)
         metric_cols = [m for m in catalogue.ordered(catalogue.METRICS) if m in both.columns and both[m].notna().any()]
         metrics = resolve_metrics(metric, k, metric_cols)
-        build = {"appearance": _appearance, "finetune": _finetune}.get(k, _cross_domain)
-        tables.append(build(both, dataset, protocol, metrics, with_source=not p.empty))
-        if k == "finetune" and paper is not None:  # Table 7 beside Table 8
-            from .comparison import comparison_table
-
-            tables += comparison_table(g)
+        build = resolve(get_kind(k).table) if get_kind(k).table else appearance_table
+        tables += build(both, dataset, protocol, metrics, with_source=not p.empty, measured=g, paper=paper)
     return tables
+
+
+def hooked_tables(frame: pd.DataFrame, kind: str | None = None, metric: str | None = None) -> list[TableData]:
+    """The tables of the kinds of other shapes (divergence) among a records frame's results."""
+    out: list[TableData] = []
+    for k in all_kinds():
+        wanted = kind in (None, k.name) and (metric is None or metric.lower() in {*k.aliases, *k.shown.get("classification", ())})
+        if k.hooks is not None and wanted:
+            out += k.hooks.tables(k.hooks.split(frame)[1])
+    return out
 
 
 def _source_cell(model: str, src: str) -> str:
@@ -194,18 +197,41 @@ def row_groups(both: pd.DataFrame) -> Iterator[tuple[str, str, str, pd.DataFrame
     """``(row label, model, source, its summary rows)`` per model, variant kwargs, source and
     sample selection, in the tables' order: a model measured on a ``--subset``/``--limit`` is a
     row of its own, labelled so (``m [subset of 200]``), never beside full-set rows unmarked."""
-    sel = [_text(v) for v in both["selection"]] if "selection" in both.columns else [""] * len(both)
+    sel = [as_text(v) for v in both["selection"]] if "selection" in both.columns else [""] * len(both)
     keys = set(zip(both["model"], both["model_kwargs"], both["source"], sel))
-    for model, kw, src, s in sorted(keys, key=lambda k: (_natural(k[0]), k[1], k[2] != MEASURED, k[2], k[3])):
+    for model, kw, src, s in sorted(keys, key=lambda k: (natural(k[0]), k[1], k[2] != MEASURED, k[2], k[3])):
         mask = (both["model"] == model) & (both["model_kwargs"] == kw) & (both["source"] == src)
         yield row_label(model, kw, s), model, src, both[mask & pd.Series([x == s for x in sel], index=both.index)]
 
 
 def selection_note(both: pd.DataFrame) -> str:
     """The caption's word on rows that measured part of the evaluation set, when there are any."""
-    if "selection" not in both.columns or not any(_text(v) for v in both["selection"]):
+    if "selection" not in both.columns or not any(as_text(v) for v in both["selection"]):
         return ""
     return "; [subset of N]/[first N]: measured on part of the evaluation set only, not comparable with full-set rows"
+
+
+def appearance_table(both: pd.DataFrame, dataset: str, protocol: str, metrics: list[str],
+                     with_source: bool, **_: Any) -> list[TableData]:
+    """Table 1's shape (the default of a kind that names no table): models x conditions."""
+    return [_appearance(both, dataset, protocol, metrics, with_source)]
+
+
+def cross_domain_table(both: pd.DataFrame, dataset: str, protocol: str, metrics: list[str],
+                       with_source: bool, **_: Any) -> list[TableData]:
+    """Table 6's shape: models and training domains x test domains."""
+    return [_cross_domain(both, dataset, protocol, metrics, with_source)]
+
+
+def finetune_table(both: pd.DataFrame, dataset: str, protocol: str, metrics: list[str], with_source: bool,
+                   measured: pd.DataFrame, paper: pd.DataFrame | None = None, **_: Any) -> list[TableData]:
+    """Table 8's shape, with Table 7 beside it when the paper's numbers are joined."""
+    tables = [_finetune(both, dataset, protocol, metrics, with_source)]
+    if paper is not None:
+        from .comparison import comparison_table
+
+        tables += comparison_table(measured)
+    return tables
 
 
 def _appearance(both: pd.DataFrame, dataset: str, protocol: str, metrics: list[str],
@@ -260,12 +286,6 @@ def _cross_domain(both: pd.DataFrame, dataset: str, protocol: str, metrics: list
         caption="rows: training domain; columns: test domain; drop = in-domain minus cross-domain "
                 "(a loss reads positive); mean ± standard error over n runs where n > 1" + selection_note(both),
     )
-
-
-def fraction_title(fraction: str) -> str:
-    """A fine-tune column: ``source only`` for 0, else the percentage (``10%``)."""
-    f = float(fraction)
-    return "source only" if f == 0 else f"{f * 100:g}%"
 
 
 def _finetune(both: pd.DataFrame, dataset: str, protocol: str, metrics: list[str],
@@ -363,8 +383,8 @@ def render_table(results: pd.DataFrame | Iterable[Mapping[str, Any]], kind: str 
     ``metric`` picks the metric (``top1``/``top5`` for appearance; ``top1``, ``miou``,
     ``pixel_acc`` for cross-domain); ``with_paper`` joins the paper's reported rows.
     """
-    if kind is not None and kind not in KINDS:
-        raise UnknownNameError("table kind", kind, KINDS)
+    if kind is not None and kind not in kind_names():
+        raise UnknownNameError("table kind", kind, kind_names())
     if fmt not in FORMATS:
         raise UnknownNameError("table format", fmt, FORMATS)
     frame = results if isinstance(results, pd.DataFrame) else records_to_frame(results)
@@ -374,11 +394,9 @@ def render_table(results: pd.DataFrame | Iterable[Mapping[str, Any]], kind: str 
         from .leaderboard import load_paper
 
         paper = load_paper()
-    tables = build_tables(summary, kind=kind, metric=metric, paper=paper) if kind != "divergence" else []
-    if kind in (None, "divergence"):
-        from .divergence import divergence_tables
-
-        tables += divergence_tables(frame)
+    hooked = kind is not None and get_kind(kind).hooks is not None
+    tables = [] if hooked else build_tables(summary, kind=kind, metric=metric, paper=paper)
+    tables += hooked_tables(frame, kind)
     if not tables:
         raise NoResultsError("no results to tabulate" + (f" for {kind} protocols" if kind else ""))
     return render_tables(tables, fmt)
@@ -389,17 +407,17 @@ def markdown_page(lb: pd.DataFrame, csv_name: str) -> str:
     from .leaderboard import leaderboard_to_summary
 
     summary = leaderboard_to_summary(lb)
-    kind = lb.attrs["kind"]
+    kind = get_kind(lb.attrs["kind"])
     # The CSV is sorted as strings; the page lists conditions in natural order (rgb+20 < rgb+100).
-    cond = summary["shift"] if kind == "appearance" else summary["train_domain"] + "→" + summary["test_domain"]
-    rank = {c: i for i, c in enumerate(sorted(set(cond), key=_natural))}
+    cond = ["→".join(v) for v in zip(*(summary[c] for c in kind.conditions if c != "fraction"))]
+    rank = {c: i for i, c in enumerate(sorted(set(cond), key=natural))}
     summary["order"] = [rank[c] for c in cond]
     dataset, protocol = summary["dataset"].iloc[0], summary["protocol"].iloc[0]
     parts = [f"# Leaderboard: {dataset}, {protocol}", "",
              f"Measured by dgbench; generated from [`{csv_name}`]({csv_name}) by "
              "`dgbench leaderboard publish` (do not edit by hand). Schema: `README.md`.", ""]
-    metric_sets = [[m] for m in lb.attrs["metrics"]] if kind == "appearance" else [None]
+    metric_sets = [[m] for m in lb.attrs["metrics"]] if kind.page_per_metric else [None]
     for metrics in metric_sets:
-        for t in build_tables(summary, kind=kind, metric=metrics[0] if metrics else None):
+        for t in build_tables(summary, kind=kind.name, metric=metrics[0] if metrics else None):
             parts.append(to_markdown(t))
     return "\n".join(parts)
