@@ -83,10 +83,11 @@ def table_cmd(
                 paper = paper[[protocol == p or protocol.startswith(p + "-") for p in paper["protocol"]]]
             if dataset:
                 paper = paper[paper["dataset"] == dataset]
-    tables = build_tables(summarize(frame), metric=metric, paper=paper) + hooked_tables(frame, metric=metric)
+    width = console.width if fmt == "rich" else None  # joined cells that would not fit: a table per metric
+    tables = build_tables(summarize(frame), metric=metric, paper=paper, width=width) + hooked_tables(frame, metric=metric)
     if not tables:
         raise NoResultsError("no results (measured or reported) match these options")
-    out = render_tables(tables, fmt)
+    out = render_tables(tables, fmt, width)
     if isinstance(out, str):
         typer.echo(out, nl=False)
     else:

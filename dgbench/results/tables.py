@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
+from rich import get_console
 from rich.console import Group, RenderableType
 from rich.table import Table
 
@@ -138,11 +139,13 @@ def _paper_matches(paper: pd.DataFrame, kind: str, dataset: str, protocol: str,
 
 
 def build_tables(summary: pd.DataFrame, *, kind: str | None = None, metric: str | None = None,
-                 paper: pd.DataFrame | None = None) -> list[TableData]:
+                 paper: pd.DataFrame | None = None, width: int | None = None) -> list[TableData]:
     """One table per (dataset, protocol) of a summary frame; paper rows joined when given.
 
     Paper rows join the models measured; with no measured rows at all, the paper's own tables
-    are shown (so ``--with-paper`` on an empty store shows what the paper reported).
+    are shown (so ``--with-paper`` on an empty store shows what the paper reported). With a
+    terminal ``width``, a table whose joined cells (``0.83/0.00 (…)``) would not fit is shown as
+    one table per metric instead, so no cell has to be cut.
     """
     measured = summary[summary["source"] == MEASURED] if not summary.empty else summary
     if kind is not None:
@@ -163,8 +166,25 @@ def build_tables(summary: pd.DataFrame, *, kind: str | None = None, metric: str 
         metric_cols = [m for m in catalogue.ordered(catalogue.METRICS) if m in both.columns and both[m].notna().any()]
         metrics = resolve_metrics(metric, k, metric_cols)
         build = resolve(get_kind(k).table) if get_kind(k).table else appearance_table
-        tables += build(both, dataset, protocol, metrics, with_source=not p.empty, measured=g, paper=paper)
+        made = build(both, dataset, protocol, metrics, with_source=not p.empty, measured=g, paper=paper)
+        if width and len(metrics) > 1 and any(min_width(t) > width for t in made):
+            made = [t for m in metrics for t in build(both, dataset, protocol, [m], with_source=not p.empty,
+                                                      measured=g, paper=None)]
+        tables += made
     return tables
+
+
+def _word_width(texts: Iterable[str]) -> int:
+    """The longest word (a table cell wraps at spaces, never inside a word)."""
+    return max((len(w) for t in texts for w in t.split()), default=1)
+
+
+def min_width(t: TableData) -> int:
+    """Terminal columns a rich table needs to show every word of every cell uncut: the widest
+    word per column (the model column whole: it does not wrap), plus borders and padding."""
+    cols = list(zip(t.columns, *t.rows)) if t.rows else [(c,) for c in t.columns]
+    widths = [max(len(x) for x in cols[0])] + [_word_width(col) for col in cols[1:]]
+    return sum(widths) + 3 * len(widths) + 1
 
 
 def hooked_tables(frame: pd.DataFrame, kind: str | None = None, metric: str | None = None) -> list[TableData]:
@@ -312,11 +332,18 @@ def _finetune(both: pd.DataFrame, dataset: str, protocol: str, metrics: list[str
 # ---------------------------------------------------------------- rendering
 
 
-def to_rich(t: TableData) -> Table:
+def to_rich(t: TableData, width: int | None = None) -> Table:
+    """A rich table; given the terminal ``width`` and a table wider than it, every column but the
+    model's is set to its longest word and the model's takes the rest, so cells wrap at their
+    spaces (a drop under its value) and nothing is cut to "…" (rich's own squeezing cuts headers
+    or overruns the width); a word longer than its column folds onto the next line."""
     table = Table(title=t.title, caption=t.caption, title_justify="left", caption_justify="left")
+    cols = list(zip(t.columns, *t.rows)) if t.rows else [(c,) for c in t.columns]
+    natural = sum(max(len(x) for x in col) + 3 for col in cols) + 1
+    fixed = width is not None and natural > width
     for i, c in enumerate(t.columns):
-        table.add_column(c, justify="left" if i == 0 or c in _TEXT_COLUMNS else "right",
-                         no_wrap=i == 0)
+        table.add_column(c, justify="left" if i == 0 or c in _TEXT_COLUMNS else "right", no_wrap=i == 0 and not fixed,
+                         overflow="fold", width=_word_width(cols[i]) if fixed and i > 0 else None)
     for row, src in zip(t.rows, t.sources or [MEASURED] * len(t.rows)):
         table.add_row(*row, style="dim italic" if src == PAPER else None)
     return table
@@ -365,12 +392,13 @@ def to_latex(t: TableData) -> str:
 _RENDERERS = {"csv": to_csv, "markdown": to_markdown, "latex": to_latex}
 
 
-def render_tables(tables: list[TableData], fmt: str = "rich") -> RenderableType | str:
-    """Render built tables: a rich renderable for ``rich``, else text (tables separated by a blank line)."""
+def render_tables(tables: list[TableData], fmt: str = "rich", width: int | None = None) -> RenderableType | str:
+    """Render built tables: a rich renderable for ``rich`` (fitted to ``width`` terminal columns
+    when given), else text (tables separated by a blank line)."""
     if fmt not in FORMATS:
         raise UnknownNameError("table format", fmt, FORMATS)
     if fmt == "rich":
-        return Group(*(to_rich(t) for t in tables))
+        return Group(*(to_rich(t, width) for t in tables))
     return "\n".join(_RENDERERS[fmt](t) for t in tables)
 
 
@@ -395,11 +423,12 @@ def render_table(results: pd.DataFrame | Iterable[Mapping[str, Any]], kind: str 
 
         paper = load_paper()
     hooked = kind is not None and get_kind(kind).hooks is not None
-    tables = [] if hooked else build_tables(summary, kind=kind, metric=metric, paper=paper)
+    width = get_console().width if fmt == "rich" else None  # the terminal's (COLUMNS)
+    tables = [] if hooked else build_tables(summary, kind=kind, metric=metric, paper=paper, width=width)
     tables += hooked_tables(frame, kind)
     if not tables:
         raise NoResultsError("no results to tabulate" + (f" for {kind} protocols" if kind else ""))
-    return render_tables(tables, fmt)
+    return render_tables(tables, fmt, width)
 
 
 def markdown_page(lb: pd.DataFrame, csv_name: str) -> str:
