@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .catalogue import degradation_sign
-from .kinds import all_kinds, infer_kind
+from .kinds import all_kinds, get_kind, infer_kind
 from .record import IDENTITY_FIELDS, canonical_json, fingerprint
 
 
@@ -155,18 +155,19 @@ def table_datasets(frame: pd.DataFrame) -> tuple[list[str], dict[str, set[str]]]
 
     rows = list(zip(frame["kind"], _texts(frame["protocol"]), _texts(frame["dataset"]),
                     _texts(frame["train_domain"]), _texts(frame["test_domain"])))
+    square = {k.name for k in all_kinds() if k.square}  # train x test domains: a pair spans datasets
     for kind, proto, _, train, test in rows:
-        if kind == "cross-domain":
+        if kind in square:
             parent[find((proto, train))] = find((proto, test))
     members: dict[tuple[str, str], dict[str, set[str]]] = {}
     for kind, proto, ds, train, test in rows:
-        if kind == "cross-domain":
+        if kind in square:
             m = members.setdefault(find((proto, train)), {"datasets": set(), "domains": set()})
             m["datasets"].add(ds)
             m["domains"] |= {train, test}
     labels, covers = [], {}
     for kind, proto, ds, train, _ in rows:
-        if kind != "cross-domain":
+        if kind not in square:
             labels.append(ds)
             covers.setdefault(ds, set()).add(ds)
             continue
@@ -273,10 +274,7 @@ def latest_config(key: tuple, g: pd.DataFrame) -> pd.DataFrame:
 def _reference_key(row: Mapping[str, Any]) -> tuple:
     """The summary key of a row's reference: the origin shift, or the in-domain test domain."""
     ref = dict(row)
-    if row["kind"] == "cross-domain":
-        ref["test_domain"] = row["reference"]
-    else:
-        ref["shift"] = row["reference"]
+    ref[get_kind(row["kind"]).column] = row["reference"]  # the origin shift, or the in-domain test domain
     return tuple(ref[c] for c in SUMMARY_KEY)
 
 

@@ -125,7 +125,8 @@ def _paper_matches(paper: pd.DataFrame, kind: str, dataset: str, protocol: str,
 
     same = [k == kind and refines(dataset, d) and refines(protocol, p)
             for k, d, p in zip(paper["kind"], paper["dataset"], paper["protocol"])]
-    clean = [k == kind == "appearance" and refines(dataset, d) and p == "classification" and sh == "origin"
+    shifts = get_kind(kind).column == "shift"  # the clean-error tables join a shift table's reference column
+    clean = [shifts and k == kind and refines(dataset, d) and p == "classification" and sh == "origin"
              for k, d, p, sh in zip(paper["kind"], paper["dataset"], paper["protocol"], paper["shift"])]
     spelled = {_canonical(m): m for m in models}
     out = paper[same].copy()
