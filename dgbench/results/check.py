@@ -105,8 +105,11 @@ def _validate_tolerances(tolerances: Mapping[str, float], columns: list[str]) ->
 
 
 def _row_key(r: Mapping[str, Any], kind: str) -> str:
+    k = get_kind(kind)
     label = variant_label(r["model"], r["model_kwargs"])
-    return f"{label} · " + "→".join(str(r[c]) for c in get_kind(kind).conditions)
+    if k.square or not k.split_rows:  # rgb+50, or digits→typeset-digits
+        return f"{label} · " + "→".join(str(r[c]) for c in k.conditions)
+    return f"{label} · " + "→".join(str(r[c]) for c in k.split_rows) + f" @ {r[k.column]}"  # finetune
 
 
 def measured_leaderboard(baseline: pd.DataFrame, measured: Any) -> pd.DataFrame:
