@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich import box
 from rich.table import Table
 
 from ._app import OutFormat, app, console, note
@@ -62,11 +61,12 @@ def _run_missing(models: list[str], protocol: str, dataset: Optional[str], resul
 def _table(result) -> Table:
     from ..results.paired import fmt_p
 
-    # No vertical rules: the eight columns fit 80 characters without folding the interval.
+    # No rules, one space either side: the eight columns fit 80 characters without folding.
     t = Table(title=f"{result.dataset} · {result.protocol}: A = {result.model_a}, B = {result.model_b}",
-              box=box.SIMPLE_HEAD, pad_edge=False)
-    for col in ("condition", "A err", "B err", "B - A [95 % CI]", "p", "p Holm", "A✓B✗", "B✓A✗"):
-        t.add_column(col, justify="left" if col == "condition" else "right", overflow="fold")
+              box=None, padding=(0, 1), pad_edge=False, header_style="bold")
+    for col in ("condition", "A err", "B err", "B - A [95% CI]", "p", "Holm p", "A✓B✗", "B✓A✗"):
+        first = col == "condition"  # numbers never wrap; a long condition name folds
+        t.add_column(col, justify="left" if first else "right", overflow="fold", no_wrap=not first)
     for r in result.rows:
         t.add_row(r.condition, f"{r.err_a:.2f}", f"{r.err_b:.2f}", f"{r.diff:+.2f} [{r.diff_lo:+.2f}, {r.diff_hi:+.2f}]",
                   fmt_p(r.p), fmt_p(r.p_holm), str(r.a_only_right), str(r.b_only_right))
