@@ -30,9 +30,9 @@ def store_pair(root: Path, protocol: str = "appearance", with_outcomes: bool = T
     truth[("b", "origin")][:3] = ~truth[("b", "origin")][:3]  # b differs from a on three images only
     recs = []
     for (model, shift), c in truth.items():
-        err = 100 * (1 - c.mean())
-        rec = appearance(model, shift, err, 0.0, (err, 0.0), protocol=protocol, dataset="digits",
-                         dataset_fingerprint="fp")
+        err, origin = 100 * (1 - c.mean()), 100 * (1 - truth[(model, "origin")].mean())
+        rec = appearance(model, shift, err, 0.0, (origin, 0.0), protocol=protocol, dataset="digits",
+                         dataset_fingerprint="fp", num_samples=N)
         if with_outcomes:
             out = SampleOutcomes(np.ones(N, bool), np.where(c, 1, 2), {1: c, 5: np.ones(N, bool)})
             outcomes.write(root, protocol, rec["key"], out, "order")
@@ -91,3 +91,31 @@ def test_cli_prints_the_paired_table_and_json(tmp_path: Path) -> None:
     assert [r["condition"] for r in rows] == ["origin", "rgb+50"] and {"p", "p_holm", "diff_lo"} <= set(rows[0])
     res = CliRunner().invoke(app, ["compare", "a", "zz", "--results", str(tmp_path), "--no-run"])
     assert res.exit_code != 0 and "run: dgbench run --model zz --protocol appearance" in str(res.exception or res.output)
+
+
+def test_table_intervals_wilson_and_paired_bootstrap(tmp_path: Path) -> None:
+    """`dgbench table --intervals`: the error's Wilson interval (scipy), the drop's paired bootstrap
+    interval (scipy's bootstrap on the images), one metric per table, the caption saying so."""
+    truth = store_pair(tmp_path)
+    res = CliRunner().invoke(app, ["table", "--protocol", "appearance", "--results", str(tmp_path), "--intervals",
+                                   "--format", "csv", "--metric", "top1"])
+    assert res.exit_code == 0, res.output
+    cells = {row.split(",", 1)[0]: row for row in res.output.splitlines()}
+    a_origin, a_rgb = truth[("a", "origin")], truth[("a", "rgb+50")]
+    ci = sps.binomtest(int((~a_origin).sum()), N).proportion_ci(method="wilson")
+    assert f"{100 * (1 - a_origin.mean()):.2f} [{100 * ci.low:.1f}, {100 * ci.high:.1f}]" in cells["a"]
+    boot = sps.bootstrap((a_origin.astype(float), a_rgb.astype(float)), lambda x, y: np.mean(x) - np.mean(y),
+                         paired=True, vectorized=False, n_resamples=5000, method="percentile",
+                         random_state=np.random.default_rng(0)).confidence_interval
+    drop = 100 * (a_origin.mean() - a_rgb.mean())
+    import re
+
+    got = re.search(r"\((-?[\d.]+) \[(-?[\d.]+), (-?[\d.]+)\]\)", cells["a"].split('"')[-2] if '"' in cells["a"] else cells["a"])
+    assert float(got[1]) == pytest.approx(drop, abs=0.01)
+    assert float(got[2]) == pytest.approx(100 * boot.low, abs=0.6) and float(got[3]) == pytest.approx(100 * boot.high, abs=0.6)
+    plain = CliRunner().invoke(app, ["table", "--protocol", "appearance", "--results", str(tmp_path), "--format", "csv"])
+    assert "[" not in plain.output  # the default table is unchanged
+    wide = CliRunner().invoke(app, ["table", "--protocol", "appearance", "--results", str(tmp_path), "--intervals"],
+                              env={"COLUMNS": "80"})
+    assert wide.exit_code == 0 and "top-5 error" in wide.output and "Wilson" in wide.output  # a table per metric
+    assert max(len(line) for line in wide.output.splitlines()) <= 80

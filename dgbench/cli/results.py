@@ -66,6 +66,7 @@ def table_cmd(
     fmt: str = typer.Option("rich", "--format", "-f", help="rich|csv|markdown|latex."),
     with_paper: bool = typer.Option(False, "--with-paper", help="Add the paper's reported numbers (rows marked 'paper')."),
     results: Optional[Path] = typer.Option(None, "--results", help=_RESULTS_HELP),
+    intervals: bool = typer.Option(False, "--intervals", help="95 % intervals: Wilson for an error, paired bootstrap over images for a drop (single-run top-k errors)."),
 ) -> None:
     """Stored results in the paper's shapes: models x shifts (Table 1), train x test domain (Table 6)."""
     from ..results.frame import summarize
@@ -84,7 +85,14 @@ def table_cmd(
             if dataset:
                 paper = paper[paper["dataset"] == dataset]
     width = console.width if fmt == "rich" else None  # joined cells that would not fit: a table per metric
-    tables = build_tables(summarize(frame), metric=metric, paper=paper, width=width) + hooked_tables(frame, metric=metric)
+    summary = summarize(frame)
+    if intervals:
+        from ..results.intervals import add_intervals
+        from ..results.store import ResultStore
+
+        store = ResultStore(results_dir(results))
+        summary = add_intervals(summary, frame, {r["key"]: r for r in store.iter_records(protocol)}, store.root)
+    tables = build_tables(summary, metric=metric, paper=paper, width=width) + hooked_tables(frame, metric=metric)
     if not tables:
         raise NoResultsError("no results (measured or reported) match these options")
     out = render_tables(tables, fmt, width)

@@ -76,13 +76,25 @@ def _joined(row: Mapping[str, Any], cols: list[str]) -> str:
     return means + " ± " + "/".join(fmt_stat(se) for se in ses)
 
 
+def _interval(row: Mapping[str, Any], metrics: list[str], part: str = "") -> str:
+    """`` [lo, hi]`` where the row has a 95 % interval (results.intervals; one metric per cell)."""
+    if len(metrics) != 1:
+        return ""
+    lo, hi = (row.get(f"{metrics[0]}{part}_{end}", math.nan) for end in ("lo", "hi"))
+    return "" if lo is None or math.isnan(lo) or math.isnan(hi) else f" [{lo:.1f}, {hi:.1f}]"
+
+
+def _has_intervals(frame: pd.DataFrame) -> bool:
+    return any(c.endswith("_lo") and frame[c].notna().any() for c in frame.columns)
+
+
 def _cell(row: Mapping[str, Any], metrics: Iterable[str], with_drop: bool) -> str:
     metrics = list(metrics)
-    text = _joined(row, metrics)
+    text = _joined(row, metrics) + _interval(row, metrics)
     if with_drop:
         drops = [f"{m}_drop" for m in metrics]
         if any(not math.isnan(row.get(d, math.nan)) for d in drops):
-            text += f" ({_joined(row, drops)})"
+            text += f" ({_joined(row, drops)}{_interval(row, metrics, '_drop')})"
     n = row.get("n", math.nan)
     if isinstance(n, (int, float)) and not math.isnan(n) and n > 1:
         text += f" n={int(n)}"
@@ -168,7 +180,8 @@ def build_tables(summary: pd.DataFrame, *, kind: str | None = None, metric: str 
         metrics = resolve_metrics(metric, k, metric_cols)
         build = resolve(get_kind(k).table) if get_kind(k).table else appearance_table
         made = build(both, dataset, protocol, metrics, with_source=not p.empty, measured=g, paper=paper)
-        if width and len(metrics) > 1 and any(min_width(t) > width for t in made):
+        # Intervals are shown one metric per cell: a table with them is split per metric.
+        if len(metrics) > 1 and ((width and any(min_width(t) > width for t in made)) or _has_intervals(both)):
             made = [t for m in metrics for t in build(both, dataset, protocol, [m], with_source=not p.empty,
                                                       measured=g, paper=None)]
         tables += made
@@ -278,8 +291,14 @@ def _appearance(both: pd.DataFrame, dataset: str, protocol: str, metrics: list[s
         title=f"{dataset} · {protocol}: {what} % (drop from {reference}, points)",
         columns=columns, rows=rows, sources=sources,
         caption="drop = shifted minus reference error; mean ± standard error over n runs where n > 1"
-                + selection_note(both),
+                + selection_note(both) + (_interval_caption() if _has_intervals(both) else ""),
     )
+
+
+def _interval_caption() -> str:
+    from .intervals import CAPTION
+
+    return CAPTION
 
 
 def _cross_domain(both: pd.DataFrame, dataset: str, protocol: str, metrics: list[str],
