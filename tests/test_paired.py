@@ -119,3 +119,23 @@ def test_table_intervals_wilson_and_paired_bootstrap(tmp_path: Path) -> None:
                               env={"COLUMNS": "80"})
     assert wide.exit_code == 0 and "top-5 error" in wide.output and "Wilson" in wide.output  # a table per metric
     assert max(len(line) for line in wide.output.splitlines()) <= 80
+
+
+def test_error_consistency_table(tmp_path: Path) -> None:
+    from dgbench.results.consistency import as_matrix, consistency
+
+    truth = store_pair(tmp_path)
+    frame = consistency("appearance", results=tmp_path)
+    assert frame[["model_a", "model_b", "condition"]].values.tolist() == [["a", "b", "origin"], ["a", "b", "rgb+50"]]
+    for _, row in frame.iterrows():
+        a, b = truth[("a", row.condition)], truth[("b", row.condition)]
+        po = np.mean(a == b)
+        pe = a.mean() * b.mean() + (1 - a.mean()) * (1 - b.mean())
+        assert row.kappa == pytest.approx((po - pe) / (1 - pe)) and row.n == N
+    assert as_matrix(frame).loc["a · b"].tolist() == pytest.approx(frame.kappa.tolist())
+    top5 = consistency("appearance", results=tmp_path, metric="top5")  # both all right: undefined
+    assert top5.kappa.isna().all()
+    res = CliRunner().invoke(app, ["consistency", "--results", str(tmp_path)], env={"COLUMNS": "80"})
+    assert res.exit_code == 0 and "a · b" in res.output and "Geirhos" in res.output
+    with pytest.raises(DgbenchError, match="error consistency needs two models"):
+        consistency("appearance", results=tmp_path, models=["a", "zz"])

@@ -71,3 +71,32 @@ def _table(result) -> Table:
         t.add_row(r.condition, f"{r.err_a:.2f}", f"{r.err_b:.2f}", f"{r.diff:+.2f} [{r.diff_lo:+.2f}, {r.diff_hi:+.2f}]",
                   fmt_p(r.p), fmt_p(r.p_holm), str(r.a_only_right), str(r.b_only_right))
     return t
+
+
+@app.command("consistency")
+def consistency_cmd(
+    protocol: str = typer.Option("appearance", "--protocol", "-p", help="an appearance-kind protocol"),
+    models: Optional[str] = typer.Option(None, "--model", "-m", help="models a,b,c (default: every stored one)"),
+    dataset: Optional[str] = typer.Option(None, "--dataset", "-d", help="whose results (default: the one they share)"),
+    metric: str = typer.Option("top1", "--metric", help="top1 or top5"),
+    results: Optional[Path] = typer.Option(None, "--results", help="results directory (default $DGBENCH_RESULTS or ./results)"),
+    fmt: str = typer.Option("rich", "--format", "-f", help="rich or csv (one row per pair and condition)"),
+) -> None:
+    """Error consistency between models per condition: Cohen's kappa of their per-image correctness."""
+    from ..results.consistency import CAPTION, as_matrix, consistency
+
+    names = [m.strip() for m in models.split(",") if m.strip()] if models else None
+    frame = consistency(protocol, results=results, dataset=dataset, models=names, metric=metric)
+    if fmt == "csv":
+        typer.echo(frame.to_csv(index=False, float_format="%.4f"), nl=False)
+        return
+    wide = as_matrix(frame)
+    t = Table(title=f"{protocol}: {metric} error consistency (kappa)", box=None, padding=(0, 1), pad_edge=False,
+              header_style="bold")
+    t.add_column("models", overflow="fold")
+    for c in wide.columns:
+        t.add_column(str(c), justify="right", no_wrap=True)
+    for pair, row in wide.iterrows():
+        t.add_row(str(pair), *("–" if v != v else f"{v:.2f}" for v in row))  # v != v: NaN
+    console.print(t)
+    console.print(CAPTION, highlight=False)

@@ -67,13 +67,13 @@ class Comparison:
                 f"over the {len(self.rows)} conditions · A✓B✗ / B✓A✗: images one gets right and the other misses")
 
 
-def _records_of(store: Any, protocol: str, model: str, dataset: str | None) -> list[dict[str, Any]]:
+def records_of(store: Any, protocol: str, model: str, dataset: str | None) -> list[dict[str, Any]]:
     recs = [r for r in outcomes.latest_by_key(store.iter_records(protocol))
             if r.get("model") == model and r.get("task") == "classification" and r.get("shift")]
     return [r for r in recs if dataset is None or r.get("dataset") == dataset]
 
 
-def _pick_dataset(by_model: dict[str, list[dict[str, Any]]], dataset: str | None, protocol: str) -> str:
+def pick_dataset(by_model: dict[str, list[dict[str, Any]]], dataset: str | None, protocol: str) -> str:
     if dataset is not None:
         return dataset
     common = set.intersection(*({r["dataset"] for r in recs} for recs in by_model.values()))
@@ -90,11 +90,11 @@ def _same_images(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return all(a.get(f) == b.get(f) for f in ("dataset_fingerprint", "limit", "subset"))
 
 
-def _latest_per_condition(recs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+def latest_per_condition(recs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     return {r["shift"]: r for r in recs}  # store order: the latest record of a condition wins
 
 
-def _outcomes_of(root: Any, protocol: str, rec: dict[str, Any]) -> tuple[Any, str]:
+def outcomes_of(root: Any, protocol: str, rec: dict[str, Any]) -> tuple[Any, str]:
     got = outcomes.read(root, protocol, rec["key"])
     if got is None:
         raise DgbenchError(
@@ -114,15 +114,15 @@ def compare(model_a: str, model_b: str, protocol: str = "appearance", *, results
     if k is None:
         raise DgbenchError(f"--metric {metric!r}: compare reads top1 or top5")
     store = ResultStore(results_dir(results))
-    by_model = {m: _records_of(store, protocol, m, dataset) for m in (model_a, model_b)}
+    by_model = {m: records_of(store, protocol, m, dataset) for m in (model_a, model_b)}
     missing = [m for m, recs in by_model.items() if not recs]
     if missing:
         where = f" on {dataset}" if dataset else ""
         raise MissingRecordsError(f"no stored {protocol} results{where} for {', '.join(missing)} in {store.root}; "
                                   f"run: dgbench run --model {','.join(missing)} --protocol {protocol}"
                                   + (f" --dataset {dataset}" if dataset else ""), missing)
-    ds = _pick_dataset(by_model, dataset, protocol)
-    a, b = (_latest_per_condition([r for r in by_model[m] if r["dataset"] == ds]) for m in (model_a, model_b))
+    ds = pick_dataset(by_model, dataset, protocol)
+    a, b = (latest_per_condition([r for r in by_model[m] if r["dataset"] == ds]) for m in (model_a, model_b))
     wanted = list(conditions) if conditions else ordered_conditions(protocol, set(a) & set(b))
     rows = [_row(store.root, protocol, a[c], b[c], k) for c in wanted if c in a and c in b and _same_images(a[c], b[c])]
     if not rows:
@@ -133,7 +133,7 @@ def compare(model_a: str, model_b: str, protocol: str = "appearance", *, results
 
 
 def _row(root: Any, protocol: str, rec_a: dict[str, Any], rec_b: dict[str, Any], k: int) -> PairedRow:
-    (oa, order_a), (ob, order_b) = _outcomes_of(root, protocol, rec_a), _outcomes_of(root, protocol, rec_b)
+    (oa, order_a), (ob, order_b) = outcomes_of(root, protocol, rec_a), outcomes_of(root, protocol, rec_b)
     if order_a != order_b or len(oa) != len(ob):
         raise DgbenchError(f"{rec_a['shift']}: the per-image outcomes of {rec_a['model']} and {rec_b['model']} list "
                            "different images (another sample order); rerun both with --force")
