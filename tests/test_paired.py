@@ -139,3 +139,9 @@ def test_error_consistency_table(tmp_path: Path) -> None:
     assert res.exit_code == 0 and "a · b" in res.output and "Geirhos" in res.output
     with pytest.raises(DgbenchError, match="error consistency needs two models"):
         consistency("appearance", results=tmp_path, models=["a", "zz"])
+
+
+def test_other_protocol_kinds_are_one_line(tmp_path: Path) -> None:
+    for cmd in (["compare", "a", "b"], ["consistency"]):
+        res = CliRunner().invoke(app, [*cmd, "--protocol", "cross-domain", "--results", str(tmp_path)])
+        assert res.exit_code != 0 and "--protocol cross-domain: a cross-domain protocol" in str(res.exception)

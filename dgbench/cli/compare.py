@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 from rich.table import Table
 
+from ..errors import DgbenchError
 from ._app import OutFormat, app, console, note
 
 
@@ -27,6 +28,7 @@ def compare_cmd(
     (and Holm-adjusted over the conditions), and the images each gets right that the other misses."""
     from ..results.paired import MissingRecordsError, compare
 
+    _require_appearance(protocol)
     kw = dict(results=results, dataset=dataset, metric=metric)
     try:
         result = compare(model_a, model_b, protocol, **kw)
@@ -42,6 +44,16 @@ def compare_cmd(
         return
     console.print(_table(result))
     console.print(result.footer(), highlight=False)
+
+
+def _require_appearance(protocol: str) -> None:
+    """Per-image outcomes exist for appearance-kind protocols only; say so for any other."""
+    from ..protocols import get
+
+    kind = get(protocol).kind
+    if kind != "appearance":
+        raise DgbenchError(f"--protocol {protocol}: a {kind} protocol; paired statistics read the per-image "
+                           "outcomes of appearance-kind protocols (appearance, appearance-lite, corruptions...)")
 
 
 def _run_missing(models: list[str], protocol: str, dataset: Optional[str], results: Optional[Path]) -> dict[str, str]:
@@ -85,6 +97,7 @@ def consistency_cmd(
     """Error consistency between models per condition: Cohen's kappa of their per-image correctness."""
     from ..results.consistency import CAPTION, as_matrix, consistency
 
+    _require_appearance(protocol)
     names = [m.strip() for m in models.split(",") if m.strip()] if models else None
     frame = consistency(protocol, results=results, dataset=dataset, models=names, metric=metric)
     if fmt == "csv":
