@@ -10,7 +10,7 @@ import torch
 
 from appearance_fixtures import env_isolated, folder_tree, small
 from dgbench.engine import EngineConfig, evaluate
-from dgbench.metrics.classification import SampleOutcomes
+from dgbench.metrics.outcomes import SampleOutcomes
 from dgbench.protocols import get_shift
 from dgbench.protocols.appearance import run_protocol
 from dgbench.results import outcomes

@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from dgbench.cli import app
 from dgbench.errors import DgbenchError
-from dgbench.metrics.classification import SampleOutcomes
+from dgbench.metrics.outcomes import SampleOutcomes
 from dgbench.results import outcomes
 from dgbench.results.paired import MissingRecordsError, compare
 from dgbench.results.store import ResultStore

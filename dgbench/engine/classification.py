@@ -15,7 +15,7 @@ no padded duplicates, no dropped last batch. Under ``torchrun`` the dataset is s
 deterministically (rank r takes indices r, r+W, r+2W, ...) and the integer counts are all-reduced,
 so the result is identical whatever the world size; callers write results on rank 0 only.
 With ``EngineConfig(outcomes=True)`` every image's top-1 class and top-k hits are kept too, and
-merged over the ranks in dataset order (:class:`dgbench.metrics.classification.SampleOutcomes`).
+merged over the ranks in dataset order (:class:`dgbench.metrics.outcomes.SampleOutcomes`).
 
 Nothing here writes results: a Ctrl-C (KeyboardInterrupt) propagates out of the loop, the
 DataLoader's workers are shut down, and the caller has nothing partial to store.
@@ -35,7 +35,8 @@ from torch.utils.data import DataLoader, Dataset
 
 from ..errors import CorruptImageError, DgbenchError
 from ..data.device_decode import placeholder_crop
-from ..metrics.classification import SampleOutcomes, TopKCounts, topk_rows
+from ..metrics.classification import TopKCounts, topk_rows
+from ..metrics.outcomes import SampleOutcomes
 from ..runtime import Runtime, autocast, default_workers, dist_info, set_precision
 from ..shifts import AffineBatchShift, ShiftSpec, normalize
 

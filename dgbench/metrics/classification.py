@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 
 
@@ -35,26 +34,6 @@ def topk_rows(logits: torch.Tensor, target: torch.Tensor, ks: tuple[int, ...] = 
     pred = logits.float().topk(maxk, dim=1).indices  # [N, maxk]
     hit = pred.eq(target.to(pred.device).view(-1, 1))
     return pred[:, 0], torch.stack([hit[:, : min(k, c)].any(dim=1) for k in ks], dim=1)
-
-
-@dataclass
-class SampleOutcomes:
-    """Per-image outcomes of one shift, in dataset order (position i = sample i of the dataset).
-
-    ``evaluated`` is False where the image was not part of the run (a corrupt image skipped, or
-    outside the selection); ``pred`` is -1 there and ``correct[k]`` False.
-    """
-
-    evaluated: np.ndarray  # bool [N]
-    pred: np.ndarray  # int64 [N]: top-1 predicted class
-    correct: dict[int, np.ndarray]  # k -> bool [N]: target among the top k
-
-    def __len__(self) -> int:
-        return int(self.evaluated.size)
-
-    def counts(self) -> dict[int, int]:
-        """Correct images per k: equal to the run's integer :class:`TopKCounts` by construction."""
-        return {k: int(np.count_nonzero(v & self.evaluated)) for k, v in self.correct.items()}
 
 
 @dataclass

@@ -27,7 +27,7 @@ from ..data.base import Preprocess, build_dataset, class_balanced_indices, datas
 from ..engine import EngineConfig, EvalResult, evaluate
 from ..errors import DatasetNotFoundError, DgbenchError, SpecError
 from ..models.external import is_external
-from ..metrics.classification import SampleOutcomes
+from ..metrics.outcomes import SampleOutcomes
 from ..results import outcomes
 from ..results.record import new_record, record_key
 from ..results.store import ResultStore

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import DgbenchError
-from ..metrics.classification import SampleOutcomes
+from ..metrics.outcomes import SampleOutcomes
 
 FORMAT_VERSION = 1
 FOLDER = "outcomes"
