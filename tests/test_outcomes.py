@@ -166,3 +166,19 @@ def test_storage_per_record_at_imagenet_scale() -> None:
     full = len(outcomes.encode(SampleOutcomes(np.ones(n, bool), pred, {1: c1, 5: c5}), "0" * 64))
     bits = len(outcomes.encode(SampleOutcomes(np.ones(n, bool), np.zeros(n, int), {1: c1, 5: c5}), "0" * 64))
     assert 70_000 < full < 100_000 and 6_000 < bits < 16_000
+
+
+def test_cli_no_outcomes_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from dgbench.cli import app
+
+    env_isolated(monkeypatch, tmp_path)
+    root = folder_tree(tmp_path / "val", [0, 1])
+    args = ["run", "--model", "resnet18", "--protocol", "appearance-lite", "--data", str(root), "--no-pretrained",
+            "--no-progress", "--workers", "0", "--shifts", "origin"]
+    res = CliRunner().invoke(app, [*args, "--results", str(tmp_path / "off"), "--no-outcomes"])
+    assert res.exit_code == 0, res.output
+    assert len(ResultStore(tmp_path / "off").records()) == 1 and not (tmp_path / "off" / "outcomes").exists()
+    res = CliRunner().invoke(app, [*args, "--results", str(tmp_path / "on")])
+    assert res.exit_code == 0 and len(outcomes.load(tmp_path / "on", "appearance-lite")) == 2
