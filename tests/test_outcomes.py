@@ -182,3 +182,19 @@ def test_cli_no_outcomes_flag(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
     assert len(ResultStore(tmp_path / "off").records()) == 1 and not (tmp_path / "off" / "outcomes").exists()
     res = CliRunner().invoke(app, [*args, "--results", str(tmp_path / "on")])
     assert res.exit_code == 0 and len(outcomes.load(tmp_path / "on", "appearance-lite")) == 2
+
+
+def test_cli_run_intervals(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from dgbench.cli import app
+
+    env_isolated(monkeypatch, tmp_path)
+    root = folder_tree(tmp_path / "val", [0, 1, 2, 0])
+    args = ["run", "--model", "resnet18", "--protocol", "appearance-lite", "--data", str(root), "--no-pretrained",
+            "--no-progress", "--workers", "0", "--shifts", "rgb+50", "--results", str(tmp_path / "r")]
+    plain = CliRunner().invoke(app, args, env={"COLUMNS": "80"})
+    assert plain.exit_code == 0 and "Wilson" not in plain.output
+    res = CliRunner().invoke(app, [*args, "--intervals"], env={"COLUMNS": "80"})
+    assert res.exit_code == 0, res.output
+    assert "Wilson" in res.output and "[" in res.output and max(len(x) for x in res.output.splitlines()) <= 80

@@ -424,12 +424,13 @@ def render_tables(tables: list[TableData], fmt: str = "rich", width: int | None 
 
 def render_table(results: pd.DataFrame | Iterable[Mapping[str, Any]], kind: str | None = None,
                  fmt: str = "rich", metric: str | None = None,
-                 with_paper: bool = False) -> RenderableType | str:
+                 with_paper: bool = False, intervals_from: Any = None) -> RenderableType | str:
     """Records (dicts or a records frame) -> the paper-shaped table(s), rendered as ``fmt``.
 
     ``kind`` restricts to ``appearance`` or ``cross-domain`` tables (default: every kind present);
     ``metric`` picks the metric (``top1``/``top5`` for appearance; ``top1``, ``miou``,
-    ``pixel_acc`` for cross-domain); ``with_paper`` joins the paper's reported rows.
+    ``pixel_acc`` for cross-domain); ``with_paper`` joins the paper's reported rows;
+    ``intervals_from`` (a results directory) adds 95 % intervals read from its per-image outcomes.
     """
     if kind is not None and kind not in kind_names():
         raise UnknownNameError("table kind", kind, kind_names())
@@ -437,6 +438,10 @@ def render_table(results: pd.DataFrame | Iterable[Mapping[str, Any]], kind: str 
         raise UnknownNameError("table format", fmt, FORMATS)
     frame = results if isinstance(results, pd.DataFrame) else records_to_frame(results)
     summary = summarize(frame)
+    if intervals_from is not None and not isinstance(results, pd.DataFrame):
+        from .intervals import add_intervals
+
+        summary = add_intervals(summary, frame, {r["key"]: r for r in results}, intervals_from)
     paper = None
     if with_paper:
         from .leaderboard import load_paper
