@@ -249,3 +249,9 @@ def test_torchrun_two_ranks_give_the_single_process_records(tmp_path: Path, monk
     assert [r["world_size"] for r in two] == [2] * 4 and [r["world_size"] for r in one] == [1] * 4
     for a, b in zip(one, two):
         assert (a["key"], a["metrics"], a["drop"], a["num_samples"]) == (b["key"], b["metrics"], b["drop"], b["num_samples"])
+    from dgbench.results import outcomes
+
+    for a, b in zip(one, two):  # per-image outcomes merged over the two shards in sample order
+        (oa, order_a), (ob, order_b) = (outcomes.read(tmp_path / n, "appearance-lite", a["key"]) for n in ("one", "two"))
+        assert order_a == order_b and oa.evaluated.all() and (oa.pred == ob.pred).all()
+        assert all((oa.correct[k] == ob.correct[k]).all() for k in (1, 5))

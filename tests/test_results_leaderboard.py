@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from dgbench.cli import app
 from dgbench.results.leaderboard import (
     LeaderboardError,
-    SCHEMAS,
+    schemas,
     load_leaderboard,
     load_paper,
     paper_files,
@@ -58,7 +58,7 @@ def test_publish_is_byte_identical_when_run_twice(tmp_path: Path) -> None:
     again = {p: p.read_bytes() for p in publish(recs, tmp_path / "one")}
     assert again == first
     seg = load_leaderboard(tmp_path / "one" / "cityscapes-gta5-cross-domain.csv")
-    assert list(seg.columns[:-1]) == SCHEMAS[("cross-domain", "segmentation")]
+    assert list(seg.columns[:-1]) == schemas()[("cross-domain", "segmentation")]
     assert seg["miou_drop_pct"].tolist()[1] == 29.88  # in-domain minus cross-domain, positive
 
 
@@ -104,7 +104,9 @@ def test_duplicate_key_names_both_lines(tmp_path: Path) -> None:
 def test_header_must_be_a_schema(tmp_path: Path) -> None:
     path = tmp_path / "x.csv"
     path.write_text(HEADER.replace("top1_err_pct", "top1_err") + "\n" + GOOD + "\n")
-    with pytest.raises(LeaderboardError, match=r"x\.csv:1: header .* matches no leaderboard schema"):
+    with pytest.raises(LeaderboardError, match=r"x\.csv:1: header matches no leaderboard schema; nearest is the "
+                       r"appearance classification schema: missing column\(s\) top1_err_pct; unexpected "
+                       r"column\(s\) top1_err \("):
         load_leaderboard(path)
 
 

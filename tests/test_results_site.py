@@ -80,22 +80,18 @@ def builtin(tmp_path_factory) -> Path:
 
 
 def _paged_csvs() -> list[Path]:
-    """The built-in leaderboards that get a page (tables with shifts or train x test domains)."""
-    from dgbench.results.leaderboard import load_leaderboard
-    from dgbench.results.site import SITE_KINDS
-
-    return [p for p in sorted(data_dir("leaderboards").glob("*.csv"))
-            if load_leaderboard(p).attrs["kind"] in SITE_KINDS]
+    """The built-in leaderboards: every one gets a page, whatever its kind."""
+    return sorted(data_dir("leaderboards").glob("*.csv"))
 
 
 def test_pages_show_every_csv_number(builtin: Path) -> None:
-    assert len(_paged_csvs()) >= 3
+    assert len(_paged_csvs()) >= 6
     for csv_path in _paged_csvs():
         page = (builtin / f"{csv_path.stem}.html").read_text()
         rows = list(csv.DictReader(csv_path.open()))
         for r in rows:
             for col, text in r.items():
-                if col.endswith("_pct") and not col.endswith("_se_pct") and text:
+                if col.endswith(("_pct", "_nats")) and not col.endswith(("_se_pct", "_se_nats")) and text:
                     wanted = f'<span class="d">({text})</span>' if "_drop_" in col else f'<span class="v">{text}</span>'
                     assert wanted in page, (csv_path.name, col, text)
         assert f'<a href="{csv_path.name}">' in page
@@ -165,3 +161,68 @@ def test_cli_site_builds_from_csvs_and_names_a_bad_source(tmp_path: Path) -> Non
     res = runner.invoke(app, ["leaderboard", "site", str(tmp_path / "nope"), "--out", str(tmp_path / "t")])
     assert isinstance(res.exception, DgbenchError)  # main() prints it as one line and exits 2
     assert "nope: neither a leaderboard CSV nor a folder" in str(res.exception)
+
+
+def test_site_names_the_missing_column_of_a_csv(tmp_path: Path) -> None:
+    rows = list(csv.reader((data_dir("leaderboards") / "digits-appearance.csv").open()))
+    drop = rows[0].index("n_runs")
+    bad = tmp_path / "digits-appearance.csv"
+    with bad.open("w", newline="") as f:
+        csv.writer(f).writerows([r[:drop] + r[drop + 1:] for r in rows])
+    res = CliRunner().invoke(app, ["leaderboard", "site", str(bad), "--out", str(tmp_path / "s")])
+    assert isinstance(res.exception, DgbenchError), res.output
+    msg = str(res.exception)
+    assert "\n" not in msg and f"{bad}:1:" in msg
+    assert "nearest is the appearance classification schema: missing column(s) n_runs" in msg
+
+
+def test_site_and_publish_refuse_an_out_that_is_a_file(tmp_path: Path) -> None:
+    afile = tmp_path / "afile"
+    afile.write_text("keep me")
+    res = CliRunner().invoke(app, ["leaderboard", "site", "--out", str(afile)])
+    assert isinstance(res.exception, DgbenchError), res.output
+    assert "\n" not in str(res.exception) and f"--out {afile}: a file is there" in str(res.exception)
+    with pytest.raises(DgbenchError, match="a file is there"):
+        publish(table1_records(), afile)
+    assert afile.read_text() == "keep me"
+
+
+def _headers(page: str, table: int = 0) -> list[str]:
+    heads = re.findall(r"<thead><tr>(.*?)</tr></thead>", page)[table]
+    return re.findall(r'data-type="\w+">([^<]*)<', heads)
+
+
+def test_shift_columns_follow_the_protocol_not_the_alphabet(builtin: Path) -> None:
+    page = (builtin / "digits-appearance.html").read_text()
+    # transforms/protocols.toml: origin, rgb+50, r+50, std-x1.5, monet (cv-stylize on the digits)
+    assert _headers(page, 0) == _headers(page, 1) == ["model", "origin", "rgb+50", "r+50", "std-x1.5", "cv-stylize"]
+    lite = (builtin / "digits-corruptions-lite.html").read_text()
+    assert _headers(lite, 1)[1:4] == ["origin", "gaussian_noise-3", "shot_noise-3"]  # as the protocol lists them
+
+
+def test_finetune_and_divergence_leaderboards_have_pages(builtin: Path) -> None:
+    index = (builtin / "index.html").read_text()
+    for stem in ("digit-scenes-finetune", "digits-divergence"):
+        assert f'href="{stem}.html"' in index
+    ft = (builtin / "digit-scenes-finetune.html").read_text()
+    assert _headers(ft) == ["model", "train → test", "source only", "10%", "20%", "30%", "100%"]
+    assert ft.count("data:image/png;base64,") == 2  # mIoU and pixel accuracy against the fraction
+    div = (builtin / "digits-divergence.html").read_text()
+    assert _headers(div) == ["model", "stem", "layer1.0", "layer2.0", "layer3.0", "layer4.0"]
+    assert div.count('<table class="board"') == 4  # one per domain pair
+    assert '<span class="mark">IN</span>' in div and div.count("data:image/png;base64,") == 1
+    assert "5 layers x 4 pairs" in index
+
+
+def test_corruptions_page_leads_with_the_family_summary(builtin: Path) -> None:
+    page = (builtin / "digits-corruptions-lite.html").read_text()
+    assert _headers(page, 0) == ["model", "clean", "mean", "noise", "blur", "weather", "digital", "mCE"]
+    assert page.index("Corruption summary") < page.index("top-1 error (%)")  # the full grid below
+    rows = [r for r in csv.DictReader((data_dir("leaderboards") / "digits-corruptions-lite.csv").open())
+            if r["model"] == "small_resnet"]
+    err = {r["shift"]: float(r["top1_err_pct"]) for r in rows}
+    noise = sum(err[f"{c}-3"] for c in ("gaussian_noise", "shot_noise", "impulse_noise")) / 3
+    row = re.search(r'<tr data-source="dgbench" data-model="small_resnet">(.*?)</tr>', page).group(1)
+    values = re.findall(r'<span class="v">([^<]*)</span>', row)
+    assert values[0] == f"{err['origin']:.2f}" and values[2] == f"{noise:.2f}"
+    assert 'title="no reference errors to normalize by"' in row  # mCE: one line on why it is missing

@@ -232,3 +232,60 @@ def test_cli_dataset_names_a_pair_by_either_domain(tmp_path: Path) -> None:
         assert res.exit_code == 0, res.output
         assert _csv(res.output)[1:] == [["m", "digits", "99.00", "66.00 (33.00)"],
                                         ["m", "typeset-digits", "65.50 (34.00)", "99.50"]]
+
+
+def test_a_subset_row_is_marked_and_kept_apart_from_full_set_rows(tmp_path: Path) -> None:
+    recs = table1_records()
+    recs += [appearance("resnet50_ibn_a", "origin", 20.0, 5.0, subset=200),
+             appearance("resnet50_ibn_a", "rgb+50", 21.0, 5.5, (20.0, 5.0), subset=200),
+             appearance("densenet121", "rgb+50", 22.0, 6.0, (20.0, 5.0), limit=100)]
+    rows = _csv(render_table(recs, fmt="csv", metric="top1"))
+    labels = [r[0] for r in rows[1:]]
+    assert labels == ["densenet121 [first 100]", "resnet50", "resnet50_ibn_a [subset of 200]", "resnet50_ibn_b"]
+    assert rows[3] == ["resnet50_ibn_a [subset of 200]", "20.00", "21.00 (1.00)", "–"]
+    text = render_table(recs, fmt="markdown", metric="top1")
+    assert "measured on part of the evaluation set only" in text
+    assert "part of the evaluation set" not in render_table(table1_records(), fmt="markdown")
+    from dgbench.results.leaderboard import load_leaderboard, publish
+
+    lb = load_leaderboard(publish(recs[:6] + recs[6:8], tmp_path)[0])
+    notes = dict(zip(lb["model"] + "/" + lb["shift"], lb["note"]))
+    assert notes["resnet50_ibn_a/rgb+50"] == "subset of 200 images only" and notes["resnet50/origin"] == ""
+
+
+def _digits_records() -> list[dict]:
+    """The built-in digits-appearance leaderboard as records (six models, five shifts), and a
+    segmentation 2x2 with two metrics per cell."""
+    from dgbench.config import data_dir
+
+    rows = list(csv.DictReader((data_dir("leaderboards") / "digits-appearance.csv").open()))
+    origin = {r["model"]: (float(r["top1_err_pct"]), float(r["top5_err_pct"])) for r in rows if r["shift"] == "origin"}
+    recs = [appearance(r["model"], r["shift"], float(r["top1_err_pct"]), float(r["top5_err_pct"]),
+                       None if r["shift"] == "origin" else origin[r["model"]], dataset="digits")
+            for r in sorted(rows, key=lambda r: ["origin", "rgb+50", "r+50", "std-x1.5", "cv-stylize"].index(r["shift"]))]
+    for model in ("deeplab_small_resnet", "deeplab_small_resnet_ibn_a"):
+        for train in ("digit-scenes", "typeset-digit-scenes"):
+            own = {"miou": 69.95, "pixel_acc": 93.5}
+            recs.append(cross(model, train, train, own, dataset=train))
+            other = "typeset-digit-scenes" if train == "digit-scenes" else "digit-scenes"
+            recs.append(cross(model, train, other, {"miou": 36.68, "pixel_acc": 82.38}, own, dataset=other))
+    return recs
+
+
+@pytest.mark.parametrize("columns", [80, 100])
+def test_the_default_table_is_readable_in_a_narrow_terminal(tmp_path: Path, columns: int) -> None:
+    ResultStore(tmp_path / "res").append(_digits_records())
+    res = CliRunner().invoke(app, ["table", "--results", str(tmp_path / "res")], env={"COLUMNS": str(columns)})
+    assert res.exit_code == 0, res.output
+    lines = res.output.splitlines()
+    assert "…" not in res.output  # no cell, header or title cut
+    assert max(len(line.rstrip()) for line in lines) <= columns
+    assert "13.19" in res.output  # small_resnet under rgb+50
+    if columns == 80:  # a table per metric, the drop under its value
+        assert "(12.36)" in res.output and "top-1 error %" in res.output and "top-5 error %" in res.output
+
+
+def test_a_wide_terminal_keeps_the_papers_joined_cells(tmp_path: Path) -> None:
+    ResultStore(tmp_path / "res").append(_digits_records())
+    res = CliRunner().invoke(app, ["table", "--results", str(tmp_path / "res")], env={"COLUMNS": "200"})
+    assert res.exit_code == 0 and "13.19/0.00 (12.36/0.00)" in res.output

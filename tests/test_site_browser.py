@@ -187,3 +187,34 @@ def test_paper_rows_and_provenance(driver, tmp_path: Path) -> None:
     assert not details.find_element(By.TAG_NAME, "dl").is_displayed()
     details.find_element(By.TAG_NAME, "summary").click()
     assert SHA in details.find_element(By.TAG_NAME, "dl").text
+
+
+def test_new_pages_load_and_read_in_the_protocol_order(driver, site: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    def heads(table: int) -> list[str]:
+        tab = driver.find_elements(By.CSS_SELECTOR, "table.board")[table]
+        return [th.text.strip() for th in tab.find_elements(By.CSS_SELECTOR, "thead th")]
+
+    open_page(driver, site / "digits-appearance.html")
+    assert heads(0) == ["model", "origin", "rgb+50", "r+50", "std-x1.5", "cv-stylize"]  # not alphabetical
+    for page in ("digit-scenes-finetune.html", "digits-divergence.html", "digits-corruptions-lite.html"):
+        open_page(driver, site / page)
+        assert console_errors(driver) == [], page
+        imgs = driver.find_elements(By.CSS_SELECTOR, "figure img")
+        assert imgs and all(driver.execute_script("return arguments[0].naturalWidth", i) > 100 for i in imgs), page
+    open_page(driver, site / "digits-corruptions-lite.html")
+    assert heads(0) == ["model", "clean", "mean", "noise", "blur", "weather", "digital", "mCE"]
+    # The summary fits the window without scrolling sideways; the full grid scrolls below it.
+    fits = driver.execute_script("var t = document.querySelectorAll('table.board')[0];"
+                                 "return t.parentElement.scrollWidth <= t.parentElement.clientWidth;")
+    assert fits
+    open_page(driver, site / "digits-divergence.html")
+    th = header(driver, 0, "layer2.0")
+    th.find_element("css selector", "button").click()  # sorting works on nats as on percentages
+    values = [float(v) for v in column(driver, 0, driver.execute_script("return arguments[0].cellIndex", th))]
+    assert values == sorted(values) and len(values) == n_models()
+    assert driver.find_element(By.CSS_SELECTOR, "a[href='index.html']").is_displayed()
+    open_page(driver, site / "index.html")
+    links = {a.get_attribute("href").rsplit("/", 1)[-1] for a in driver.find_elements(By.CSS_SELECTOR, "table.index a")}
+    assert {"digit-scenes-finetune.html", "digits-divergence.html"} <= links

@@ -14,7 +14,7 @@ from ..errors import DgbenchError
 from ._app import app, err_console
 
 # Command modules, one per area. (Imported for their side effect: registering commands.)
-_COMMAND_MODULES = ("models", "run", "prepare", "doctor", "results", "train", "seg", "sweep")
+_COMMAND_MODULES = ("models", "run", "prepare", "doctor", "results", "train", "seg", "sweep", "compare")
 for _name in _COMMAND_MODULES:
     try:
         importlib.import_module(f"{__name__}.{_name}")

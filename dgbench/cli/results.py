@@ -66,11 +66,12 @@ def table_cmd(
     fmt: str = typer.Option("rich", "--format", "-f", help="rich|csv|markdown|latex."),
     with_paper: bool = typer.Option(False, "--with-paper", help="Add the paper's reported numbers (rows marked 'paper')."),
     results: Optional[Path] = typer.Option(None, "--results", help=_RESULTS_HELP),
+    intervals: bool = typer.Option(False, "--intervals", help="95 % intervals: Wilson for an error, paired bootstrap over images for a drop (single-run top-k errors)."),
 ) -> None:
     """Stored results in the paper's shapes: models x shifts (Table 1), train x test domain (Table 6)."""
     from ..results.frame import summarize
     from ..results.leaderboard import load_paper
-    from ..results.tables import FORMATS, NoResultsError, build_tables, render_tables
+    from ..results.tables import FORMATS, NoResultsError, build_tables, hooked_tables, render_tables
 
     if fmt not in FORMATS:
         raise UnknownNameError("table format", fmt, FORMATS)
@@ -83,14 +84,18 @@ def table_cmd(
                 paper = paper[[protocol == p or protocol.startswith(p + "-") for p in paper["protocol"]]]
             if dataset:
                 paper = paper[paper["dataset"] == dataset]
-    tables = build_tables(summarize(frame), metric=metric, paper=paper)
-    if metric is None or metric in ("divergence", "kl", "div"):
-        from ..results.divergence import divergence_tables
+    width = console.width if fmt == "rich" else None  # joined cells that would not fit: a table per metric
+    summary = summarize(frame)
+    if intervals:
+        from ..results.intervals import add_intervals
+        from ..results.store import ResultStore
 
-        tables += divergence_tables(frame)
+        store = ResultStore(results_dir(results))
+        summary = add_intervals(summary, frame, {r["key"]: r for r in store.iter_records(protocol)}, store.root)
+    tables = build_tables(summary, metric=metric, paper=paper, width=width) + hooked_tables(frame, metric=metric)
     if not tables:
         raise NoResultsError("no results (measured or reported) match these options")
-    out = render_tables(tables, fmt)
+    out = render_tables(tables, fmt, width)
     if isinstance(out, str):
         typer.echo(out, nl=False)
     else:

@@ -100,6 +100,8 @@ def run_cmd(
     gta5_split_file: Optional[Path] = typer.Option(None, "--gta5-split-file", help="GTA5 split: split.mat or a text list (default <root>/split.mat)"),
     fractions: Optional[str] = typer.Option(None, "--fractions", help="finetune: fractions of the target's train split, e.g. 0.1,0.2,0.3,1.0 (default: the protocol's)"),
     seeds: Optional[str] = typer.Option(None, "--seeds", help="finetune: seeds of the subsets and training, e.g. 0,1,2 (default: the protocol's)"),
+    intervals: bool = typer.Option(False, "--intervals", help="appearance: show 95 % intervals in the table (Wilson for errors, paired bootstrap for drops)"),
+    no_outcomes: bool = typer.Option(False, "--no-outcomes", help="appearance: do not keep per-image outcomes beside the records (they feed `dgbench compare` and intervals of drops)"),
 ) -> None:
     """Measure models under a protocol and print the result in the paper's table shape.
 
@@ -116,7 +118,7 @@ def run_cmd(
         crop=crop, stride=stride, flip=flip, eval_scale=eval_scale, save_predictions=save_predictions,
         gta5_mismatch=gta5_mismatch and gta5_mismatch.value, gta5_split_file=gta5_split_file,
         fractions=fractions, seeds=seeds,
-        decode=None if decode == Decode.pil else decode.value, compile=compile_model,
+        decode=None if decode == Decode.pil else decode.value, compile=compile_model, no_outcomes=no_outcomes,
     )
     request = RunRequest(
         model=model, dataset=dataset, data=data, shifts=_split(shifts), limit=limit, subset=subset, device=device,
@@ -139,7 +141,12 @@ def run_cmd(
         return
     from ..results.tables import render_table
 
-    console.print(render_table(summary.records, kind=summary.kind, fmt="rich", metric=metric))
+    from ..config import results_dir
+
+    records = list(summary.records)
+    shown = render_table(records, kind=summary.kind, fmt="rich", metric=metric,
+                         intervals_from=results_dir(results) if intervals and request.store else None)
+    console.print(shown)
     console.print(summary_line(summary), highlight=False)
 
 

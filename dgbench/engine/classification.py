@@ -14,6 +14,8 @@ Top-1/top-5 are counted exactly as integers (:class:`dgbench.metrics.classificat
 no padded duplicates, no dropped last batch. Under ``torchrun`` the dataset is sharded
 deterministically (rank r takes indices r, r+W, r+2W, ...) and the integer counts are all-reduced,
 so the result is identical whatever the world size; callers write results on rank 0 only.
+With ``EngineConfig(outcomes=True)`` every image's top-1 class and top-k hits are kept too, and
+merged over the ranks in dataset order (:class:`dgbench.metrics.outcomes.SampleOutcomes`).
 
 Nothing here writes results: a Ctrl-C (KeyboardInterrupt) propagates out of the loop, the
 DataLoader's workers are shut down, and the caller has nothing partial to store.
@@ -26,13 +28,15 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import CorruptImageError, DgbenchError
 from ..data.device_decode import placeholder_crop
-from ..metrics.classification import TopKCounts, topk_hits
+from ..metrics.classification import TopKCounts, topk_rows
+from ..metrics.outcomes import SampleOutcomes
 from ..runtime import Runtime, autocast, default_workers, dist_info, set_precision
 from ..shifts import AffineBatchShift, ShiftSpec, normalize
 
@@ -55,6 +59,7 @@ class EngineConfig:
     description: str = ""
     decode: str = "pil"  # "gpu": the workers read files, the batch is decoded on the device
     compile: bool = False  # torch.compile the model (same results up to float rounding)
+    outcomes: bool = False  # keep every image's top-1 class and top-k correctness (EvalResult.outcomes)
 
 
 @dataclass
@@ -68,6 +73,7 @@ class EvalResult:
     duration_s: float = 0.0
     world_size: int = 1
     device: str = "cpu"
+    outcomes: dict[str, SampleOutcomes] | None = None  # per shift, in dataset order (EngineConfig.outcomes)
 
     @property
     def images_per_s(self) -> float:
@@ -98,7 +104,7 @@ class _EvalView(Dataset):
             # in the worker's traceback. The loop raises it again, as one line, in the main process.
             return ("skip" if self.skip_corrupt else "corrupt", str(exc).split(": cannot decode")[0], str(exc))
         shape_of = self.placeholder if self.encoded else crop
-        return ("ok", crop, int(label), [src(self.dataset, idx, shape_of) for src in self.sources])
+        return ("ok", crop, int(label), [src(self.dataset, idx, shape_of) for src in self.sources], idx)
 
 
 @dataclass
@@ -109,6 +115,7 @@ class _Batch:
     skipped: list[str]
     corrupt: list[str] = field(default_factory=list)  # error messages of undecodable images
     encoded: list[Any] | None = None  # --decode gpu: the files, decoded on the device (crops is None)
+    positions: torch.Tensor | None = None  # each image's index in the dataset (per-image outcomes)
 
     def __len__(self) -> int:
         return 0 if self.labels is None else int(self.labels.shape[0])
@@ -117,7 +124,7 @@ class _Batch:
         """Called by the DataLoader's pin-memory thread: page-locked tensors copy asynchronously."""
         pin = (lambda t: t.pin_memory()) if torch.cuda.is_available() else (lambda t: t)
         return _Batch(None if self.crops is None else pin(self.crops), None if self.labels is None else pin(self.labels),
-                      [pin(t) for t in self.styled], self.skipped, self.corrupt, self.encoded)
+                      [pin(t) for t in self.styled], self.skipped, self.corrupt, self.encoded, self.positions)
 
 
 def _collate(items: list[tuple[Any, ...]]) -> _Batch:
@@ -130,7 +137,8 @@ def _collate(items: list[tuple[Any, ...]]) -> _Batch:
     crops = torch.stack([it[1] for it in ok]) if encoded is None else None
     labels = torch.tensor([it[2] for it in ok], dtype=torch.int64)
     styled = [torch.stack([it[3][j] for it in ok]) for j in range(len(ok[0][3]))]
-    return _Batch(crops, labels, styled, skipped, corrupt, encoded)
+    positions = torch.tensor([it[4] for it in ok], dtype=torch.int64)
+    return _Batch(crops, labels, styled, skipped, corrupt, encoded, positions)
 
 
 def _single_threaded_opencv() -> None:
@@ -219,10 +227,14 @@ def evaluate(
     # Counts stay on the device (int64 [n, correct@k...] per shift): no host sync per batch, so
     # the host reads the next batch while the device computes; one copy to the host at the end.
     acc = {s.name: torch.zeros(1 + len(ks), dtype=torch.int64, device=device) for s in shifts}
+    kept = _OutcomeRecorder([s.name for s in shifts], len(dataset), ks, device) if cfg.outcomes else None
 
-    def count(name: str, logits: torch.Tensor, y: torch.Tensor) -> None:
+    def count(name: str, logits: torch.Tensor, y: torch.Tensor, pos: torch.Tensor) -> None:
         acc[name][0] += y.shape[0]
-        acc[name][1:] += topk_hits(logits, y, ks)
+        pred, rows = topk_rows(logits, y, ks)
+        acc[name][1:] += rows.sum(dim=0)  # the same integers topk_hits gives
+        if kept is not None:
+            kept.add(name, pos, pred, rows)
 
     skipped: list[str] = []
     n_seen = 0
@@ -238,22 +250,23 @@ def evaluate(
                 continue
             styled = batch.styled
             y = batch.labels.to(device, non_blocking=True)
+            pos = batch.positions.to(device, non_blocking=True)
             if decoder is not None:
                 u8, keep, errors = decoder(batch.encoded, device)
                 if errors:
                     if not cfg.skip_corrupt:
                         raise CorruptImageError(f"{errors[0]}; pass --skip-corrupt to skip (and count) undecodable images")
                     skipped += [e.split(": cannot decode")[0] for e in errors]
-                    y, styled = y[keep], [t[keep] for t in styled]
+                    y, styled, pos = y[keep], [t[keep] for t in styled], pos[keep]
             else:
                 u8 = batch.crops.to(device, non_blocking=True)
             u = u8.float().contiguous(memory_format=fmt)
             with torch.inference_mode(), autocast(device, cfg.precision):
                 for s, fn in zip(affine, shift_fns):
-                    count(s.name, forward(fn(u).contiguous(memory_format=fmt)), y)
+                    count(s.name, forward(fn(u).contiguous(memory_format=fmt)), y, pos)
                 for s, st in zip(image, styled):
                     x = clean(st.to(device, non_blocking=True).float()).contiguous(memory_format=fmt)
-                    count(s.name, forward(x), y)
+                    count(s.name, forward(x), y, pos)
             n_seen += int(y.shape[0])
             advance(len(batch))
 
@@ -268,8 +281,39 @@ def evaluate(
         for i, s in enumerate(shifts):
             counts[s.name] = TopKCounts.from_tensor(flat[i * width:(i + 1) * width], ks)
         n_skipped, n_seen = int(flat[-2]), int(flat[-1])
+    outcomes = kept.merge(rt) if kept is not None else None
     duration = time.perf_counter() - start
-    return EvalResult(counts, n_seen, n_skipped, skipped, duration, rt.world_size, str(device))
+    return EvalResult(counts, n_seen, n_skipped, skipped, duration, rt.world_size, str(device), outcomes)
+
+
+class _OutcomeRecorder:
+    """Every image's top-1 class and top-k hits per shift, kept on the device until the end.
+
+    ``merge`` lays them out in dataset order in one int32 table ``[shift, 2 + len(ks), N]``
+    (evaluated flag, predicted class + 1, hit@k...), zero where this rank saw nothing. Ranks hold
+    disjoint images, so the all-reduce's sum is the merge of the shards, in sample order.
+    """
+
+    def __init__(self, names: list[str], n: int, ks: tuple[int, ...], device: torch.device):
+        self.names, self.n, self.ks, self.device = names, n, ks, device
+        self.parts: dict[str, list[tuple[torch.Tensor, ...]]] = {name: [] for name in names}
+
+    def add(self, name: str, pos: torch.Tensor, pred: torch.Tensor, rows: torch.Tensor) -> None:
+        self.parts[name].append((pos, pred, rows))
+
+    def merge(self, rt: Runtime) -> dict[str, SampleOutcomes]:
+        table = torch.zeros(len(self.names), 2 + len(self.ks), self.n, dtype=torch.int32, device=self.device)
+        for i, name in enumerate(self.names):
+            if not self.parts[name]:
+                continue
+            pos, pred, rows = (torch.cat(t) for t in zip(*self.parts[name]))
+            table[i, 0, pos] = 1
+            table[i, 1, pos] = pred.to(torch.int32) + 1
+            table[i, 2:, pos] = rows.T.to(torch.int32)
+        host = rt.all_reduce(table).numpy()
+        return {name: SampleOutcomes(evaluated=host[i, 0] > 0, pred=host[i, 1].astype(np.int64) - 1,
+                                     correct={k: host[i, 2 + j] > 0 for j, k in enumerate(self.ks)})
+                for i, name in enumerate(self.names)}
 
 
 @contextlib.contextmanager

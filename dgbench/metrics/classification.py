@@ -24,11 +24,16 @@ def topk_correct(logits: torch.Tensor, target: torch.Tensor, ks: tuple[int, ...]
 
 def topk_hits(logits: torch.Tensor, target: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> torch.Tensor:
     """:func:`topk_correct` as an int64 tensor ``[len(ks)]`` on the logits' device (no host sync)."""
+    return topk_rows(logits, target, ks)[1].sum(dim=0)
+
+
+def topk_rows(logits: torch.Tensor, target: torch.Tensor, ks: tuple[int, ...] = (1, 5)) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per row: the predicted class ``[N]`` and whether ``target`` is among the top k ``[N, len(ks)]`` (bool)."""
     c = logits.shape[1]
     maxk = min(max(ks), c)
     pred = logits.float().topk(maxk, dim=1).indices  # [N, maxk]
     hit = pred.eq(target.to(pred.device).view(-1, 1))
-    return torch.stack([hit[:, : min(k, c)].any(dim=1).sum() for k in ks])
+    return pred[:, 0], torch.stack([hit[:, : min(k, c)].any(dim=1) for k in ks], dim=1)
 
 
 @dataclass

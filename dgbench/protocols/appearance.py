@@ -27,6 +27,8 @@ from ..data.base import Preprocess, build_dataset, class_balanced_indices, datas
 from ..engine import EngineConfig, EvalResult, evaluate
 from ..errors import DatasetNotFoundError, DgbenchError, SpecError
 from ..models.external import is_external
+from ..metrics.outcomes import SampleOutcomes
+from ..results import outcomes
 from ..results.record import new_record, record_key
 from ..results.store import ResultStore
 from ..runtime import Runtime
@@ -204,7 +206,7 @@ class AppearanceProtocol(Protocol):
         return appearance_request(self.name, dataset, rows)
 
     def run(self, req: RunRequest, rt: Runtime) -> RunSummary:
-        reject_options(req, self.name, ("data_c", "decode", "compile"))
+        reject_options(req, self.name, ("data_c", "decode", "compile", "no_outcomes"))
         specs = protocol_shifts(self.name, list(req.shifts) if req.shifts else None)
         ds_name, root, ds_note = choose_dataset(req.dataset, req.data)
         if ds_note:
@@ -291,8 +293,10 @@ class _Run:
             self.out += [stored[k] for _, k in keyed]
             self.reused += len(keyed)
             return
-        new = self.evaluate(m, ds, name, base, todo, keyed[0], stored, sources)
+        new, kept = self.evaluate(m, ds, name, base, todo, keyed[0], stored, sources)
         if self.store and self.rt.is_main:
+            # Per-image outcomes first (each file atomic): a record never exists without them.
+            outcomes.write_all(self.store.root, self.proto.name, kept, self.sample_order(ds) if kept else "")
             self.store.append(new)  # only now: the model's pass is complete
         by_key = {r["key"]: r for r in new}
         self.out += [by_key.get(k) or stored[k] for _, k in keyed]
@@ -312,6 +316,11 @@ class _Run:
         if isinstance(name, nn.Module):
             return True
         raise refuse_other_classes(name, scored, ds.name, ds.num_classes)
+
+    @staticmethod
+    def sample_order(ds: Any) -> str:
+        """The hash of the dataset's sample ids in order: outcome files pair image by image when it agrees."""
+        return outcomes.order_hash(style_cache.sample_id(ds, i) for i in range(len(ds)))
 
     def identity(self, m: nn.Module, prep: Preprocess, ds: Any) -> dict[str, Any]:
         req = self.req
@@ -335,11 +344,14 @@ class _Run:
         return keyed, sources
 
     def evaluate(self, m: nn.Module, ds: Any, name: Any, base: dict[str, Any], todo: list[tuple[ShiftSpec, str]],
-                 ref: tuple[ShiftSpec, str], stored: dict[str, Any], sources: dict[str, Any]) -> list[dict[str, Any]]:
+                 ref: tuple[ShiftSpec, str], stored: dict[str, Any], sources: dict[str, Any]
+                 ) -> tuple[list[dict[str, Any]], dict[str, SampleOutcomes]]:
+        """The new records, and their per-image outcomes by record key (none with --no-outcomes or no store)."""
         req = self.req
         cfg = EngineConfig(device=str(self.rt.device), batch_size=req.batch_size, workers=req.workers,
                            precision=req.precision, channels_last=req.channels_last, skip_corrupt=req.skip_corrupt,
-                           progress=req.progress, decode=_decode(req), compile=bool(req.options.get("compile")))
+                           progress=req.progress, decode=_decode(req), compile=bool(req.options.get("compile")),
+                           outcomes=self.store is not None and not req.options.get("no_outcomes"))
         res: EvalResult = evaluate(m, ds, [s for s, _ in todo], sources=sources, config=cfg, runtime=self.rt)
         self.images += res.num_samples + res.skipped_corrupt
         ref_spec, ref_key = ref  # protocol_shifts puts the reference first
@@ -348,7 +360,7 @@ class _Run:
         for s, k in todo:
             metrics = res.counts[s.name].errors()
             is_ref = s.name == ref_spec.name
-            rec = new_record(
+            rec = new_record(kind="appearance",
                 **base, shift=s.name, shift_spec=s.to_dict(), reference=None if is_ref else ref_spec.name,
                 metrics=metrics, drop={} if is_ref else {m_: metrics[m_] - ref_metrics[m_] for m_ in metrics},
                 num_samples=res.num_samples, skipped_corrupt=res.skipped_corrupt, skipped_files=res.skipped_files[:100],
@@ -360,7 +372,8 @@ class _Run:
             if rec["key"] != k:
                 raise RuntimeError(f"record key and skip key disagree for {base['model']} / {s.name}")
             new.append(rec)
-        return new
+        kept = {k: res.outcomes[s.name] for s, k in todo} if res.outcomes else {}
+        return new, kept
 
 
 def _decode(req: RunRequest) -> str:

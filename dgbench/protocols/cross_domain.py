@@ -134,7 +134,7 @@ def cross_domain(
             ref = results[(train, train)]["metrics"]
             rec["reference"] = train
             rec["drop"] = {k: v - ref[k] for k, v in rec["metrics"].items() if ref.get(k) is not None and v is not None}
-        results[cell] = new_record(**rec)
+        results[cell] = new_record(kind="cross-domain", **rec)
     if store is not None and fresh and write:
         store.append(results[c] for c in fresh)
     return [results[(a.name, b.name)] for a, b in cells]

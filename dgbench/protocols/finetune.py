@@ -341,7 +341,7 @@ class _Context:
                 net, extra = self.finetune(name, path, key, indices, seed)
             net.train_domain = self.source  # type: ignore[attr-defined]
             ev = self.evaluate(net, self.test_set)
-            rec = new_record(**ident, metrics=dict(ev.metrics), num_samples=ev.num_samples, duration_s=ev.duration_s,
+            rec = new_record(kind="finetune", **ident, metrics=dict(ev.metrics), num_samples=ev.num_samples, duration_s=ev.duration_s,
                              device=ev.device, dataset_info=_call(self.test_set, "describe"),
                              world_size=self.rt.world_size, **ev.extra, **extra)
             if self.store is not None and self.rt.is_main:

@@ -1,9 +1,8 @@
 """The one metric catalogue: every metric a record can carry, with its title, unit and direction.
 
 Tables, leaderboards, plots, the regression check and the leaderboard site read metric facts from
-here and nowhere else. ``PUBLISHED`` says which metrics a result of a protocol kind and task shows
-by default and publishes, in column order. A protocol kind added later (divergence, corruptions,
-fine-tuning) adds its metrics and its ``(kind, task)`` row here.
+here and nowhere else. Which metrics a kind's tables show and its leaderboards publish is its
+:class:`~.kinds.ResultKind`'s to say; a kind added later registers its metrics with it.
 """
 from __future__ import annotations
 
@@ -39,33 +38,6 @@ METRICS: dict[str, Metric] = {m.name: m for m in (
     Metric("divergence", "feature divergence", "nats", False),
 )}
 
-# (protocol kind, task) -> the metrics a leaderboard publishes, in column order.
-PUBLISHED: dict[tuple[str, str], tuple[str, ...]] = {
-    ("appearance", "classification"): ("top1_err", "top5_err"),
-    ("cross-domain", "classification"): ("top1_acc", "top1_err"),
-    ("cross-domain", "segmentation"): ("miou", "pixel_acc"),
-    ("divergence", "classification"): ("divergence",),
-    ("finetune", "segmentation"): ("miou", "pixel_acc"),
-}
-# (protocol kind, task) -> what a table shows when no --metric is asked for (the paper's cells:
-# Table 1 "top-1/top-5 error", Table 6 "mIoU/pixel accuracy").
-SHOWN: dict[tuple[str, str], tuple[str, ...]] = {
-    ("appearance", "classification"): ("top1_err", "top5_err"),
-    ("cross-domain", "classification"): ("top1_acc",),
-    ("cross-domain", "segmentation"): ("miou", "pixel_acc"),
-    ("divergence", "classification"): ("divergence",),
-    ("finetune", "segmentation"): ("miou",),  # Table 8 prints mIoU
-}
-# What users may type for a metric, per protocol kind (a metric's own name always works): ``top1``
-# reads as the paper's tables print it, an error in Table 1 and an accuracy in Table 6.
-ALIASES: dict[str, dict[str, str]] = {
-    "appearance": {"top1": "top1_err", "top5": "top5_err"},
-    "cross-domain": {"top1": "top1_acc", "acc": "top1_acc", "pixacc": "pixel_acc"},
-    "divergence": {"kl": "divergence", "div": "divergence"},
-    "finetune": {"pixacc": "pixel_acc"},
-}
-
-
 def register_metric(metric: Metric) -> Metric:
     """Add a metric (a new protocol kind's); re-registering the same definition is a no-op."""
     old = METRICS.get(metric.name)
@@ -91,7 +63,10 @@ def title(name: str) -> str:
 
 
 def published(kind: str, task: str) -> tuple[str, ...]:
-    return PUBLISHED.get((kind, task), ())
+    """The metrics a leaderboard of ``kind`` and ``task`` publishes, in column order."""
+    from .kinds import get_kind
+
+    return tuple(get_kind(kind).published.get(task, ()))
 
 
 def task_of(metrics: Iterable[str]) -> str:
@@ -107,15 +82,19 @@ def ordered(names: Iterable[str]) -> list[str]:
 
 def shown(kind: str, available: Iterable[str]) -> list[str]:
     """The metrics a table of ``kind`` shows by default among ``available``."""
+    from .kinds import get_kind
+
     available = ordered(available)
-    chosen = [m for m in SHOWN.get((kind, task_of(available)), ()) if m in available]
+    chosen = [m for m in get_kind(kind).shown.get(task_of(available), ()) if m in available]
     return chosen or available[:1]
 
 
 def resolve_metric(text: str, kind: str, available: Iterable[str]) -> str:
     """A user's ``--metric`` (name or alias) -> the record's metric name, among ``available``."""
+    from .kinds import get_kind
+
     available = ordered(available)
-    aliases = ALIASES.get(kind, {})
+    aliases = get_kind(kind).aliases
     name = aliases.get(text.lower(), text.lower())
     if name not in METRICS or (available and name not in available):
         known = [a for a, m in aliases.items() if m in available] + available

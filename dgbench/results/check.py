@@ -27,6 +27,7 @@ from rich.text import Text
 
 from ..errors import DgbenchError, UnknownNameError
 from .frame import MEASURED, load_results, records_to_frame, summarize, variant_label
+from .kinds import get_kind
 from .leaderboard import DECIMALS, KEY_COLUMNS, leaderboard_rows, load_leaderboard
 
 # A callback that re-runs the protocol behind a leaderboard: (validated baseline frame, results
@@ -35,7 +36,7 @@ RerunFn = Callable[[pd.DataFrame, Path], "pd.DataFrame | Iterable[Mapping[str, A
 _RERUN: RerunFn | None = None
 
 DIFF_COLUMNS = ["key", "metric", "baseline", "measured", "delta", "tolerance", "ok"]
-_EPS = 1e-9  # float slack: 25.54 - 25.54 must be within a tolerance of 0
+EPS = 1e-9  # float slack: 25.54 - 25.54 must be within a tolerance of 0
 
 
 def set_rerun(fn: RerunFn | None) -> None:
@@ -104,11 +105,11 @@ def _validate_tolerances(tolerances: Mapping[str, float], columns: list[str]) ->
 
 
 def _row_key(r: Mapping[str, Any], kind: str) -> str:
+    k = get_kind(kind)
     label = variant_label(r["model"], r["model_kwargs"])
-    cond = r["shift"] if kind == "appearance" else f"{r['train_domain']}→{r['test_domain']}"
-    if kind == "finetune":
-        cond += f" @ {r['fraction']}"
-    return f"{label} · {cond}"
+    if k.square or not k.split_rows:  # rgb+50, or digits→typeset-digits
+        return f"{label} · " + "→".join(str(r[c]) for c in k.conditions)
+    return f"{label} · " + "→".join(str(r[c]) for c in k.split_rows) + f" @ {r[k.column]}"  # finetune
 
 
 def measured_leaderboard(baseline: pd.DataFrame, measured: Any) -> pd.DataFrame:
@@ -134,10 +135,8 @@ def check_leaderboard(baseline: str | os.PathLike | pd.DataFrame, measured: Any,
     """Compare a baseline leaderboard with measured records; see the module docstring."""
     base = baseline if isinstance(baseline, pd.DataFrame) else load_leaderboard(baseline)
     kind, metrics = base.attrs["kind"], base.attrs["metrics"]
-    if kind == "divergence":  # one row per layer, in nats: compared by results.divergence
-        from .divergence import check_divergence
-
-        return check_divergence(base, measured, tolerances or {})
+    if get_kind(kind).hooks is not None:  # a kind of another shape (divergence) compares its own
+        return get_kind(kind).hooks.check(base, measured, tolerances or {})
     columns = [f"{m}_pct" for m in metrics] + [f"{m}_drop_pct" for m in metrics]
     tolerances = dict(tolerances or {})
     _validate_tolerances(tolerances, columns)
@@ -161,7 +160,7 @@ def check_leaderboard(baseline: str | os.PathLike | pd.DataFrame, measured: Any,
                 ok = bv is None and mv is None
             else:
                 delta = round(mv - bv, DECIMALS + 2)
-                ok = abs(delta) <= tol + _EPS
+                ok = abs(delta) <= tol + EPS
             diff_rows.append([_row_key(b, kind), col, _nan(bv), _nan(mv), delta, tol, ok])
     extra = [{c: r[c] for c in keys} for _, r in meas.iterrows() if tuple(r[c] for c in keys) not in seen]
     return CheckResult(

@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from .frame import MEASURED
-from .leaderboard import LeaderboardError
+from .csvio import LeaderboardError
 from .tables import TableData, fmt_stat
 
 HEADER = ["train_domain", "test_domain", "method", "baseline_miou_pct", "improved_miou_pct", "gain_pct",

@@ -205,3 +205,46 @@ def plot(reports: list[ModelReport], out: str | os.PathLike) -> Path:
     fig.savefig(tmp, format="png", dpi=120)
     os.replace(tmp, path)
     return path
+
+
+def corruption_grids(summary: pd.DataFrame, protocol: str) -> list:
+    """The site's corruption summary of a leaderboard (a summary frame of one protocol): per model,
+    the clean error, the mean over the corruptions, the mean per family and mCE (with why it is
+    missing); [] when the protocol has no corruption shifts."""
+    from .conditions import corruption_of
+    from .leaderboard import _fmt
+    from .site_model import Cell, Grid, Row
+
+    measured = summary[summary["source"] == "dgbench"] if "shift" in summary.columns else summary.iloc[0:0]
+    info = {s: corruption_of(s) for s in set(measured["shift"]) if s}
+    info = {s: v for s, v in info.items() if v is not None}
+    if not info:
+        return []
+    columns = ["clean", "mean", *FAMILIES, "mCE"]
+    rows = []
+    for (model, kwargs), g in measured.groupby(["model", "model_kwargs"], sort=True):
+        s = _model_summary(g, info, alexnet() if str(g["dataset"].iloc[0]).startswith("imagenet") else None)
+        values = [s.clean, s.mean_err, *(s.family_err.get(f) for f in FAMILIES), s.mce]
+        cells = [Cell(_fmt(v), "", "", None) if v is not None else None for v in values[:-1]]
+        cells.append(Cell(_fmt(s.mce), "", "", None) if s.mce is not None else Cell("", "", "", None, title=s.mce_missing or ""))
+        rows.append(Row(variant_label(model, kwargs), "dgbench", "", cells, None))
+    caption = ("Top-1 error in % (lower is better): clean, the mean over the corruptions measured, the mean per "
+               "family (noise, blur, weather, digital) over its corruptions' severities, and mCE (normalized by "
+               "AlexNet's ImageNet-C errors on ImageNet; undefined elsewhere or without all 5 severities: hover "
+               "the dash for why). The full corruption x severity grid follows.")
+    return [Grid(METRIC, "corruption", columns, rows, heading="Corruption summary: top-1 error per family (%)",
+                 caption=caption, unit="%")]
+
+
+def _model_summary(g: pd.DataFrame, info: Mapping[str, tuple[str, int, str]], ref: Reference | None) -> CorruptionSummary:
+    errors: dict[str, dict[int, float]] = {}
+    groups: dict[str, str] = {}
+    clean = None
+    for _, r in g.iterrows():
+        if r["shift"] in info and not math.isnan(r[METRIC]):
+            c, sev, grp = info[r["shift"]]
+            errors.setdefault(c, {})[sev] = float(r[METRIC])
+            groups[c] = grp
+        elif not r["reference"] and not math.isnan(r[METRIC]):
+            clean = float(r[METRIC])
+    return summarize(errors, groups, clean, ref)

@@ -21,10 +21,17 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from .frame import MEASURED, _latest_config, _stat, _text, records_to_frame, variant_label
+from ..errors import UnknownNameError
+from .check import DIFF_COLUMNS, EPS, CheckResult
+from .conditions import natural
+from .csvio import LeaderboardError, check_unique, csv_rows, csv_text, output_dir, row_record, write_if_changed
+from .frame import MEASURED, as_text, latest_config, records_to_frame, stat, variant_label
+from .kinds import KindHooks, ResultKind, register_kind
+from .leaderboard import leaderboard_name
+from .site_model import Board, Cell, Grid, Row
+from .tables import NoResultsError, TableData, to_markdown
 
 KIND = "divergence"
 METRIC = "divergence"
@@ -57,12 +64,12 @@ def summarize_divergence(frame: pd.DataFrame) -> pd.DataFrame:
         return pd.DataFrame(columns=cols)
     f = f.copy()
     for c in ("dataset", "protocol", "model", "model_kwargs", "pair", "layer"):
-        f[c] = [_text(v) for v in f[c]]
+        f[c] = [as_text(v) for v in f[c]]
     rows = []
     for key, g in f.groupby(list(KEY), sort=False):
-        g = _latest_config(key, g)
+        g = latest_config(key, g)
         first = g.iloc[0]
-        mean, se, n = _stat(g[f"metrics.{METRIC}"])
+        mean, se, n = stat(g[f"metrics.{METRIC}"])
         spec = first["pair_spec"] if isinstance(first["pair_spec"], Mapping) else {}
         rows.append({**dict(zip(KEY, key)), "pair_type": spec.get("type", ""),
                      "layer_index": int(first["layer_index"]), "has_in": bool(first["has_in"]),
@@ -71,9 +78,7 @@ def summarize_divergence(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _models(s: pd.DataFrame) -> list[tuple[str, str]]:
-    from .tables import _natural
-
-    return sorted(set(zip(s["model"], s["model_kwargs"])), key=lambda k: (_natural(k[0]), k[1]))
+    return sorted(set(zip(s["model"], s["model_kwargs"])), key=lambda k: (natural(k[0]), k[1]))
 
 
 def _pairs(s: pd.DataFrame) -> list[tuple[str, str, str]]:
@@ -91,8 +96,6 @@ def fmt(x: float, se: float = math.nan) -> str:
 
 def divergence_tables(frame: pd.DataFrame) -> list[Any]:
     """One :class:`~.tables.TableData` per (dataset, protocol, pair): layers x models."""
-    from .tables import TableData
-
     s = frame if "n" in frame.columns and METRIC in frame.columns else summarize_divergence(frame)
     tables = []
     for dataset, protocol, pair in _pairs(s):
@@ -159,25 +162,19 @@ def _panel(ax: Any, g: pd.DataFrame, title: str, models: list[tuple[str, str]]) 
     ax.legend(fontsize=6)
 
 
-def plot_divergence(frame: pd.DataFrame, out: str | os.PathLike) -> Path:
-    """Fig. 5 of the paper from divergence records: a PNG with a panel per pair, side by side."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    from .tables import NoResultsError
+def divergence_figure(frame: pd.DataFrame) -> Any:
+    """Fig. 5 of the paper from divergence records (or a summary): a panel per pair, side by side."""
+    from .plot import panel_figure
 
     panels = divergence_panels(frame)
     if not panels:
         raise NoResultsError("nothing to plot: no divergence results (run `dgbench run --protocol divergence`)")
-    cols = min(len(panels), 4)
-    rows = math.ceil(len(panels) / cols)
-    fig = Figure(figsize=(4.2 * cols, 3.6 * rows), layout="constrained")
-    FigureCanvasAgg(fig)
-    axes = np.atleast_1d(fig.subplots(rows, cols, squeeze=False).ravel())
-    for draw, ax in zip(panels, axes):
-        draw(ax)
-    for ax in axes[len(panels):]:
-        ax.set_visible(False)
+    return panel_figure(panels, columns=4)
+
+
+def plot_divergence(frame: pd.DataFrame, out: str | os.PathLike) -> Path:
+    """:func:`divergence_figure` as a PNG."""
+    fig = divergence_figure(frame)
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, format="png", dpi=110)
@@ -208,38 +205,31 @@ def leaderboard_rows(frame: pd.DataFrame) -> dict[tuple[str, str], tuple[list[st
 
 def publish_divergence(frame: pd.DataFrame, out_dir: str | os.PathLike) -> list[Path]:
     """Write ``<dataset>-<protocol>.csv`` and its ``.md`` page per divergence protocol run."""
-    from .leaderboard import _csv_text, _write_if_changed, leaderboard_name
-    from .tables import to_markdown
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(out_dir)
     written: list[Path] = []
     for (dataset, protocol), (header, rows) in leaderboard_rows(frame).items():
         stem = leaderboard_name(dataset, protocol)
         csv_path, md_path = out / f"{stem}.csv", out / f"{stem}.md"
-        _write_if_changed(csv_path, _csv_text(header, rows))
+        write_if_changed(csv_path, csv_text(header, rows))
         lb = read_leaderboard(csv_path)  # the page is rendered from the CSV just written
         parts = [f"# Leaderboard: {dataset}, {protocol} (feature divergence)", "",
                  f"Measured by dgbench; generated from [`{csv_path.name}`]({csv_path.name}) by "
                  "`dgbench leaderboard publish` (do not edit by hand). Schema: `README.md`.", ""]
         parts += [to_markdown(t) for t in divergence_tables(leaderboard_summary(lb))]
-        _write_if_changed(md_path, "\n".join(parts))
+        write_if_changed(md_path, "\n".join(parts))
         written += [csv_path, md_path]
     return written
 
 
 def read_leaderboard(p: Path, reader: Any = None) -> pd.DataFrame:
     """Read and validate a divergence leaderboard (header :data:`HEADER`); errors name file and line."""
-    from .leaderboard import LeaderboardError
-
     if reader is None:
         with open(p, newline="", encoding="utf-8-sig") as f:
             rd = csv.reader(f)
             if next(rd, None) != HEADER:
                 raise LeaderboardError(f"{p}:1: not a divergence leaderboard (expected {','.join(HEADER)})")
             return read_leaderboard(p, rd)
-    from .leaderboard import check_unique, csv_rows
-
     records = [_parse_row(p, line, row) for line, row in csv_rows(reader)]
     check_unique(p, records, (*KEY, "source"))
     frame = pd.DataFrame(records, columns=HEADER + ["line"])
@@ -248,8 +238,6 @@ def read_leaderboard(p: Path, reader: Any = None) -> pd.DataFrame:
 
 
 def _parse_row(p: Path, line: int, row: list[str]) -> dict[str, Any]:
-    from .leaderboard import row_record
-
     rec, bad = row_record(p, line, HEADER, row, ("dataset", "protocol", "model", "pair", "layer", "source"))
     if rec["task"] != "classification":
         raise bad("task", f"{rec['task']!r}; divergence leaderboards are classification")
@@ -292,8 +280,6 @@ def leaderboard_summary(lb: pd.DataFrame) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- check
 def check_divergence(base: pd.DataFrame, measured: Any, tolerances: Mapping[str, float]) -> Any:
     """Compare a divergence leaderboard with measured records (absolute tolerances, nats)."""
-    from ..errors import UnknownNameError
-    from .check import DIFF_COLUMNS, CheckResult, _EPS
 
     columns = ["divergence_nats"]
     names = ("divergence_nats", METRIC, "all")  # most specific first
@@ -321,9 +307,49 @@ def check_divergence(base: pd.DataFrame, measured: Any, tolerances: Mapping[str,
             bv, mv = float(b[col]), float(m[HEADER.index(col)])
             delta = round(mv - bv, DECIMALS + 2)
             label = f"{variant_label(b['model'], b['model_kwargs'])} · {b['pair']} · {b['layer']}"
-            diff.append([label, col, bv, mv, delta, tol, abs(delta) <= tol + _EPS])
+            diff.append([label, col, bv, mv, delta, tol, abs(delta) <= tol + EPS])
     extra = [dict(zip(KEY, k)) for k in got if k not in seen]
     return CheckResult(baseline=str(base.attrs.get("path", "baseline")),
                        diff=pd.DataFrame(diff, columns=DIFF_COLUMNS).astype({"ok": bool}),
                        missing=pd.DataFrame(missing, columns=list(KEY)),
                        extra=pd.DataFrame(extra, columns=list(KEY)))
+
+
+# ----------------------------------------------------------------------------- site
+def site_board(csv_path: Path, lb: pd.DataFrame) -> Board:
+    """The site's page of a divergence leaderboard: a table per pair (models x layers, ``IN``
+    where the model instance-normalizes) and Fig. 5's panels."""
+    import io
+
+    s = leaderboard_summary(lb)
+    grids = []
+    for dataset, protocol, pair in _pairs(s):
+        g = s[(s["dataset"] == dataset) & (s["protocol"] == protocol) & (s["pair"] == pair)]
+        layers = list(g.sort_values("layer_index").drop_duplicates("layer")["layer"])
+        rows = []
+        for model, kw in _models(g):
+            by = {r["layer"]: r for _, r in g[(g["model"] == model) & (g["model_kwargs"] == kw)].iterrows()}
+            cells = [Cell(_num(by[x][METRIC]), "", _num(by[x][f"{METRIC}_se"]), int(by[x]["n"]),
+                          mark="IN" if by[x]["has_in"] else "") if x in by else None for x in layers]
+            rows.append(Row(variant_label(model, kw), MEASURED, "", cells, None))
+        ptype = next((t for t in g["pair_type"] if t), "")
+        grids.append(Grid(METRIC, KIND, layers, rows, heading=f"{pair}{f' ({ptype})' if ptype else ''}: "
+                          "feature divergence (nats)", unit="nats", caption=(
+                              "Feature divergence in nats per probed layer (lower: the layer is more invariant to "
+                              "the pair's difference); IN: the model instance-normalizes in that layer; mean ± "
+                              "standard error and n where several runs were averaged.")))
+    buf = io.BytesIO()
+    divergence_figure(s).savefig(buf, format="png", dpi=110, metadata={"Software": None})
+    first = lb.iloc[0]
+    return Board(csv_path.stem, first["dataset"], first["protocol"], KIND, "classification", (METRIC,),
+                 csv_path.name, grids, [(METRIC, buf.getvalue())],
+                 conditions=f"{len(set(s['layer']))} layers x {len(grids)} pairs",
+                 plot_note="{title} per layer and model (nats; □: the model has IN there)")
+
+
+register_kind(ResultKind(
+    KIND, ("pair", "layer"), "layer", published={"classification": (METRIC,)}, shown={"classification": (METRIC,)},
+    aliases={"kl": METRIC, "div": METRIC}, describe="rows: layers; columns: models",
+    hooks=KindHooks(tables=divergence_tables, publish=publish_divergence, read=read_leaderboard,
+                    check=check_divergence, panels=divergence_panels, board=site_board, header=HEADER,
+                    split=split)))

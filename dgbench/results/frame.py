@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from .catalogue import degradation_sign
+from .kinds import all_kinds, get_kind, infer_kind
 from .record import IDENTITY_FIELDS, canonical_json, fingerprint
 
 
@@ -33,6 +34,7 @@ RECORD_COLUMNS = (
     "key", "kind", "task", "protocol", "dataset", "model", "model_kwargs", "shift", "shift_spec",
     "train_domain", "test_domain", "reference", "seed", "num_samples", "precision", "device",
     "started_at", "duration_s", "images_per_s", "git_commit", "order", "config", "config_items", "fraction",
+    "limit", "subset",  # a sample selection (--limit/--subset): tables mark such rows
     "pair", "pair_spec", "layer", "layer_index", "has_in",  # divergence records (results.divergence)
 )
 # What makes two records repeats of one configuration: every identity field but the seed.
@@ -47,20 +49,7 @@ SUMMARY_KEY = (
     "dataset", "protocol", "model", "model_kwargs", "shift", "train_domain", "test_domain", "fraction", "source",
 )
 
-KINDS = ("appearance", "cross-domain", "divergence", "finetune")
 MEASURED = "dgbench"  # the `source` of numbers dgbench measured (the paper's are "paper")
-
-
-def kind_of(rec: Mapping[str, Any]) -> str:
-    """``finetune`` for records with a ``fraction``, ``cross-domain`` for records with a train/test
-    domain pair, else ``appearance``; a record that names its kind (divergence) keeps it."""
-    if rec.get("kind") == "divergence":
-        return "divergence"
-    if rec.get("fraction") is not None:
-        return "finetune"
-    if rec.get("train_domain") is not None or rec.get("test_domain") is not None:
-        return "cross-domain"
-    return "appearance"
 
 
 def fraction_label(value: Any) -> str:
@@ -68,6 +57,22 @@ def fraction_label(value: Any) -> str:
     if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
         return ""
     return f"{float(value):g}"
+
+
+def selection_label(subset: Any, limit: Any) -> str:
+    """What part of the evaluation set a record measured: ``""`` for all of it, else ``subset of
+    200`` (``--subset``: a fixed class-balanced choice), ``first 100`` (``--limit``) or both."""
+    subset, limit = (x if x and not math.isnan(x) else None for x in (_number(subset), _number(limit)))
+    if subset and limit:
+        return f"first {limit:g} of a subset of {subset:g}"
+    return f"subset of {subset:g}" if subset else f"first {limit:g}" if limit else ""
+
+
+def row_label(model: str, kwargs: str, selection: Any = "") -> str:
+    """A table row's model: its variant label, and ``[subset of 200]`` when the row measured only
+    part of the evaluation set (such numbers are not comparable with full-set rows)."""
+    selection = as_text(selection)
+    return variant_label(model, kwargs) + (f" [{selection}]" if selection else "")
 
 
 def kwargs_label(kwargs: Any) -> str:
@@ -102,7 +107,7 @@ def records_to_frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     for i, rec in enumerate(records):
         row: dict[str, Any] = {c: rec.get(c) for c in RECORD_COLUMNS}
         row["key"] = rec.get("key") or f"row{i}"
-        row["kind"] = kind_of(rec)
+        row["kind"] = infer_kind(rec)  # records older than the kind field: inferred here, once
         row["fraction"] = fraction_label(rec.get("fraction"))
         row["model_kwargs"] = kwargs_label(rec.get("model_kwargs"))
         row["order"] = i  # store order: tables list shifts as the protocol ran them
@@ -150,18 +155,19 @@ def table_datasets(frame: pd.DataFrame) -> tuple[list[str], dict[str, set[str]]]
 
     rows = list(zip(frame["kind"], _texts(frame["protocol"]), _texts(frame["dataset"]),
                     _texts(frame["train_domain"]), _texts(frame["test_domain"])))
+    square = {k.name for k in all_kinds() if k.square}  # train x test domains: a pair spans datasets
     for kind, proto, _, train, test in rows:
-        if kind == "cross-domain":
+        if kind in square:
             parent[find((proto, train))] = find((proto, test))
     members: dict[tuple[str, str], dict[str, set[str]]] = {}
     for kind, proto, ds, train, test in rows:
-        if kind == "cross-domain":
+        if kind in square:
             m = members.setdefault(find((proto, train)), {"datasets": set(), "domains": set()})
             m["datasets"].add(ds)
             m["domains"] |= {train, test}
     labels, covers = [], {}
     for kind, proto, ds, train, _ in rows:
-        if kind != "cross-domain":
+        if kind not in square:
             labels.append(ds)
             covers.setdefault(ds, set()).add(ds)
             continue
@@ -173,7 +179,7 @@ def table_datasets(frame: pd.DataFrame) -> tuple[list[str], dict[str, set[str]]]
 
 
 def _texts(values: Iterable[Any]) -> list[str]:
-    return [_text(v) for v in values]
+    return [as_text(v) for v in values]
 
 
 def metric_names(frame: pd.DataFrame) -> list[str]:
@@ -181,7 +187,7 @@ def metric_names(frame: pd.DataFrame) -> list[str]:
     return sorted(c.split(".", 1)[1] for c in frame.columns if c.startswith("metrics."))
 
 
-def _stat(values: pd.Series) -> tuple[float, float, int]:
+def stat(values: pd.Series) -> tuple[float, float, int]:
     """Mean, standard error of the mean (NaN for one value) and count of the non-NaN values."""
     v = values.dropna().to_numpy(dtype=float)
     n = len(v)
@@ -191,7 +197,7 @@ def _stat(values: pd.Series) -> tuple[float, float, int]:
     return float(np.mean(v)), se, n
 
 
-def _text(v: Any) -> str:
+def as_text(v: Any) -> str:
     return "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
 
 
@@ -204,25 +210,25 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
     A record whose drop is missing gets it from the mean of its reference row.
     """
     metrics = metric_names(frame)
-    cols = list(SUMMARY_KEY) + ["kind", "task", "reference", "n", "order", "family", "severity"]
+    cols = list(SUMMARY_KEY) + ["kind", "task", "reference", "n", "order", "family", "severity", "selection"]
     cols += [f"{m}{s}" for m in metrics for s in ("", "_se", "_drop", "_drop_se")]
-    if "kind" in frame.columns:  # one row per layer: summarized by results.divergence instead
-        frame = frame[frame["kind"] != "divergence"]
+    if "kind" in frame.columns:  # kinds of other shapes (divergence: a row per layer) summarize their own
+        frame = frame[~frame["kind"].isin([k.name for k in all_kinds() if k.hooks is not None])]
     if frame.empty:
         return pd.DataFrame(columns=cols)
     f = frame.copy()
     for c in ("dataset", "protocol", "model", "model_kwargs", "shift", "train_domain",
               "test_domain", "reference", "task", "fraction"):
-        f[c] = [_text(v) for v in f[c]]
+        f[c] = [as_text(v) for v in f[c]]
     if "source" not in f.columns:
         f["source"] = MEASURED
-    f["source"] = [_text(v) or MEASURED for v in f["source"]]
+    f["source"] = [as_text(v) or MEASURED for v in f["source"]]
     f["dataset"] = table_datasets(f)[0]  # a cross-domain 2x2 is one table, not one per test set
     group_key = list(SUMMARY_KEY)
     means: dict[tuple, dict[str, float]] = {}
-    groups = [(key, _latest_config(key, g)) for key, g in f.groupby(group_key, sort=False, dropna=False)]
+    groups = [(key, latest_config(key, g)) for key, g in f.groupby(group_key, sort=False, dropna=False)]
     for key, g in groups:
-        means[key] = {m: _stat(g[f"metrics.{m}"])[0] for m in metrics}
+        means[key] = {m: stat(g[f"metrics.{m}"])[0] for m in metrics}
     rows = []
     for key, g in groups:
         first = g.iloc[0]
@@ -230,21 +236,22 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
         row.update(kind=first["kind"], task=first["task"], reference=first["reference"],
                    n=len(g), order=int(g["order"].min()))
         row["family"], row["severity"] = severity_of(row["shift"], first.get("shift_spec"))
+        row["selection"] = selection_label(first.get("subset"), first.get("limit"))
         ref_key = _reference_key(row) if row["reference"] else None
         for m in metrics:
-            row[m], row[f"{m}_se"], _ = _stat(g[f"metrics.{m}"])
+            row[m], row[f"{m}_se"], _ = stat(g[f"metrics.{m}"])
             if ref_key is None:
                 row[f"{m}_drop"] = row[f"{m}_drop_se"] = math.nan
                 continue
             raw = g[f"drop.{m}"] if f"drop.{m}" in g.columns else pd.Series(np.nan, index=g.index)
             ref_mean = means.get(ref_key, {}).get(m, math.nan)
             raw = raw.where(raw.notna(), g[f"metrics.{m}"] - ref_mean)
-            row[f"{m}_drop"], row[f"{m}_drop_se"], _ = _stat(degradation_sign(m) * raw)
+            row[f"{m}_drop"], row[f"{m}_drop_se"], _ = stat(degradation_sign(m) * raw)
         rows.append(row)
     return pd.DataFrame(rows, columns=cols)
 
 
-def _latest_config(key: tuple, g: pd.DataFrame) -> pd.DataFrame:
+def latest_config(key: tuple, g: pd.DataFrame) -> pd.DataFrame:
     """The records of ``g`` measured under its latest configuration (seeds may differ).
 
     A condition measured twice under different settings (a quick ``--limit`` run, then a full
@@ -267,10 +274,7 @@ def _latest_config(key: tuple, g: pd.DataFrame) -> pd.DataFrame:
 def _reference_key(row: Mapping[str, Any]) -> tuple:
     """The summary key of a row's reference: the origin shift, or the in-domain test domain."""
     ref = dict(row)
-    if row["kind"] == "cross-domain":
-        ref["test_domain"] = row["reference"]
-    else:
-        ref["shift"] = row["reference"]
+    ref[get_kind(row["kind"]).column] = row["reference"]  # the origin shift, or the in-domain test domain
     return tuple(ref[c] for c in SUMMARY_KEY)
 
 

@@ -10,27 +10,23 @@ under ``leaderboards/paper/`` alike) and names the file and line of anything wro
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
 import os
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from ..errors import DgbenchError, SpecError
-from . import catalogue
+from ..errors import DgbenchError
+from .csvio import (LeaderboardError, check_unique, csv_rows, csv_text, header_error, output_dir,  # noqa: F401
+                    row_record, write_if_changed)
 from .frame import MEASURED, records_to_frame, severity_of, summarize
+from .kinds import all_kinds, get_kind
 
 DECIMALS = 2  # the paper prints two decimals; so do leaderboards (and the check compares at it)
 
-# Metrics per (kind, task), in column order, from the metric catalogue; a record's other metrics
-# are not published.
-METRICS = catalogue.PUBLISHED
-CONDITION_COLUMNS = {"appearance": ("shift",), "cross-domain": ("train_domain", "test_domain"),
-                     "finetune": ("train_domain", "test_domain", "fraction")}
 # Columns that identify a row: no two rows of one file may share them.
 KEY_COLUMNS = ("dataset", "protocol", "model", "model_kwargs", "shift", "train_domain",
                "test_domain", "fraction", "source")
@@ -38,20 +34,12 @@ KEY_COLUMNS = ("dataset", "protocol", "model", "model_kwargs", "shift", "train_d
 
 def schema(kind: str, task: str) -> list[str]:
     """The exact header of a leaderboard of protocol kind ``kind`` and task ``task``."""
-    metrics = METRICS[(kind, task)]
-    return (["dataset", "protocol", "task", "model", "model_kwargs", *CONDITION_COLUMNS[kind],
-             "reference", "n_runs"]
-            + [f"{m}_pct" for m in metrics] + [f"{m}_drop_pct" for m in metrics]
-            + [f"{m}_se_pct" for m in metrics] + ["source", "note"])
+    return get_kind(kind).schema(task)
 
 
-# Kinds with a condition column; divergence (a row per layer, in nats) has its own schema in
-# results.divergence.
-SCHEMAS = {k: schema(*k) for k in METRICS if k[0] in CONDITION_COLUMNS}
-
-
-class LeaderboardError(SpecError):
-    """A leaderboard file is malformed; the message names the file and the line."""
+def schemas() -> dict[tuple[str, str], list[str]]:
+    """Every leaderboard header of every registered result kind, by (kind, task)."""
+    return {k: cols for kind in all_kinds() for k, cols in kind.schemas().items()}
 
 
 def leaderboard_name(dataset: str, protocol: str) -> str:
@@ -80,18 +68,20 @@ def leaderboard_rows(summary: pd.DataFrame) -> dict[tuple[str, str], tuple[list[
         raise DgbenchError("results without a dataset or protocol name cannot be published "
                            "(every leaderboard is <dataset>-<protocol>.csv)")
     for (dataset, protocol), g in summary.groupby(["dataset", "protocol"], sort=True):
-        kind = g["kind"].iloc[0]
+        kind = get_kind(g["kind"].iloc[0])
         task = _task(g)
-        if (kind, task) not in METRICS:
-            raise DgbenchError(f"no leaderboard schema for {kind} {task} results ({dataset}, {protocol})")
-        header = SCHEMAS[(kind, task)]
+        if task not in kind.published or kind.hooks is not None:
+            raise DgbenchError(f"no leaderboard schema for {kind.name} {task} results ({dataset}, {protocol})")
+        header = kind.schema(task)
         rows = []
         for _, r in g.iterrows():
             vals: dict[str, str] = {c: str(r.get(c, "") or "") for c in header}
             vals["task"] = task
             vals["n_runs"] = str(int(r["n"])) if r["source"] == MEASURED else ""
-            vals["note"] = str(r.get("note", "") or "")
-            for m in METRICS[(kind, task)]:
+            selection = str(r.get("selection", "") or "")  # NaN-free: summarize writes ""
+            vals["note"] = "; ".join(x for x in (str(r.get("note", "") or ""),
+                                                 selection and f"{selection} images only") if x)
+            for m in kind.published[task]:
                 vals[f"{m}_pct"] = _fmt(r.get(m))
                 vals[f"{m}_drop_pct"] = _fmt(r.get(f"{m}_drop"))
                 vals[f"{m}_se_pct"] = _fmt(r.get(f"{m}_se"))  # empty for a single run
@@ -100,14 +90,6 @@ def leaderboard_rows(summary: pd.DataFrame) -> dict[tuple[str, str], tuple[list[
         rows.sort(key=lambda row: [row[i] for i in key_idx])
         out[(dataset, protocol)] = (header, rows)
     return out
-
-
-def _csv_text(header: list[str], rows: list[list[str]]) -> str:
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(header)
-    w.writerows(rows)
-    return buf.getvalue()
 
 
 def _as_summary(results: pd.DataFrame | Iterable[Mapping[str, Any]]) -> pd.DataFrame:
@@ -123,42 +105,33 @@ def publish(results: pd.DataFrame | Iterable[Mapping[str, Any]], out_dir: str | 
     Only numbers dgbench measured are published (``source`` = ``dgbench``). Returns the paths
     written. Running it twice on the same results writes the same bytes.
     """
-    from .divergence import publish_divergence, split
     from .tables import markdown_page  # the page renders the paper-shaped tables
 
-    results, div = split(results)  # divergence results have a schema of their own
-    written: list[Path] = publish_divergence(div, out_dir) if not div.empty else []
+    out = output_dir(out_dir)
+    written: list[Path] = []
+    for kind in all_kinds():  # kinds of other shapes (divergence) publish their own schema
+        if kind.hooks is not None:
+            results, mine = kind.hooks.split(results)
+            written += kind.hooks.publish(mine, out) if not mine.empty else []
     summary = _as_summary(results)
     summary = summary[summary["source"] == MEASURED]
     if summary.empty and written:
         return written
     if summary.empty:
         raise DgbenchError("no measured results to publish")
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
     for (dataset, protocol), (header, rows) in leaderboard_rows(summary).items():
         stem = leaderboard_name(dataset, protocol)
         csv_path, md_path = out / f"{stem}.csv", out / f"{stem}.md"
-        text = _csv_text(header, rows)
-        _write_if_changed(csv_path, text)
+        text = csv_text(header, rows)
+        write_if_changed(csv_path, text)
         # The page is rendered from the CSV just written, so page and CSV can never disagree.
-        _write_if_changed(md_path, markdown_page(load_leaderboard(csv_path), csv_path.name))
+        write_if_changed(md_path, markdown_page(load_leaderboard(csv_path), csv_path.name))
         written += [csv_path, md_path]
     return written
 
 
-def _write_if_changed(path: Path, text: str) -> None:
-    # Leave an identical file untouched (mtime included): re-publishing is a no-op.
-    data = text.encode("utf-8")
-    if path.exists() and path.read_bytes() == data:
-        return
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-
-
 def _schema_of(header: list[str]) -> tuple[str, str] | None:
-    for k, cols in SCHEMAS.items():
+    for k, cols in schemas().items():
         if header == cols:
             return k
     return None
@@ -194,16 +167,12 @@ def _read_leaderboard(p: Path) -> pd.DataFrame:
         except StopIteration:
             raise LeaderboardError(f"{p}: empty file, expected a header line") from None
         kind_task = _schema_of(header)
-        from .divergence import HEADER as DIVERGENCE_HEADER, read_leaderboard
-
-        if header == DIVERGENCE_HEADER:
-            return read_leaderboard(p, reader)
         if kind_task is None:
-            expected = "\n  ".join(",".join(c) for c in SCHEMAS.values())
-            raise LeaderboardError(f"{p}:1: header {','.join(header)!r} matches no leaderboard "
-                                   f"schema; expected one of:\n  {expected}")
+            raise header_error(p, header, {f"{k} {t}": cols for (k, t), cols in schemas().items()})
         kind, task = kind_task
-        metrics = METRICS[kind_task]
+        if get_kind(kind).hooks is not None:  # a schema of its own shape, read by its kind
+            return get_kind(kind).hooks.read(p, reader)
+        metrics = get_kind(kind).published[task]
         records = [_parse_row(p, line, header, row, kind, task, metrics) for line, row in csv_rows(reader)]
     check_unique(p, records, KEY_COLUMNS)
     frame = pd.DataFrame(records, columns=header + ["line"])
@@ -211,46 +180,10 @@ def _read_leaderboard(p: Path) -> pd.DataFrame:
     return frame
 
 
-def csv_rows(reader: Any) -> Iterator[tuple[int, list[str]]]:
-    """``(line number, fields)`` of each row of a ``csv.reader`` that is not blank."""
-    for row in reader:
-        if row and any(c.strip() for c in row):
-            yield reader.line_num, row
-
-
-def row_record(p: Path, line: int, header: list[str], row: list[str],
-               required: Iterable[str]) -> tuple[dict[str, Any], Callable[[str, str], LeaderboardError]]:
-    """A row as ``{column: stripped text, "line": line}`` with its ``required`` columns checked
-    non-empty, and ``bad(column, why)``: the error that names the file, line and column."""
-    def bad(col: str, why: str) -> LeaderboardError:
-        return LeaderboardError(f"{p}:{line}: column {col!r}: {why}")
-
-    if len(row) != len(header):
-        raise LeaderboardError(f"{p}:{line}: {len(row)} fields, the header has {len(header)}")
-    rec: dict[str, Any] = dict(zip(header, (c.strip() for c in row)))
-    rec["line"] = line
-    for col in required:
-        if not rec[col]:
-            raise bad(col, "empty; every row needs it")
-    return rec, bad
-
-
-def check_unique(p: Path, records: list[dict[str, Any]], key_columns: Iterable[str]) -> None:
-    """No two rows share a key (a table would show one of them and hide the other)."""
-    key_columns = tuple(key_columns)
-    seen: dict[tuple[Any, ...], int] = {}
-    for rec in records:
-        key = tuple(rec.get(c, "") for c in key_columns)
-        if key in seen:
-            raise LeaderboardError(f"{p}:{rec['line']}: duplicate row, same key as line {seen[key]} "
-                                   f"({', '.join(str(k) for k in key if k != '')})")
-        seen[key] = rec["line"]
-
-
 def _parse_row(p: Path, line: int, header: list[str], row: list[str], kind: str, task: str,
                metrics: tuple[str, ...]) -> dict[str, Any]:
     rec, bad = row_record(p, line, header, row,
-                          ("dataset", "protocol", "task", "model", *CONDITION_COLUMNS[kind], "source"))
+                          ("dataset", "protocol", "task", "model", *get_kind(kind).conditions, "source"))
     if rec["task"] != task:
         raise bad("task", f"{rec['task']!r} in a {task} leaderboard")
     if "fraction" in rec:

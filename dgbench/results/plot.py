@@ -24,6 +24,7 @@ from matplotlib.figure import Figure
 from ..errors import DgbenchError
 from .frame import MEASURED, summarize, variant_label
 from . import catalogue
+from .kinds import all_kinds, get_kind
 from .tables import METRIC_TITLES, NoResultsError, resolve_metrics
 
 MIN_SWEEP = 3  # severities of one family needed to draw a curve
@@ -98,62 +99,74 @@ def plot_results(frame: pd.DataFrame, out: str | os.PathLike, metric: str | None
     out = Path(out)
     if out.suffix.lower() != ".png":
         raise DgbenchError(f"--out {out}: dgbench plot writes PNG files (name it *.png)")
-    from .divergence import plot_divergence, split
-
-    frame, div = split(frame)
-    if not div.empty and frame.empty:  # only divergence results: Fig. 5's side-by-side panels
-        return plot_divergence(div, out)
-    fig = drops_figure(summarize(frame), metric, div)
+    extra = []  # kinds of other shapes (divergence) draw their own panels
+    for kind in all_kinds():
+        if kind.hooks is not None:
+            frame, mine = kind.hooks.split(frame)
+            extra += kind.hooks.panels(mine) if not mine.empty else []
+    if extra and frame.empty:  # only such results: their panels side by side (Fig. 5's shape)
+        fig = panel_figure(extra, columns=4)
+    else:
+        fig = drops_figure(summarize(frame), metric, extra)
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, format="png", dpi=110)
     return out
 
 
-def drops_figure(summary: pd.DataFrame, metric: str | None = None, div: pd.DataFrame | None = None) -> Figure:
-    """The drops of a summary frame's measured rows as a figure (the site embeds it too), plus the
-    divergence panels of ``div`` (divergence records) when given."""
-    from .divergence import divergence_panels
-
-    div = div if div is not None else pd.DataFrame()
-    summary = summary[summary["source"] == MEASURED] if not summary.empty else summary
-    finetune = summary[summary["kind"] == "finetune"] if not summary.empty else summary
-    shifted = summary[(summary["reference"] != "") & (summary["kind"] != "finetune")] if not summary.empty else summary
-    if shifted.empty and finetune.empty and div.empty:
-        raise NoResultsError("nothing to plot: no stored result has a drop "
-                             "(run a protocol first, e.g. `dgbench run --protocol appearance`)")
-    panels = []  # (callable(ax),)
-    for (dataset, protocol), g in finetune.groupby(["dataset", "protocol"], sort=True):
-        available = [m for m in catalogue.METRICS if m in g.columns and g[m].notna().any()]
-        m = resolve_metrics(metric, "finetune", available)[0]
-        panels.append(lambda ax, g=g, m=m, t=f"{dataset} · {protocol}": _fraction_curve(ax, g, m, t))
-    for (dataset, protocol), g in shifted.groupby(["dataset", "protocol"], sort=True):
-        kind = g["kind"].iloc[0]
-        metrics = [m for m in catalogue.METRICS if m in g.columns and f"{m}_drop" in g.columns and g[f"{m}_drop"].notna().any()]
-        if not metrics:
-            continue
-        m = resolve_metrics(metric, kind, metrics)[0]
-        if kind == "appearance":
-            sweeps = _sweeps(g)
-            in_sweep = set().union(*(set(r["shift"]) for r in sweeps.values())) if sweeps else set()
-            flat = g[~g["shift"].isin(in_sweep)]
-            shifts = list(dict.fromkeys(flat.sort_values("order")["shift"]))
-            if shifts:
-                panels.append(lambda ax, g=flat, s=shifts, m=m, t=f"{dataset} · {protocol}":
-                              _bars(ax, g, s, lambda r: r["shift"], m, t))
-            for fam, rows in sweeps.items():
-                panels.append(lambda ax, r=rows, f=fam, m=m, t=f"{dataset} · {protocol}: {fam} sweep":
-                              _curve(ax, r, f, m, t))
-        else:
-            pairs = list(dict.fromkeys(f"{a}→{b}" for a, b in
-                                       zip(g.sort_values("order")["train_domain"], g.sort_values("order")["test_domain"])))
-            panels.append(lambda ax, g=g, s=pairs, m=m, t=f"{dataset} · {protocol}":
-                          _bars(ax, g, s, lambda r: f"{r['train_domain']}→{r['test_domain']}", m, t))
-    panels += divergence_panels(div) if not div.empty else []
-    if not panels:
-        raise NoResultsError("nothing to plot: the stored results carry no drops")
-    fig = Figure(figsize=(8, 3.6 * len(panels)), layout="constrained")
+def panel_figure(panels: list, columns: int = 1) -> Figure:
+    """A figure with one axes per drawing function, ``columns`` wide."""
+    cols = min(len(panels), columns)
+    rows = math.ceil(len(panels) / cols)
+    fig = Figure(figsize=(8, 3.6 * rows) if cols == 1 else (4.2 * cols, 3.6 * rows), layout="constrained")
     FigureCanvasAgg(fig)
-    axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
     for draw, ax in zip(panels, axes):
         draw(ax)
+    for ax in axes[len(panels):]:
+        ax.set_visible(False)
     return fig
+
+
+def drops_figure(summary: pd.DataFrame, metric: str | None = None, extra: list | None = None) -> Figure:
+    """The drops of a summary frame's measured rows as a figure (the site embeds it too), plus
+    the ``extra`` panels (drawing functions of kinds of other shapes) when given."""
+    extra = extra or []
+    summary = summary[summary["source"] == MEASURED] if not summary.empty else summary
+    curve_kinds = [k.name for k in all_kinds() if k.plot_curve]
+    curves = summary[summary["kind"].isin(curve_kinds)] if not summary.empty else summary
+    shifted = summary[(summary["reference"] != "") & ~summary["kind"].isin(curve_kinds)] if not summary.empty else summary
+    if shifted.empty and curves.empty and not extra:
+        raise NoResultsError("nothing to plot: no stored result has a drop "
+                             "(run a protocol first, e.g. `dgbench run --protocol appearance`)")
+    panels = []
+    for (dataset, protocol), g in curves.groupby(["dataset", "protocol"], sort=True):
+        available = [m for m in catalogue.METRICS if m in g.columns and g[m].notna().any()]
+        m = resolve_metrics(metric, g["kind"].iloc[0], available)[0]
+        panels.append(lambda ax, g=g, m=m, t=f"{dataset} · {protocol}": _fraction_curve(ax, g, m, t))
+    for (dataset, protocol), g in shifted.groupby(["dataset", "protocol"], sort=True):
+        panels += _drop_panels(g, f"{dataset} · {protocol}", metric)
+    panels += extra
+    if not panels:
+        raise NoResultsError("nothing to plot: the stored results carry no drops")
+    return panel_figure(panels)
+
+
+def _drop_panels(g: pd.DataFrame, title: str, metric: str | None) -> list:
+    """Bars of each model's drop per condition, and a curve per severity sweep among them."""
+    kind = get_kind(g["kind"].iloc[0])
+    metrics = [m for m in catalogue.METRICS if m in g.columns and f"{m}_drop" in g.columns and g[f"{m}_drop"].notna().any()]
+    if not metrics:
+        return []
+    m = resolve_metrics(metric, kind.name, metrics)[0]
+    sweeps = _sweeps(g)  # shifts of a family at three or more severities
+    in_sweep = set().union(*(set(r["shift"]) for r in sweeps.values())) if sweeps else set()
+    flat = g[~g["shift"].isin(in_sweep)]
+
+    def cond(r: Any) -> str:
+        return "→".join(str(r[c]) for c in kind.conditions)
+
+    conditions = list(dict.fromkeys(cond(r) for _, r in flat.sort_values("order").iterrows()))
+    panels = [lambda ax: _bars(ax, flat, conditions, cond, m, title)] if conditions else []
+    for fam, rows in sweeps.items():
+        panels.append(lambda ax, r=rows, f=fam: _curve(ax, r, f, m, f"{title}: {f} sweep"))
+    return panels

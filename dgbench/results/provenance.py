@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from ..errors import DgbenchError
-from .frame import MEASURED, SUMMARY_KEY, _latest_config, table_datasets
+from .frame import MEASURED, SUMMARY_KEY, latest_config, table_datasets
 
 SIDECAR_SUFFIX = ".provenance.json"
 SIDECAR_SCHEMA = 1
@@ -49,7 +49,7 @@ def sidecar_path(csv_path: Path) -> Path:
     return csv_path.with_name(csv_path.stem + SIDECAR_SUFFIX)
 
 
-def _text(v: Any) -> str:
+def text(v: Any) -> str:
     return "" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)
 
 
@@ -73,8 +73,8 @@ def provenance_by_leaderboard(frame: pd.DataFrame,
         return {}
     f = frame.copy()
     for c in ("dataset", "protocol", "model", "model_kwargs", "shift", "train_domain", "test_domain"):
-        f[c] = [_text(v) for v in f[c]]
-    f["source"] = [_text(v) or MEASURED for v in f["source"]] if "source" in f.columns else MEASURED
+        f[c] = [text(v) for v in f[c]]
+    f["source"] = [text(v) or MEASURED for v in f["source"]] if "source" in f.columns else MEASURED
     f["dataset"] = table_datasets(f)[0]  # the name the leaderboard is published under
     out: dict[tuple[str, str], list[dict]] = {}
     with warnings.catch_warnings():  # publishing already warned about superseded runs
@@ -83,7 +83,7 @@ def provenance_by_leaderboard(frame: pd.DataFrame,
             row = dict(zip(SUMMARY_KEY, key))
             if row["source"] != MEASURED:
                 continue
-            runs = [_run(records[k]) for k in _latest_config(key, g)["key"] if k in records]
+            runs = [_run(records[k]) for k in latest_config(key, g)["key"] if k in records]
             runs.sort(key=lambda r: (r["started_at"] or "", str(r["seed"])))
             out.setdefault((row["dataset"], row["protocol"]), []).append(
                 {"row": {c: row[c] for c in ROW_KEY}, "runs": runs})

@@ -17,7 +17,8 @@ Schema versions: 2 (this one) keeps ``metrics`` scalar (per-class IoU is its own
 ``per_class_iou``) and adds ``code`` to the identity. :func:`upgrade` reads version 1 records.
 
 Fields (units in names where they matter; metrics are percentages):
-    schema_version, key, code, task ("classification" | "segmentation"), protocol,
+    schema_version, key, code, kind (the result kind: results.kinds; not hashed),
+    task ("classification" | "segmentation"), protocol,
     model, model_kwargs, weights_sha256, weights_source,
     dataset, dataset_fingerprint, dataset_info,
     train_domain, test_domain,          # cross-domain protocols (None otherwise)
@@ -152,5 +153,9 @@ def new_record(**fields: Any) -> dict[str, Any]:
     for name, stamp in (("versions", versions), ("git_commit", git_commit), ("started_at", now_iso)):
         if name not in rec:
             rec[name] = stamp()
+    if not rec.get("kind"):  # every record names its result kind (a plugin's protocol may not say)
+        from .kinds import infer_kind
+
+        rec["kind"] = infer_kind(rec)
     rec["key"] = record_key(rec)
     return rec

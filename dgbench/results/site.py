@@ -11,100 +11,25 @@ from __future__ import annotations
 import io
 import math
 import os
-import re
-import shutil
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from ..errors import DgbenchError
-from . import catalogue
+from .conditions import condition_key, natural
+from .corruption import corruption_grids
+from .csvio import copy_if_changed, output_dir, write_if_changed
 from .frame import MEASURED, variant_label
-from .leaderboard import (_fmt, _write_if_changed, leaderboard_name, leaderboard_to_summary,
-                          load_leaderboard, load_paper)
+from .kinds import ResultKind, get_kind
+from .leaderboard import _fmt, leaderboard_name, leaderboard_to_summary, load_leaderboard, load_paper
+from .site_model import PAPER, Board, Cell, Grid, Row  # noqa: F401 - site_pages reads them here
 from .provenance import (ROW_KEY, attach_values, provenance_by_leaderboard, published_values, read_sidecar,
                          sidecar_path, sidecar_text)
 from .tables import NoResultsError, _paper_matches
 
-PAPER = "paper"
 PLOT_DPI = 110  # as `dgbench plot` draws them
-
-
-@dataclass(frozen=True)
-class Cell:
-    value: str  # the metric exactly as the CSV prints it
-    drop: str  # its drop ("" on reference cells)
-    se: str  # its standard error ("" for one run)
-    n: int | None  # runs averaged (None for numbers dgbench did not measure)
-
-    @property
-    def drop_value(self) -> float | None:
-        return float(self.drop) if self.drop else None
-
-
-@dataclass
-class Row:
-    label: str  # the model as tables name it: ``small_resnet`` or ``m (ibn_ratio=0.25)``
-    source: str  # ``dgbench`` or ``paper``
-    train: str  # cross-domain: the training domain; appearance: ""
-    cells: list[Cell | None]
-    runs: list[dict] | None  # provenance: the runs behind the row's cells; None = not recorded
-    note: str = ""  # paper rows: which table of the paper
-    csv: str = ""  # the CSV the row's numbers come from (a link, relative to the page)
-
-
-@dataclass
-class Grid:
-    """One metric of one leaderboard in the paper's shape: models (x train domain) x conditions."""
-
-    metric: str
-    kind: str
-    conditions: list[str]  # shifts (reference first) or test domains
-    rows: list[Row]
-    reference: str = ""
-
-    @property
-    def title(self) -> str:
-        return catalogue.title(self.metric)
-
-    @property
-    def higher_is_better(self) -> bool:
-        return catalogue.higher_is_better(self.metric)
-
-    @property
-    def max_drop(self) -> float:
-        drops = [abs(c.drop_value) for r in self.rows for c in r.cells if c and c.drop_value is not None]
-        return max(drops, default=0.0)
-
-
-@dataclass
-class Board:
-    stem: str
-    dataset: str
-    protocol: str
-    kind: str
-    task: str
-    metrics: tuple[str, ...]
-    csv_name: str
-    grids: list[Grid]
-    plots: list[tuple[str, bytes]] = field(default_factory=list)  # (metric, PNG)
-    provenance: bool = False  # a sidecar was found
-    paper_csvs: list[str] = field(default_factory=list)
-
-    @property
-    def models(self) -> int:
-        return len({r.label for g in self.grids[:1] for r in g.rows if r.source == MEASURED})
-
-    @property
-    def page(self) -> str:
-        return f"{self.stem}.html"
-
-
-def _natural(s: str) -> list[Any]:
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
 
 
 def _cell(r: Mapping[str, Any], metric: str) -> Cell | None:
@@ -131,43 +56,72 @@ def _runs(sel: pd.DataFrame, sidecar: Mapping[tuple, dict] | None,
     return runs or None
 
 
-def _conditions(both: pd.DataFrame, kind: str) -> tuple[list[str], str]:
-    """Columns in natural order, measured first, the reference first; and the reference."""
+def _conditions(both: pd.DataFrame, kind: ResultKind, protocol: str) -> tuple[list[str], str]:
+    """The table's columns, measured first, in the protocol's order (the reference first, as the
+    paper and ``dgbench table`` print them; other conditions naturally); and the reference."""
     measured = both[both["source"] == MEASURED]
-    if kind == "appearance":
-        refs = sorted(r for r in measured["reference"] if r)
-        reference = max(sorted(set(refs)), key=refs.count) if refs else "origin"
-        cols = sorted(set(measured["shift"]), key=_natural)
-        cols += sorted(set(both["shift"]) - set(cols), key=_natural)
-        if reference in cols:
-            cols.remove(reference)
-            cols.insert(0, reference)
-        return cols, reference
-    cols = sorted(set(measured["train_domain"]) | set(measured["test_domain"]), key=_natural)
-    extra = set(both["train_domain"]) | set(both["test_domain"])
-    return cols + sorted(extra - set(cols), key=_natural), ""
+    key = condition_key(protocol) if kind.protocol_order else (kind.column_key or natural)
+    refs = sorted(r for r in measured["reference"] if r) if kind.protocol_order else []
+    reference = max(sorted(set(refs)), key=refs.count) if refs else ""
+    # A square kind (train x test domains) has a column for every domain, trained on or tested.
+    span = [kind.column] + ([kind.split_rows[0]] if kind.square else [])
+    cols = sorted({v for c in span for v in measured[c]}, key=key)
+    cols += sorted({v for c in span for v in both[c]} - set(cols), key=key)
+    if reference in cols:
+        cols.remove(reference)
+        cols.insert(0, reference)
+    return cols, reference
 
 
-def build_grid(both: pd.DataFrame, kind: str, metric: str, metrics: tuple[str, ...], sidecar) -> Grid:
+def _row_split(part: pd.DataFrame, kind: ResultKind, conditions: list[str]) -> list[tuple[str, pd.DataFrame]]:
+    """A model's rows: one, or one per value of the kind's other conditions (the training domain
+    in the order of the columns; source -> target pairs)."""
+    if not kind.split_rows:
+        return [("", part)]
+    keys = list(dict.fromkeys(zip(*(part[c] for c in kind.split_rows))))
+    if kind.square:  # training domains in the columns' order
+        keys.sort(key=lambda k: conditions.index(k[0]) if k[0] in conditions else len(conditions))
+    out = []
+    for k in keys:
+        mask = pd.Series(True, index=part.index)
+        for c, v in zip(kind.split_rows, k):
+            mask &= part[c] == v
+        out.append((" → ".join(k), part[mask]))
+    return out
+
+
+def _caption(grid: Grid, kind: ResultKind) -> str:
+    better = "higher" if grid.higher_is_better else "lower"
+    text = f"{grid.title} in {grid.unit} ({better} is better)"
+    if kind.drop_from:
+        drop = f"drop from {grid.reference}" if grid.reference else f"drop from {kind.drop_from}"
+        text += f", with the {drop} in points in brackets (a loss reads positive)"
+    return f"{text}. {kind.describe}; mean ± standard error and n where a row averages several runs."
+
+
+def build_grid(both: pd.DataFrame, kind: ResultKind, protocol: str, metric: str,
+               metrics: tuple[str, ...], sidecar) -> Grid:
     """One metric's table from measured and paper summary rows (the paper's row order); the
     ``_csv`` column names the CSV each row comes from (a link relative to the page)."""
-    conditions, reference = _conditions(both, kind)
-    cond_col = "shift" if kind == "appearance" else "test_domain"
+    conditions, reference = _conditions(both, kind, protocol)
     keys = sorted({(m, kw, s) for m, kw, s in zip(both["model"], both["model_kwargs"], both["source"])},
-                  key=lambda k: (_natural(k[0]), k[1], k[2] != MEASURED, k[2]))
+                  key=lambda k: (natural(k[0]), k[1], k[2] != MEASURED, k[2]))
     rows: list[Row] = []
     for model, kw, src in keys:
         sel = both[(both["model"] == model) & (both["model_kwargs"] == kw) & (both["source"] == src)]
-        trains = [""] if kind == "appearance" else [d for d in conditions if d in set(sel["train_domain"])]
-        for train in trains:
-            part = sel if kind == "appearance" else sel[sel["train_domain"] == train]
-            by = {r[cond_col]: r for _, r in part.iterrows()}
+        for train, part in _row_split(sel, kind, conditions):
+            by = {r[kind.column]: r for _, r in part.iterrows()}
             notes = sorted({str(n) for n in part["note"] if n})
-            rows.append(Row(variant_label(model, kw), src, train,
+            # A measured row's note says when it measured part of the evaluation set only.
+            label = variant_label(model, kw) + (f" [{'; '.join(notes)}]" if notes and src == MEASURED else "")
+            rows.append(Row(label, src, train,
                             [_cell(by[c], metric) if c in by else None for c in conditions],
                             _runs(part, sidecar, metrics) if src == MEASURED else None,
                             "; ".join(notes), str(part["_csv"].iloc[0])))
-    return Grid(metric, kind, conditions, rows, reference)
+    grid = Grid(metric, kind.name, conditions, rows, reference,
+                columns=[kind.column_title(c) for c in conditions], row_head=kind.row_head)
+    grid.caption = _caption(grid, kind)
+    return grid
 
 
 def _plots(summary: pd.DataFrame, metrics: Iterable[str]) -> list[tuple[str, bytes]]:
@@ -186,44 +140,44 @@ def _plots(summary: pd.DataFrame, metrics: Iterable[str]) -> list[tuple[str, byt
     return out
 
 
-SITE_KINDS = ("appearance", "cross-domain")  # the kinds a page can show
-
-
 def build_board(csv_path: Path, paper: pd.DataFrame | None) -> Board:
     """A validated leaderboard CSV (+ sidecar, + matching paper rows) -> the page's content."""
     lb = load_leaderboard(csv_path)
     if lb.empty:
         raise DgbenchError(f"{csv_path}: the leaderboard has no rows; nothing to publish")
-    kind, task, metrics = lb.attrs["kind"], lb.attrs["task"], tuple(lb.attrs["metrics"])
+    kind = get_kind(lb.attrs["kind"])
+    if kind.hooks is not None:  # a kind of another shape draws its own page
+        return kind.hooks.board(csv_path, lb)
+    task, metrics = lb.attrs["task"], tuple(lb.attrs["metrics"])
     summary = leaderboard_to_summary(lb)
-    cond = summary["shift"] if kind == "appearance" else summary["train_domain"] + "→" + summary["test_domain"]
-    rank = {c: i for i, c in enumerate(sorted(set(cond), key=_natural))}
-    summary["order"] = [rank[c] for c in cond]  # the CSV is sorted as strings; plots read naturally
     dataset, protocol = summary["dataset"].iloc[0], summary["protocol"].iloc[0]
     measured = summary[summary["source"] == MEASURED]
     # The tables' own join: same kind and setting, models by canonical name, clean-error rows of
     # Tables 2, 4 and 5 in the reference column.
-    p = _paper_matches(paper, kind, dataset, protocol, set(measured["model"])) if paper is not None else pd.DataFrame()
+    p = _paper_matches(paper, kind.name, dataset, protocol, set(measured["model"])) if paper is not None else pd.DataFrame()
     both = pd.concat([summary.assign(_csv=csv_path.name),
                       p.assign(_csv=[f"paper/{leaderboard_name(d, pr)}.csv" for d, pr in zip(p["dataset"], p["protocol"])])],
                      ignore_index=True) if not p.empty else summary.assign(_csv=csv_path.name)
     paper_csvs = sorted(set(both["_csv"]) - {csv_path.name})
     sidecar = read_sidecar(csv_path)
-    grids = [build_grid(both, kind, m, metrics, sidecar) for m in metrics]
-    return Board(csv_path.stem, dataset, protocol, kind, task, metrics, csv_path.name, grids,
-                 _plots(measured, metrics), sidecar is not None, paper_csvs)
+    grids = [build_grid(both, kind, protocol, m, metrics, sidecar) for m in metrics]
+    measured = _in_page_order(measured, kind, grids[0].conditions)  # plots: bars as the columns
+    return Board(csv_path.stem, dataset, protocol, kind.name, task, metrics, csv_path.name, grids,
+                 _plots(measured, metrics), sidecar is not None, paper_csvs,
+                 summaries=corruption_grids(summary, protocol),
+                 conditions=f"{len(grids[0].conditions)} {kind.column.replace('_', ' ')}s")
 
 
-def _copy_if_changed(src: Path, dst: Path) -> list[Path]:
-    """Copy ``src`` to ``dst`` atomically unless they are one file or equal; [dst] if it was new."""
-    if src.resolve() == dst.resolve():
-        return []
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    if not (dst.exists() and dst.read_bytes() == src.read_bytes()):
-        tmp = dst.with_suffix(dst.suffix + ".tmp")
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, dst)
-    return [dst]
+def _in_page_order(summary: pd.DataFrame, kind: ResultKind, conditions: list[str]) -> pd.DataFrame:
+    """``order`` set so that plots list conditions as the page's columns do (the CSV is sorted
+    as strings)."""
+    def rank(row: Mapping[str, Any]) -> tuple:
+        return tuple(conditions.index(row[c]) if row[c] in conditions else len(conditions)
+                     for c in (*kind.split_rows, kind.column))
+
+    ranks = [rank(r) for _, r in summary.iterrows()]
+    index = {r: i for i, r in enumerate(sorted(set(ranks)))}
+    return summary.assign(order=[index[r] for r in ranks])
 
 
 def leaderboard_csvs(sources: Iterable[str | os.PathLike]) -> list[Path]:
@@ -250,12 +204,9 @@ def build_site(csv_paths: Iterable[Path], out_dir: str | os.PathLike) -> list[Pa
     """
     from . import site_pages
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = output_dir(out_dir)
     paper = load_paper()
-    # Pages show Table 1 and Table 6 shapes (models x shifts, train x test domains); leaderboards of
-    # other shapes (divergence: a row per layer; finetune: fractions) are CSV + Markdown only.
-    csvs = [p for p in csv_paths if load_leaderboard(p).attrs["kind"] in SITE_KINDS]
+    csvs = list(csv_paths)
     stems = [p.stem for p in csvs]
     if len(set(stems)) != len(stems):
         dup = sorted({s for s in stems if stems.count(s) > 1})
@@ -263,20 +214,20 @@ def build_site(csv_paths: Iterable[Path], out_dir: str | os.PathLike) -> list[Pa
     boards = [build_board(p, paper) for p in csvs]
     written: list[Path] = []
     for path, board in zip(csvs, boards):
-        written += _copy_if_changed(path, out / path.name)
+        written += copy_if_changed(path, out / path.name)
         if sidecar_path(path).is_file():
-            written += _copy_if_changed(sidecar_path(path), sidecar_path(out / path.name))
+            written += copy_if_changed(sidecar_path(path), sidecar_path(out / path.name))
         page = out / board.page
-        _write_if_changed(page, site_pages.board_page(board))
+        write_if_changed(page, site_pages.board_page(board))
         written.append(page)
     from .leaderboard import paper_files
 
     paper_links = []
     for pf in paper_files():
-        written += _copy_if_changed(pf, out / "paper" / pf.name)
+        written += copy_if_changed(pf, out / "paper" / pf.name)
         paper_links.append(f"paper/{pf.name}")
     index = out / "index.html"
-    _write_if_changed(index, site_pages.index_page(boards, paper_links))
+    write_if_changed(index, site_pages.index_page(boards, paper_links))
     written.append(index)
     return written
 
@@ -290,6 +241,6 @@ def publish_site(frame: pd.DataFrame, records: Mapping[str, Mapping[str, Any]],
     for (dataset, protocol), rows in provenance_by_leaderboard(frame, records).items():
         csv_path = out / f"{leaderboard_name(dataset, protocol)}.csv"
         path = sidecar_path(csv_path)
-        _write_if_changed(path, sidecar_text(attach_values(rows, load_leaderboard(csv_path))))
+        write_if_changed(path, sidecar_text(attach_values(rows, load_leaderboard(csv_path))))
         written.append(path)
     return written + build_site(leaderboard_csvs([out]), out)

@@ -15,7 +15,7 @@ from ..config import asset_path
 from . import catalogue
 from .frame import MEASURED
 from .provenance import RUN_FIELDS
-from .site import PAPER, Board, Cell, Grid, Row
+from .site_model import PAPER, Board, Cell, Grid, Row
 
 # Shading: a drop (a loss) mixes white toward warm, a gain (negative drop) toward cool; the
 # strongest tint stays light enough for black text to keep a contrast above 7:1.
@@ -58,8 +58,9 @@ def _foot(script: bool) -> str:
 
 
 def _cell_html(cell: Cell | None, col: int, scale: float) -> str:
-    if cell is None:
-        return f'<td data-col="{col}" data-sort=""><span class="missing" title="not measured">–</span></td>'
+    if cell is None or not cell.value:
+        why = cell.title if cell is not None and cell.title else "not measured"
+        return f'<td data-col="{col}" data-sort=""><span class="missing" title="{e(why)}">–</span></td>'
     bg = shade(cell.drop_value, scale)
     style = f' style="background-color:{bg}"' if bg else ""
     parts = [f'<span class="v">{e(cell.value)}</span>']
@@ -69,6 +70,8 @@ def _cell_html(cell: Cell | None, col: int, scale: float) -> str:
         parts.append(f' <span class="d">({e(cell.drop)})</span>')
     if cell.n and cell.n > 1:
         parts.append(f' <span class="n">n={cell.n}</span>')
+    if cell.mark:
+        parts.append(f' <span class="mark">{e(cell.mark)}</span>')
     return f'<td data-col="{col}" data-sort="{e(cell.value)}"{style}>{"".join(parts)}</td>'
 
 
@@ -109,7 +112,7 @@ def _row_html(row: Row, grid: Grid, with_source: bool, recorded: bool) -> str:
     if with_source:
         cells.append(f'<td class="text" data-col="{col}" data-sort="{e(row.source)}">{e(row.source)}</td>')
         col += 1
-    if grid.kind != "appearance":
+    if grid.row_head:
         cells.append(f'<td class="text" data-col="{col}" data-sort="{e(row.train)}">{e(row.train)}</td>')
         col += 1
     scale = grid.max_drop
@@ -126,24 +129,15 @@ def _header(label: str, kind: str) -> str:
 def _grid_html(board: Board, grid: Grid, idx: int) -> str:
     with_source = any(r.source == PAPER for r in grid.rows)
     heads = [_header("model", "text")] + ([_header("source", "text")] if with_source else [])
-    if grid.kind != "appearance":
-        heads.append(_header("train \\ test", "text"))
-    heads += [_header(c, "num") for c in grid.conditions]
-    better = "higher" if grid.higher_is_better else "lower"
-    if grid.kind == "appearance":
-        drop = f"drop from {grid.reference}"
-        shape = "rows: models; columns: shifts"
-    else:
-        drop = "drop from the in-domain cell of the row"
-        shape = "rows: model and training domain; columns: test domain"
+    if grid.row_head:
+        heads.append(_header(grid.row_head, "text"))
+    heads += [_header(c, "num") for c in grid.headers]
     hid = f"grid-{idx}"
-    caption = (f"{e(grid.title)} in % ({better} is better), with the {e(drop)} in points in "
-               f"brackets (a loss reads positive). {shape}; mean ± standard error and n where a "
-               "row averages several runs.")
+    heading = grid.heading or f"{grid.title} ({grid.unit})"
     body = "\n".join(_row_html(r, grid, with_source, board.provenance) for r in grid.rows)
-    return (f'<section aria-labelledby="{hid}">\n<h2 id="{hid}">{e(grid.title)} (%)</h2>\n'
+    return (f'<section aria-labelledby="{hid}">\n<h2 id="{hid}">{e(heading)}</h2>\n'
             f'<div class="scroll" role="region" aria-labelledby="{hid}" tabindex="0">\n'
-            f'<table class="board" data-metric="{e(grid.metric)}">\n<caption>{caption}</caption>\n'
+            f'<table class="board" data-metric="{e(grid.metric)}">\n<caption>{e(grid.caption)}</caption>\n'
             f'<thead><tr>{"".join(heads)}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>\n</div>\n'
             "</section>\n")
 
@@ -153,12 +147,12 @@ def _plots_html(board: Board) -> str:
         return ""
     figs = []
     for metric, png in board.plots:
-        title = e(next(g.title for g in board.grids if g.metric == metric))
+        title = next(g.title for g in board.grids if g.metric == metric)
+        what = e(board.plot_note.format(title=title) if board.plot_note else f"{title} drop per model (points)")
         data = base64.b64encode(png).decode("ascii")
-        figs.append(f'<figure><img src="data:image/png;base64,{data}" alt="Bar chart of the {title} '
-                    f'drop per model and condition; the numbers are in the {title} table above.">'
-                    f"<figcaption>{title} drop per model (points; drawn as <code>dgbench plot "
-                    f"--metric {e(metric)}</code> draws it)</figcaption></figure>")
+        figs.append(f'<figure><img src="data:image/png;base64,{data}" alt="Chart of the {what}; the numbers '
+                    f'are in the tables above."><figcaption>{what}; drawn as <code>dgbench plot --metric '
+                    f"{e(metric)}</code> draws it</figcaption></figure>")
     return '<section aria-labelledby="plots">\n<h2 id="plots">Plots</h2>\n' + "\n".join(figs) + "\n</section>\n"
 
 
@@ -175,7 +169,7 @@ def board_page(board: Board) -> str:
             "fingerprint, precision, dgbench version, git commit, date)." if board.provenance else
             "This leaderboard was published without a provenance sidecar, so its runs' provenance "
             "is not shown.")
-    grids = "".join(_grid_html(board, g, i) for i, g in enumerate(board.grids))
+    grids = "".join(_grid_html(board, g, i) for i, g in enumerate(board.summaries + board.grids))
     return (_head(f"{title} — dgbench leaderboard")
             + '<a class="skip" href="#main">Skip to the tables</a>\n'
             + '<header>\n<nav aria-label="Site"><a href="index.html">All leaderboards</a></nav>\n'
@@ -200,11 +194,10 @@ def index_page(boards: list[Board], paper_csvs: list[str]) -> str:
     rows = []
     for b in boards:
         g = b.grids[0]
-        what = "shifts" if b.kind == "appearance" else "domains"
         metrics = ", ".join(e(catalogue.title(m)) for m in b.metrics)
         rows.append(f'<tr><th scope="row"><a href="{e(b.page)}">{e(b.dataset)} · {e(b.protocol)}</a></th>'
                     f"<td>{e(b.task)}</td><td>{metrics}</td><td>{b.models}</td>"
-                    f"<td>{len(g.conditions)} {what}</td><td>{'yes' if b.provenance else 'not recorded'}</td>"
+                    f"<td>{e(b.conditions or len(g.conditions))}</td><td>{'yes' if b.provenance else 'not recorded'}</td>"
                     f'<td><a href="{e(b.csv_name)}">{e(b.csv_name)}</a></td></tr>')
     heads = "".join(f'<th scope="col">{h}</th>' for h in
                     ("leaderboard", "task", "metrics", "models", "conditions", "provenance", "data"))

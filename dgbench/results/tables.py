@@ -19,18 +19,20 @@ from __future__ import annotations
 import csv
 import io
 import math
-import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
+from rich import get_console
 from rich.console import Group, RenderableType
 from rich.table import Table
 
 from ..errors import DgbenchError, UnknownNameError
 from . import catalogue
-from .frame import KINDS, MEASURED, records_to_frame, summarize, variant_label
+from .conditions import natural
+from .frame import MEASURED, as_text, records_to_frame, row_label, summarize
+from .kinds import all_kinds, fraction_title, get_kind, kind_names, resolve
 
 FORMATS = ("rich", "csv", "markdown", "latex")
 _TEXT_COLUMNS = ("source", "train \\ test")  # left-aligned; numbers are right-aligned
@@ -57,10 +59,6 @@ class TableData:
 # ---------------------------------------------------------------- building
 
 
-def _natural(s: str) -> list[Any]:
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
-
-
 def fmt_stat(mean: float, se: float = math.nan) -> str:
     """``25.54`` or ``25.54 ± 0.12``; an en dash for a missing number."""
     if mean is None or math.isnan(mean):
@@ -78,13 +76,25 @@ def _joined(row: Mapping[str, Any], cols: list[str]) -> str:
     return means + " ± " + "/".join(fmt_stat(se) for se in ses)
 
 
+def _interval(row: Mapping[str, Any], metrics: list[str], part: str = "") -> str:
+    """`` [lo, hi]`` where the row has a 95 % interval (results.intervals; one metric per cell)."""
+    if len(metrics) != 1:
+        return ""
+    lo, hi = (row.get(f"{metrics[0]}{part}_{end}", math.nan) for end in ("lo", "hi"))
+    return "" if lo is None or math.isnan(lo) or math.isnan(hi) else f" [{lo:.1f}, {hi:.1f}]"
+
+
+def _has_intervals(frame: pd.DataFrame) -> bool:
+    return any(c.endswith("_lo") and frame[c].notna().any() for c in frame.columns)
+
+
 def _cell(row: Mapping[str, Any], metrics: Iterable[str], with_drop: bool) -> str:
     metrics = list(metrics)
-    text = _joined(row, metrics)
+    text = _joined(row, metrics) + _interval(row, metrics)
     if with_drop:
         drops = [f"{m}_drop" for m in metrics]
         if any(not math.isnan(row.get(d, math.nan)) for d in drops):
-            text += f" ({_joined(row, drops)})"
+            text += f" ({_joined(row, drops)}{_interval(row, metrics, '_drop')})"
     n = row.get("n", math.nan)
     if isinstance(n, (int, float)) and not math.isnan(n) and n > 1:
         text += f" n={int(n)}"
@@ -127,7 +137,8 @@ def _paper_matches(paper: pd.DataFrame, kind: str, dataset: str, protocol: str,
 
     same = [k == kind and refines(dataset, d) and refines(protocol, p)
             for k, d, p in zip(paper["kind"], paper["dataset"], paper["protocol"])]
-    clean = [k == kind == "appearance" and refines(dataset, d) and p == "classification" and sh == "origin"
+    shifts = get_kind(kind).column == "shift"  # the clean-error tables join a shift table's reference column
+    clean = [shifts and k == kind and refines(dataset, d) and p == "classification" and sh == "origin"
              for k, d, p, sh in zip(paper["kind"], paper["dataset"], paper["protocol"], paper["shift"])]
     spelled = {_canonical(m): m for m in models}
     out = paper[same].copy()
@@ -141,11 +152,13 @@ def _paper_matches(paper: pd.DataFrame, kind: str, dataset: str, protocol: str,
 
 
 def build_tables(summary: pd.DataFrame, *, kind: str | None = None, metric: str | None = None,
-                 paper: pd.DataFrame | None = None) -> list[TableData]:
+                 paper: pd.DataFrame | None = None, width: int | None = None) -> list[TableData]:
     """One table per (dataset, protocol) of a summary frame; paper rows joined when given.
 
     Paper rows join the models measured; with no measured rows at all, the paper's own tables
-    are shown (so ``--with-paper`` on an empty store shows what the paper reported).
+    are shown (so ``--with-paper`` on an empty store shows what the paper reported). With a
+    terminal ``width``, a table whose joined cells (``0.83/0.00 (…)``) would not fit is shown as
+    one table per metric instead, so no cell has to be cut.
     """
     measured = summary[summary["source"] == MEASURED] if not summary.empty else summary
     if kind is not None:
@@ -165,13 +178,37 @@ def build_tables(summary: pd.DataFrame, *, kind: str | None = None, metric: str 
         both = pd.concat([g, p], ignore_index=True) if not p.empty else g.reset_index(drop=True)
         metric_cols = [m for m in catalogue.ordered(catalogue.METRICS) if m in both.columns and both[m].notna().any()]
         metrics = resolve_metrics(metric, k, metric_cols)
-        build = {"appearance": _appearance, "finetune": _finetune}.get(k, _cross_domain)
-        tables.append(build(both, dataset, protocol, metrics, with_source=not p.empty))
-        if k == "finetune" and paper is not None:  # Table 7 beside Table 8
-            from .comparison import comparison_table
-
-            tables += comparison_table(g)
+        build = resolve(get_kind(k).table) if get_kind(k).table else appearance_table
+        made = build(both, dataset, protocol, metrics, with_source=not p.empty, measured=g, paper=paper)
+        # Intervals are shown one metric per cell: a table with them is split per metric.
+        if len(metrics) > 1 and ((width and any(min_width(t) > width for t in made)) or _has_intervals(both)):
+            made = [t for m in metrics for t in build(both, dataset, protocol, [m], with_source=not p.empty,
+                                                      measured=g, paper=None)]
+        tables += made
     return tables
+
+
+def _word_width(texts: Iterable[str]) -> int:
+    """The longest word (a table cell wraps at spaces, never inside a word)."""
+    return max((len(w) for t in texts for w in t.split()), default=1)
+
+
+def min_width(t: TableData) -> int:
+    """Terminal columns a rich table needs to show every word of every cell uncut: the widest
+    word per column (the model column whole: it does not wrap), plus borders and padding."""
+    cols = list(zip(t.columns, *t.rows)) if t.rows else [(c,) for c in t.columns]
+    widths = [max(len(x) for x in cols[0])] + [_word_width(col) for col in cols[1:]]
+    return sum(widths) + 3 * len(widths) + 1
+
+
+def hooked_tables(frame: pd.DataFrame, kind: str | None = None, metric: str | None = None) -> list[TableData]:
+    """The tables of the kinds of other shapes (divergence) among a records frame's results."""
+    out: list[TableData] = []
+    for k in all_kinds():
+        wanted = kind in (None, k.name) and (metric is None or metric.lower() in {*k.aliases, *k.shown.get("classification", ())})
+        if k.hooks is not None and wanted:
+            out += k.hooks.tables(k.hooks.split(frame)[1])
+    return out
 
 
 def _source_cell(model: str, src: str) -> str:
@@ -190,9 +227,45 @@ def _source_cell(model: str, src: str) -> str:
     return src if label == "none" else f"{src} · {label}"
 
 
-def _row_order(both: pd.DataFrame) -> list[tuple[str, str, str]]:
-    keys = {(m, kw, s) for m, kw, s in zip(both["model"], both["model_kwargs"], both["source"])}
-    return sorted(keys, key=lambda k: (_natural(k[0]), k[1], k[2] != MEASURED, k[2]))
+def row_groups(both: pd.DataFrame) -> Iterator[tuple[str, str, str, pd.DataFrame]]:
+    """``(row label, model, source, its summary rows)`` per model, variant kwargs, source and
+    sample selection, in the tables' order: a model measured on a ``--subset``/``--limit`` is a
+    row of its own, labelled so (``m [subset of 200]``), never beside full-set rows unmarked."""
+    sel = [as_text(v) for v in both["selection"]] if "selection" in both.columns else [""] * len(both)
+    keys = set(zip(both["model"], both["model_kwargs"], both["source"], sel))
+    for model, kw, src, s in sorted(keys, key=lambda k: (natural(k[0]), k[1], k[2] != MEASURED, k[2], k[3])):
+        mask = (both["model"] == model) & (both["model_kwargs"] == kw) & (both["source"] == src)
+        yield row_label(model, kw, s), model, src, both[mask & pd.Series([x == s for x in sel], index=both.index)]
+
+
+def selection_note(both: pd.DataFrame) -> str:
+    """The caption's word on rows that measured part of the evaluation set, when there are any."""
+    if "selection" not in both.columns or not any(as_text(v) for v in both["selection"]):
+        return ""
+    return "; [subset of N]/[first N]: measured on part of the evaluation set only, not comparable with full-set rows"
+
+
+def appearance_table(both: pd.DataFrame, dataset: str, protocol: str, metrics: list[str],
+                     with_source: bool, **_: Any) -> list[TableData]:
+    """Table 1's shape (the default of a kind that names no table): models x conditions."""
+    return [_appearance(both, dataset, protocol, metrics, with_source)]
+
+
+def cross_domain_table(both: pd.DataFrame, dataset: str, protocol: str, metrics: list[str],
+                       with_source: bool, **_: Any) -> list[TableData]:
+    """Table 6's shape: models and training domains x test domains."""
+    return [_cross_domain(both, dataset, protocol, metrics, with_source)]
+
+
+def finetune_table(both: pd.DataFrame, dataset: str, protocol: str, metrics: list[str], with_source: bool,
+                   measured: pd.DataFrame, paper: pd.DataFrame | None = None, **_: Any) -> list[TableData]:
+    """Table 8's shape, with Table 7 beside it when the paper's numbers are joined."""
+    tables = [_finetune(both, dataset, protocol, metrics, with_source)]
+    if paper is not None:
+        from .comparison import comparison_table
+
+        tables += comparison_table(measured)
+    return tables
 
 
 def _appearance(both: pd.DataFrame, dataset: str, protocol: str, metrics: list[str],
@@ -208,18 +281,24 @@ def _appearance(both: pd.DataFrame, dataset: str, protocol: str, metrics: list[s
         shifts.insert(0, reference)
     columns = ["model"] + (["source"] if with_source else []) + shifts
     rows, sources = [], []
-    for model, kw, src in _row_order(both):
-        sel = both[(both["model"] == model) & (both["model_kwargs"] == kw) & (both["source"] == src)]
+    for label, model, src, sel in row_groups(both):
         by_shift = {r["shift"]: r for _, r in sel.iterrows()}
         cells = [_cell(by_shift[s], metrics, with_drop=True) if s in by_shift else "–" for s in shifts]
-        rows.append([variant_label(model, kw)] + ([_source_cell(model, src)] if with_source else []) + cells)
+        rows.append([label] + ([_source_cell(model, src)] if with_source else []) + cells)
         sources.append(src)
     what = "/".join(METRIC_TITLES.get(m, m) for m in metrics)
     return TableData(
         title=f"{dataset} · {protocol}: {what} % (drop from {reference}, points)",
         columns=columns, rows=rows, sources=sources,
-        caption="drop = shifted minus reference error; mean ± standard error over n runs where n > 1",
+        caption="drop = shifted minus reference error; mean ± standard error over n runs where n > 1"
+                + selection_note(both) + (_interval_caption() if _has_intervals(both) else ""),
     )
+
+
+def _interval_caption() -> str:
+    from .intervals import CAPTION
+
+    return CAPTION
 
 
 def _cross_domain(both: pd.DataFrame, dataset: str, protocol: str, metrics: list[str],
@@ -232,28 +311,21 @@ def _cross_domain(both: pd.DataFrame, dataset: str, protocol: str, metrics: list
                 if d not in domains]
     columns = ["model"] + (["source"] if with_source else []) + ["train \\ test"] + domains
     rows, sources = [], []
-    for model, kw, src in _row_order(both):
-        sel = both[(both["model"] == model) & (both["model_kwargs"] == kw) & (both["source"] == src)]
+    for label, model, src, sel in row_groups(both):
         for train in domains:
             by_test = {r["test_domain"]: r for _, r in sel[sel["train_domain"] == train].iterrows()}
             if not by_test:
                 continue
             cells = [_cell(by_test[d], metrics, with_drop=True) if d in by_test else "–" for d in domains]
-            rows.append([variant_label(model, kw)] + ([_source_cell(model, src)] if with_source else []) + [train] + cells)
+            rows.append([label] + ([_source_cell(model, src)] if with_source else []) + [train] + cells)
             sources.append(src)
     what = "/".join(METRIC_TITLES.get(m, m) for m in metrics)
     return TableData(
         title=f"{dataset} · {protocol}: {what} % (drop from in-domain, points)",
         columns=columns, rows=rows, sources=sources,
         caption="rows: training domain; columns: test domain; drop = in-domain minus cross-domain "
-                "(a loss reads positive); mean ± standard error over n runs where n > 1",
+                "(a loss reads positive); mean ± standard error over n runs where n > 1" + selection_note(both),
     )
-
-
-def fraction_title(fraction: str) -> str:
-    """A fine-tune column: ``source only`` for 0, else the percentage (``10%``)."""
-    f = float(fraction)
-    return "source only" if f == 0 else f"{f * 100:g}%"
 
 
 def _finetune(both: pd.DataFrame, dataset: str, protocol: str, metrics: list[str],
@@ -262,30 +334,36 @@ def _finetune(both: pd.DataFrame, dataset: str, protocol: str, metrics: list[str
     fractions = sorted(set(both["fraction"]), key=float)
     columns = ["model"] + (["source"] if with_source else []) + ["train \\ test"] + [fraction_title(f) for f in fractions]
     rows, sources = [], []
-    for model, kw, src in _row_order(both):
-        sel = both[(both["model"] == model) & (both["model_kwargs"] == kw) & (both["source"] == src)]
+    for label, _, src, sel in row_groups(both):
         for (train, test), g in sel.groupby(["train_domain", "test_domain"], sort=True):
             by = {r["fraction"]: r for _, r in g.iterrows()}
             cells = [_cell(by[f], metrics, with_drop=False) if f in by else "–" for f in fractions]
-            rows.append([variant_label(model, kw)] + ([src] if with_source else []) + [f"{train} → {test}"] + cells)
+            rows.append([label] + ([src] if with_source else []) + [f"{train} → {test}"] + cells)
             sources.append(src)
     what = "/".join(METRIC_TITLES.get(m, m) for m in metrics)
     return TableData(
         title=f"{dataset} · {protocol}: {what} % after fine-tuning on a fraction of the target's train split",
         columns=columns, rows=rows, sources=sources,
         caption="rows: model, source → target domain; columns: fraction of the target's labelled train images "
-                "(source only: no fine-tuning); mean ± standard error over n seeds where n > 1",
+                "(source only: no fine-tuning); mean ± standard error over n seeds where n > 1" + selection_note(both),
     )
 
 
 # ---------------------------------------------------------------- rendering
 
 
-def to_rich(t: TableData) -> Table:
+def to_rich(t: TableData, width: int | None = None) -> Table:
+    """A rich table; given the terminal ``width`` and a table wider than it, every column but the
+    model's is set to its longest word and the model's takes the rest, so cells wrap at their
+    spaces (a drop under its value) and nothing is cut to "…" (rich's own squeezing cuts headers
+    or overruns the width); a word longer than its column folds onto the next line."""
     table = Table(title=t.title, caption=t.caption, title_justify="left", caption_justify="left")
+    cols = list(zip(t.columns, *t.rows)) if t.rows else [(c,) for c in t.columns]
+    natural = sum(max(len(x) for x in col) + 3 for col in cols) + 1
+    fixed = width is not None and natural > width
     for i, c in enumerate(t.columns):
-        table.add_column(c, justify="left" if i == 0 or c in _TEXT_COLUMNS else "right",
-                         no_wrap=i == 0)
+        table.add_column(c, justify="left" if i == 0 or c in _TEXT_COLUMNS else "right", no_wrap=i == 0 and not fixed,
+                         overflow="fold", width=_word_width(cols[i]) if fixed and i > 0 else None)
     for row, src in zip(t.rows, t.sources or [MEASURED] * len(t.rows)):
         table.add_row(*row, style="dim italic" if src == PAPER else None)
     return table
@@ -334,43 +412,48 @@ def to_latex(t: TableData) -> str:
 _RENDERERS = {"csv": to_csv, "markdown": to_markdown, "latex": to_latex}
 
 
-def render_tables(tables: list[TableData], fmt: str = "rich") -> RenderableType | str:
-    """Render built tables: a rich renderable for ``rich``, else text (tables separated by a blank line)."""
+def render_tables(tables: list[TableData], fmt: str = "rich", width: int | None = None) -> RenderableType | str:
+    """Render built tables: a rich renderable for ``rich`` (fitted to ``width`` terminal columns
+    when given), else text (tables separated by a blank line)."""
     if fmt not in FORMATS:
         raise UnknownNameError("table format", fmt, FORMATS)
     if fmt == "rich":
-        return Group(*(to_rich(t) for t in tables))
+        return Group(*(to_rich(t, width) for t in tables))
     return "\n".join(_RENDERERS[fmt](t) for t in tables)
 
 
 def render_table(results: pd.DataFrame | Iterable[Mapping[str, Any]], kind: str | None = None,
                  fmt: str = "rich", metric: str | None = None,
-                 with_paper: bool = False) -> RenderableType | str:
+                 with_paper: bool = False, intervals_from: Any = None) -> RenderableType | str:
     """Records (dicts or a records frame) -> the paper-shaped table(s), rendered as ``fmt``.
 
     ``kind`` restricts to ``appearance`` or ``cross-domain`` tables (default: every kind present);
     ``metric`` picks the metric (``top1``/``top5`` for appearance; ``top1``, ``miou``,
-    ``pixel_acc`` for cross-domain); ``with_paper`` joins the paper's reported rows.
+    ``pixel_acc`` for cross-domain); ``with_paper`` joins the paper's reported rows;
+    ``intervals_from`` (a results directory) adds 95 % intervals read from its per-image outcomes.
     """
-    if kind is not None and kind not in KINDS:
-        raise UnknownNameError("table kind", kind, KINDS)
+    if kind is not None and kind not in kind_names():
+        raise UnknownNameError("table kind", kind, kind_names())
     if fmt not in FORMATS:
         raise UnknownNameError("table format", fmt, FORMATS)
     frame = results if isinstance(results, pd.DataFrame) else records_to_frame(results)
     summary = summarize(frame)
+    if intervals_from is not None and not isinstance(results, pd.DataFrame):
+        from .intervals import add_intervals
+
+        summary = add_intervals(summary, frame, {r["key"]: r for r in results}, intervals_from)
     paper = None
     if with_paper:
         from .leaderboard import load_paper
 
         paper = load_paper()
-    tables = build_tables(summary, kind=kind, metric=metric, paper=paper) if kind != "divergence" else []
-    if kind in (None, "divergence"):
-        from .divergence import divergence_tables
-
-        tables += divergence_tables(frame)
+    hooked = kind is not None and get_kind(kind).hooks is not None
+    width = get_console().width if fmt == "rich" else None  # the terminal's (COLUMNS)
+    tables = [] if hooked else build_tables(summary, kind=kind, metric=metric, paper=paper, width=width)
+    tables += hooked_tables(frame, kind)
     if not tables:
         raise NoResultsError("no results to tabulate" + (f" for {kind} protocols" if kind else ""))
-    return render_tables(tables, fmt)
+    return render_tables(tables, fmt, width)
 
 
 def markdown_page(lb: pd.DataFrame, csv_name: str) -> str:
@@ -378,17 +461,17 @@ def markdown_page(lb: pd.DataFrame, csv_name: str) -> str:
     from .leaderboard import leaderboard_to_summary
 
     summary = leaderboard_to_summary(lb)
-    kind = lb.attrs["kind"]
+    kind = get_kind(lb.attrs["kind"])
     # The CSV is sorted as strings; the page lists conditions in natural order (rgb+20 < rgb+100).
-    cond = summary["shift"] if kind == "appearance" else summary["train_domain"] + "→" + summary["test_domain"]
-    rank = {c: i for i, c in enumerate(sorted(set(cond), key=_natural))}
+    cond = ["→".join(v) for v in zip(*(summary[c] for c in kind.conditions if c != "fraction"))]
+    rank = {c: i for i, c in enumerate(sorted(set(cond), key=natural))}
     summary["order"] = [rank[c] for c in cond]
     dataset, protocol = summary["dataset"].iloc[0], summary["protocol"].iloc[0]
     parts = [f"# Leaderboard: {dataset}, {protocol}", "",
              f"Measured by dgbench; generated from [`{csv_name}`]({csv_name}) by "
              "`dgbench leaderboard publish` (do not edit by hand). Schema: `README.md`.", ""]
-    metric_sets = [[m] for m in lb.attrs["metrics"]] if kind == "appearance" else [None]
+    metric_sets = [[m] for m in lb.attrs["metrics"]] if kind.page_per_metric else [None]
     for metrics in metric_sets:
-        for t in build_tables(summary, kind=kind, metric=metrics[0] if metrics else None):
+        for t in build_tables(summary, kind=kind.name, metric=metrics[0] if metrics else None):
             parts.append(to_markdown(t))
     return "\n".join(parts)

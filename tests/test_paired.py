@@ -1,0 +1,147 @@
+"""``dgbench compare`` / results.paired.compare on hand-made records with known per-image outcomes."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats as sps
+from typer.testing import CliRunner
+
+from dgbench.cli import app
+from dgbench.errors import DgbenchError
+from dgbench.metrics.outcomes import SampleOutcomes
+from dgbench.results import outcomes
+from dgbench.results.paired import MissingRecordsError, compare
+from dgbench.results.store import ResultStore
+from results_fixtures import appearance
+
+N = 400
+
+
+def _correct(seed: int, acc: float) -> np.ndarray:
+    return np.random.default_rng(seed).random(N) < acc
+
+
+def store_pair(root: Path, protocol: str = "appearance", with_outcomes: bool = True) -> dict[tuple[str, str], np.ndarray]:
+    """Models a and b under origin and rgb+50, top-1 correctness known per image; top-5 all right."""
+    truth = {("a", "origin"): _correct(1, 0.9), ("b", "origin"): _correct(1, 0.9).copy(),
+             ("a", "rgb+50"): _correct(2, 0.7), ("b", "rgb+50"): _correct(3, 0.8)}
+    truth[("b", "origin")][:3] = ~truth[("b", "origin")][:3]  # b differs from a on three images only
+    recs = []
+    for (model, shift), c in truth.items():
+        err, origin = 100 * (1 - c.mean()), 100 * (1 - truth[(model, "origin")].mean())
+        rec = appearance(model, shift, err, 0.0, (origin, 0.0), protocol=protocol, dataset="digits",
+                         dataset_fingerprint="fp", num_samples=N)
+        if with_outcomes:
+            out = SampleOutcomes(np.ones(N, bool), np.where(c, 1, 2), {1: c, 5: np.ones(N, bool)})
+            outcomes.write(root, protocol, rec["key"], out, "order")
+        recs.append(rec)
+    ResultStore(root).append(recs)
+    return truth
+
+
+def test_compare_against_scipy(tmp_path: Path) -> None:
+    truth = store_pair(tmp_path)
+    result = compare("a", "b", "appearance", results=tmp_path)
+    assert [r.condition for r in result.rows] == ["origin", "rgb+50"] and result.dataset == "digits"
+    raw = []
+    for r in result.rows:
+        a, b = truth[("a", r.condition)], truth[("b", r.condition)]
+        assert r.n == N and r.err_a == pytest.approx(100 * (1 - a.mean())) and r.err_b == pytest.approx(100 * (1 - b.mean()))
+        assert r.diff == pytest.approx(r.err_b - r.err_a)
+        assert (r.a_only_right, r.b_only_right) == (int((a & ~b).sum()), int((b & ~a).sum()))
+        p = sps.binomtest(r.a_only_right, r.a_only_right + r.b_only_right, 0.5).pvalue
+        assert r.p == pytest.approx(p)
+        assert r.diff_lo <= r.diff <= r.diff_hi
+        raw.append(p)
+    # Holm over the two conditions, by hand
+    lo, hi = sorted(raw)
+    want = {lo: min(1, 2 * lo), hi: max(min(1, 2 * lo), min(1, hi))}
+    assert [r.p_holm for r in result.rows] == pytest.approx([want[p] for p in raw])
+    origin = result.rows[0]
+    assert origin.a_only_right + origin.b_only_right == 3 and origin.p > 0.2  # three flips: no evidence
+    top5 = compare("a", "b", "appearance", results=tmp_path, metric="top5")
+    assert all(r.err_a == r.err_b == 0 and r.p == 1.0 and (r.diff_lo, r.diff_hi) == (0, 0) for r in top5.rows)
+
+
+def test_missing_records_and_outcomes_are_one_line(tmp_path: Path) -> None:
+    store_pair(tmp_path)
+    with pytest.raises(MissingRecordsError, match=r"no stored appearance results for c in .*; run: dgbench run --model c --protocol appearance$"):
+        compare("a", "c", "appearance", results=tmp_path)
+    bare = tmp_path / "bare"
+    store_pair(bare, with_outcomes=False)
+    with pytest.raises(DgbenchError, match=r"a / origin: the stored appearance record has no per-image outcomes .* --force$"):
+        compare("a", "b", "appearance", results=bare)
+    with pytest.raises(DgbenchError, match="--metric 'miou': compare reads top1 or top5"):
+        compare("a", "b", "appearance", results=tmp_path, metric="miou")
+
+
+def test_cli_prints_the_paired_table_and_json(tmp_path: Path) -> None:
+    store_pair(tmp_path)
+    res = CliRunner().invoke(app, ["compare", "a", "b", "--protocol", "appearance", "--results", str(tmp_path)],
+                             env={"COLUMNS": "80"})
+    assert res.exit_code == 0, res.output
+    assert "rgb+50" in res.output and "McNemar" in res.output and "Holm" in res.output
+    assert max(len(line) for line in res.output.splitlines()) <= 80
+    res = CliRunner().invoke(app, ["compare", "a", "b", "--results", str(tmp_path), "--format", "json"])
+    import json
+
+    rows = [json.loads(line) for line in res.output.splitlines()]
+    assert [r["condition"] for r in rows] == ["origin", "rgb+50"] and {"p", "p_holm", "diff_lo"} <= set(rows[0])
+    res = CliRunner().invoke(app, ["compare", "a", "zz", "--results", str(tmp_path), "--no-run"])
+    assert res.exit_code != 0 and "run: dgbench run --model zz --protocol appearance" in str(res.exception or res.output)
+
+
+def test_table_intervals_wilson_and_paired_bootstrap(tmp_path: Path) -> None:
+    """`dgbench table --intervals`: the error's Wilson interval (scipy), the drop's paired bootstrap
+    interval (scipy's bootstrap on the images), one metric per table, the caption saying so."""
+    truth = store_pair(tmp_path)
+    res = CliRunner().invoke(app, ["table", "--protocol", "appearance", "--results", str(tmp_path), "--intervals",
+                                   "--format", "csv", "--metric", "top1"])
+    assert res.exit_code == 0, res.output
+    cells = {row.split(",", 1)[0]: row for row in res.output.splitlines()}
+    a_origin, a_rgb = truth[("a", "origin")], truth[("a", "rgb+50")]
+    ci = sps.binomtest(int((~a_origin).sum()), N).proportion_ci(method="wilson")
+    assert f"{100 * (1 - a_origin.mean()):.2f} [{100 * ci.low:.1f}, {100 * ci.high:.1f}]" in cells["a"]
+    boot = sps.bootstrap((a_origin.astype(float), a_rgb.astype(float)), lambda x, y: np.mean(x) - np.mean(y),
+                         paired=True, vectorized=False, n_resamples=5000, method="percentile",
+                         random_state=np.random.default_rng(0)).confidence_interval
+    drop = 100 * (a_origin.mean() - a_rgb.mean())
+    import re
+
+    got = re.search(r"\((-?[\d.]+) \[(-?[\d.]+), (-?[\d.]+)\]\)", cells["a"].split('"')[-2] if '"' in cells["a"] else cells["a"])
+    assert float(got[1]) == pytest.approx(drop, abs=0.01)
+    assert float(got[2]) == pytest.approx(100 * boot.low, abs=0.6) and float(got[3]) == pytest.approx(100 * boot.high, abs=0.6)
+    plain = CliRunner().invoke(app, ["table", "--protocol", "appearance", "--results", str(tmp_path), "--format", "csv"])
+    assert "[" not in plain.output  # the default table is unchanged
+    wide = CliRunner().invoke(app, ["table", "--protocol", "appearance", "--results", str(tmp_path), "--intervals"],
+                              env={"COLUMNS": "80"})
+    assert wide.exit_code == 0 and "top-5 error" in wide.output and "Wilson" in wide.output  # a table per metric
+    assert max(len(line) for line in wide.output.splitlines()) <= 80
+
+
+def test_error_consistency_table(tmp_path: Path) -> None:
+    from dgbench.results.consistency import as_matrix, consistency
+
+    truth = store_pair(tmp_path)
+    frame = consistency("appearance", results=tmp_path)
+    assert frame[["model_a", "model_b", "condition"]].values.tolist() == [["a", "b", "origin"], ["a", "b", "rgb+50"]]
+    for _, row in frame.iterrows():
+        a, b = truth[("a", row.condition)], truth[("b", row.condition)]
+        po = np.mean(a == b)
+        pe = a.mean() * b.mean() + (1 - a.mean()) * (1 - b.mean())
+        assert row.kappa == pytest.approx((po - pe) / (1 - pe)) and row.n == N
+    assert as_matrix(frame).loc["a · b"].tolist() == pytest.approx(frame.kappa.tolist())
+    top5 = consistency("appearance", results=tmp_path, metric="top5")  # both all right: undefined
+    assert top5.kappa.isna().all()
+    res = CliRunner().invoke(app, ["consistency", "--results", str(tmp_path)], env={"COLUMNS": "80"})
+    assert res.exit_code == 0 and "a · b" in res.output and "Geirhos" in res.output
+    with pytest.raises(DgbenchError, match="error consistency needs two models"):
+        consistency("appearance", results=tmp_path, models=["a", "zz"])
+
+
+def test_other_protocol_kinds_are_one_line(tmp_path: Path) -> None:
+    for cmd in (["compare", "a", "b"], ["consistency"]):
+        res = CliRunner().invoke(app, [*cmd, "--protocol", "cross-domain", "--results", str(tmp_path)])
+        assert res.exit_code != 0 and "--protocol cross-domain: a cross-domain protocol" in str(res.exception)
