@@ -20,7 +20,6 @@ import csv
 import io
 import math
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -31,8 +30,9 @@ from rich.table import Table
 from ..errors import DgbenchError, UnknownNameError
 from . import catalogue
 from .conditions import natural
+from .tabledata import NoResultsError, TableData, fmt_stat
 from .frame import MEASURED, as_text, records_to_frame, row_label, summarize
-from .kinds import all_kinds, fraction_title, get_kind, kind_names, resolve
+from .kinds import all_kinds, fraction_title, get_kind, kind_names, resolve, resolve_metric, shown_metrics
 
 FORMATS = ("rich", "csv", "markdown", "latex")
 _TEXT_COLUMNS = ("source", "train \\ test")  # left-aligned; numbers are right-aligned
@@ -41,30 +41,7 @@ PAPER = "paper"
 METRIC_TITLES = {name: m.title for name, m in catalogue.METRICS.items()}  # read by the renderers
 
 
-class NoResultsError(DgbenchError):
-    """Nothing stored matches what a table, leaderboard or plot was asked to show."""
-
-
-@dataclass
-class TableData:
-    """A table as strings: the one thing every renderer reads."""
-
-    title: str
-    columns: list[str]
-    rows: list[list[str]]
-    sources: list[str] = field(default_factory=list)  # per row: "dgbench" or "paper"
-    caption: str = ""
-
-
 # ---------------------------------------------------------------- building
-
-
-def fmt_stat(mean: float, se: float = math.nan) -> str:
-    """``25.54`` or ``25.54 ± 0.12``; an en dash for a missing number."""
-    if mean is None or math.isnan(mean):
-        return "–"
-    text = f"{mean:.2f}"
-    return text if se is None or math.isnan(se) else f"{text} ± {se:.2f}"
 
 
 def _joined(row: Mapping[str, Any], cols: list[str]) -> str:
@@ -92,8 +69,8 @@ def _cell(row: Mapping[str, Any], metrics: Iterable[str], with_drop: bool) -> st
 def resolve_metrics(metric: str | None, kind: str, available: Iterable[str]) -> list[str]:
     """The record metrics a table of ``kind`` shows for the user's ``--metric`` (see the catalogue)."""
     if metric is None:
-        return catalogue.shown(kind, available)
-    return [catalogue.resolve_metric(metric, kind, available)]
+        return shown_metrics(kind, available)
+    return [resolve_metric(metric, kind, available)]
 
 
 def _canonical(name: str) -> str:
@@ -420,7 +397,7 @@ def render_table(results: pd.DataFrame | Iterable[Mapping[str, Any]], kind: str 
     summary = summarize(frame)
     paper = None
     if with_paper:
-        from .leaderboard import load_paper
+        from .published import load_paper
 
         paper = load_paper()
     hooked = kind is not None and get_kind(kind).hooks is not None
@@ -434,7 +411,7 @@ def render_table(results: pd.DataFrame | Iterable[Mapping[str, Any]], kind: str 
 
 def markdown_page(lb: pd.DataFrame, csv_name: str) -> str:
     """The Markdown page published beside a leaderboard CSV: its tables in the paper's shape."""
-    from .leaderboard import leaderboard_to_summary
+    from .published import leaderboard_to_summary
 
     summary = leaderboard_to_summary(lb)
     kind = get_kind(lb.attrs["kind"])
