@@ -311,20 +311,32 @@ def _finetune(both: pd.DataFrame, dataset: str, protocol: str, metrics: list[str
 
 
 def to_rich(t: TableData, width: int | None = None) -> Table:
-    """A rich table; given the terminal ``width`` and a table wider than it, every column but the
-    model's is set to its longest word and the model's takes the rest, so cells wrap at their
-    spaces (a drop under its value) and nothing is cut to "…" (rich's own squeezing cuts headers
-    or overruns the width); a word longer than its column folds onto the next line."""
+    """A rich table; given the terminal ``width`` and a table wider than it, the columns get the
+    widths of :func:`_fit_widths`, so cells wrap at their spaces (a drop under its value) and
+    nothing is cut to "…" (rich's own squeezing cuts headers or overruns the width)."""
     table = Table(title=t.title, caption=t.caption, title_justify="left", caption_justify="left")
     cols = list(zip(t.columns, *t.rows)) if t.rows else [(c,) for c in t.columns]
     natural = sum(max(len(x) for x in col) + 3 for col in cols) + 1
-    fixed = width is not None and natural > width
+    widths = _fit_widths(cols, width) if width is not None and natural > width else [None] * len(cols)
     for i, c in enumerate(t.columns):
-        table.add_column(c, justify="left" if i == 0 or c in _TEXT_COLUMNS else "right", no_wrap=i == 0 and not fixed,
-                         overflow="fold", width=_word_width(cols[i]) if fixed and i > 0 else None)
+        table.add_column(c, justify="left" if i == 0 or c in _TEXT_COLUMNS else "right",
+                         no_wrap=i == 0 and widths[i] is None, overflow="fold", width=widths[i])
     for row, src in zip(t.rows, t.sources or [MEASURED] * len(t.rows)):
         table.add_row(*row, style="dim italic" if src == PAPER else None)
     return table
+
+
+def _fit_widths(cols: list[tuple[str, ...]], width: int) -> list[int | None]:
+    """Column widths for a terminal ``width``: every cell's longest word, then, while room is left,
+    each header's longest word, then the first column's texts whole (a model name on one line);
+    a word still longer than its column folds."""
+    widths = [_word_width(col[1:]) for col in cols]
+    targets = ([_word_width(col[:1]) for col in cols], [max(len(x) for x in cols[0])] + widths[1:])
+    for target in targets:
+        for i, want in enumerate(target):
+            spare = width - (sum(widths) + 3 * len(widths) + 1)
+            widths[i] += max(0, min(want - widths[i], spare))
+    return list(widths)
 
 
 def to_csv(t: TableData) -> str:
