@@ -84,3 +84,33 @@ def test_the_generic_modules_name_no_kind() -> None:
         text = (root / name).read_text()
         assert not re.search(r"""==\s*["'](appearance|cross-domain|finetune|divergence)["']""", text), name
         assert "from .divergence" not in text, name
+
+
+def test_the_results_modules_import_one_way() -> None:
+    """No import cycle among dgbench/results/ modules, counting imports inside functions too
+    (the built-in kinds are found by name, as protocol kinds are, not imported by results.kinds)."""
+    import ast
+
+    root = Path(__file__).resolve().parents[1] / "dgbench" / "results"
+    mods = {p.stem for p in root.glob("*.py")}
+    graph: dict[str, set[str]] = {}
+    for p in root.glob("*.py"):
+        deps = set()
+        for node in ast.walk(ast.parse(p.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level == 1:
+                deps |= {node.module.split(".")[0]} if node.module else {a.name for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("dgbench.results."):
+                deps.add(node.module.split(".")[2])
+        graph[p.stem] = (deps & mods) - {p.stem}
+
+    def reaches(a: str, b: str) -> bool:
+        seen, todo = set(), [a]
+        while todo:
+            for y in graph[todo.pop()] - seen:
+                seen.add(y)
+                todo.append(y)
+        return b in seen
+
+    cycles = sorted(f"{a} -> {b}" for a in graph for b in graph[a] if reaches(b, a))
+    assert not cycles, cycles
+    assert "kinds" in graph["divergence"] and "divergence" not in set().union(*graph.values())

@@ -226,3 +226,9 @@ def test_corruptions_page_leads_with_the_family_summary(builtin: Path) -> None:
     values = re.findall(r'<span class="v">([^<]*)</span>', row)
     assert values[0] == f"{err['origin']:.2f}" and values[2] == f"{noise:.2f}"
     assert 'title="no reference errors to normalize by"' in row  # mCE: one line on why it is missing
+
+
+def test_the_shading_legend_only_where_cells_have_drops(builtin: Path) -> None:
+    assert "Cells are shaded by their drop" in (builtin / "digits-appearance.html").read_text()
+    for stem in ("digit-scenes-finetune", "digits-divergence"):
+        assert "Cells are shaded by their drop" not in (builtin / f"{stem}.html").read_text()

@@ -269,6 +269,15 @@ def _digits_records() -> list[dict]:
             recs.append(cross(model, train, train, own, dataset=train))
             other = "typeset-digit-scenes" if train == "digit-scenes" else "digit-scenes"
             recs.append(cross(model, train, other, {"miou": 36.68, "pixel_acc": 82.38}, own, dataset=other))
+    from dgbench.results.record import new_record
+    from results_fixtures import STAMP
+
+    for i, model in enumerate(sorted(origin)):  # a divergence table: a column per model
+        for j, layer in enumerate(("stem", "layer1.0", "layer2.0", "layer3.0", "layer4.0")):
+            recs.append(new_record(kind="divergence", task="classification", protocol="divergence", dataset="digits",
+                                   model=model, pair="cv-stylize", pair_spec={"type": "appearance"}, layer=layer,
+                                   layer_index=j + 1, has_in=j in (1, 2), metrics={"divergence": 1.5 - 0.2 * j + i / 10},
+                                   **STAMP))
     return recs
 
 
@@ -281,6 +290,7 @@ def test_the_default_table_is_readable_in_a_narrow_terminal(tmp_path: Path, colu
     assert "…" not in res.output  # no cell, header or title cut
     assert max(len(line.rstrip()) for line in lines) <= columns
     assert "13.19" in res.output  # small_resnet under rgb+50
+    assert "feature divergence" in res.output and "layer4.0" in res.output
     if columns == 80:  # a table per metric, the drop under its value
         assert "(12.36)" in res.output and "top-1 error %" in res.output and "top-5 error %" in res.output
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from ..errors import UnknownNameError
 
 
 @dataclass(frozen=True)
@@ -62,13 +61,6 @@ def title(name: str) -> str:
     return m.title if m else name
 
 
-def published(kind: str, task: str) -> tuple[str, ...]:
-    """The metrics a leaderboard of ``kind`` and ``task`` publishes, in column order."""
-    from .kinds import get_kind
-
-    return tuple(get_kind(kind).published.get(task, ()))
-
-
 def task_of(metrics: Iterable[str]) -> str:
     """The task whose metrics these are (segmentation when any segmentation metric is among them)."""
     return "segmentation" if {"miou", "pixel_acc"} & set(metrics) else "classification"
@@ -78,25 +70,3 @@ def ordered(names: Iterable[str]) -> list[str]:
     """``names`` in catalogue order (unknown metrics last, as given)."""
     names = list(dict.fromkeys(names))
     return [m for m in METRICS if m in names] + [m for m in names if m not in METRICS]
-
-
-def shown(kind: str, available: Iterable[str]) -> list[str]:
-    """The metrics a table of ``kind`` shows by default among ``available``."""
-    from .kinds import get_kind
-
-    available = ordered(available)
-    chosen = [m for m in get_kind(kind).shown.get(task_of(available), ()) if m in available]
-    return chosen or available[:1]
-
-
-def resolve_metric(text: str, kind: str, available: Iterable[str]) -> str:
-    """A user's ``--metric`` (name or alias) -> the record's metric name, among ``available``."""
-    from .kinds import get_kind
-
-    available = ordered(available)
-    aliases = get_kind(kind).aliases
-    name = aliases.get(text.lower(), text.lower())
-    if name not in METRICS or (available and name not in available):
-        known = [a for a, m in aliases.items() if m in available] + available
-        raise UnknownNameError(f"metric for {kind} tables", text, known or list(METRICS))
-    return name

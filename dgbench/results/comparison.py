@@ -22,7 +22,7 @@ import pandas as pd
 
 from .frame import MEASURED
 from .csvio import LeaderboardError
-from .tables import TableData, fmt_stat
+from .tabledata import TableData, fmt_stat
 
 HEADER = ["train_domain", "test_domain", "method", "baseline_miou_pct", "improved_miou_pct", "gain_pct",
           "target_data", "source", "note"]

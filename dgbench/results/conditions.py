@@ -28,7 +28,7 @@ def protocol_shifts(protocol: str) -> list[str]:
 
         fallbacks = get_protocol(protocol).fallbacks
         names = [s.name for s in spec_shifts(protocol)]
-    except (DgbenchError, AttributeError, TypeError):  # not an appearance-like protocol, or none
+    except (DgbenchError, KeyError):  # an unknown protocol, or a user spec naming an unknown family
         return []
     out: list[str] = []
     for name in names:

@@ -212,7 +212,7 @@ def corruption_grids(summary: pd.DataFrame, protocol: str) -> list:
     the clean error, the mean over the corruptions, the mean per family and mCE (with why it is
     missing); [] when the protocol has no corruption shifts."""
     from .conditions import corruption_of
-    from .leaderboard import _fmt
+    from .csvio import fmt_number
     from .site_model import Cell, Grid, Row
 
     measured = summary[summary["source"] == "dgbench"] if "shift" in summary.columns else summary.iloc[0:0]
@@ -225,8 +225,8 @@ def corruption_grids(summary: pd.DataFrame, protocol: str) -> list:
     for (model, kwargs), g in measured.groupby(["model", "model_kwargs"], sort=True):
         s = _model_summary(g, info, alexnet() if str(g["dataset"].iloc[0]).startswith("imagenet") else None)
         values = [s.clean, s.mean_err, *(s.family_err.get(f) for f in FAMILIES), s.mce]
-        cells = [Cell(_fmt(v), "", "", None) if v is not None else None for v in values[:-1]]
-        cells.append(Cell(_fmt(s.mce), "", "", None) if s.mce is not None else Cell("", "", "", None, title=s.mce_missing or ""))
+        cells = [Cell(fmt_number(v), "", "", None) if v is not None else None for v in values[:-1]]
+        cells.append(Cell(fmt_number(s.mce), "", "", None) if s.mce is not None else Cell("", "", "", None, title=s.mce_missing or ""))
         rows.append(Row(variant_label(model, kwargs), "dgbench", "", cells, None))
     caption = ("Top-1 error in % (lower is better): clean, the mean over the corruptions measured, the mean per "
                "family (noise, blur, weather, digital) over its corruptions' severities, and mCE (normalized by "

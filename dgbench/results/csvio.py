@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 import os
 import shutil
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -16,6 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import DgbenchError, SpecError
+
+
+DECIMALS = 2  # the paper prints two decimals; so do leaderboards (and the check compares at it)
 
 
 class LeaderboardError(SpecError):
@@ -123,3 +127,11 @@ def header_error(p: Path, header: list[str], schemas: dict[str, list[str]]) -> L
         parts.append("columns out of order")
     return LeaderboardError(f"{p}:1: header matches no leaderboard schema; nearest is the {name} schema: "
                             f"{'; '.join(parts)} (its header: {','.join(cols)})")
+
+
+def fmt_number(x: Any) -> str:
+    """A number as a leaderboard prints it: :data:`DECIMALS` decimals, "" for none, never "-0.00"."""
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return ""
+    s = f"{float(x):.{DECIMALS}f}"
+    return "0." + "0" * DECIMALS if s == "-0." + "0" * DECIMALS else s  # no "-0.00"

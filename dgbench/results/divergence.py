@@ -28,10 +28,11 @@ from .check import DIFF_COLUMNS, EPS, CheckResult
 from .conditions import natural
 from .csvio import LeaderboardError, check_unique, csv_rows, csv_text, output_dir, row_record, write_if_changed
 from .frame import MEASURED, as_text, latest_config, records_to_frame, stat, variant_label
-from .kinds import KindHooks, ResultKind, register_kind
+from .kinds import KindHooks, ResultKind
 from .leaderboard import leaderboard_name
 from .site_model import Board, Cell, Grid, Row
-from .tables import NoResultsError, TableData, to_markdown
+from .tabledata import NoResultsError, TableData
+from .tables import to_markdown
 
 KIND = "divergence"
 METRIC = "divergence"
@@ -347,9 +348,10 @@ def site_board(csv_path: Path, lb: pd.DataFrame) -> Board:
                  plot_note="{title} per layer and model (nats; □: the model has IN there)")
 
 
-register_kind(ResultKind(
+# Registered by results.kinds on first use (BUILTIN_ELSEWHERE), so kinds imports nothing of this module.
+RESULT_KIND = ResultKind(
     KIND, ("pair", "layer"), "layer", published={"classification": (METRIC,)}, shown={"classification": (METRIC,)},
     aliases={"kl": METRIC, "div": METRIC}, describe="rows: layers; columns: models",
     hooks=KindHooks(tables=divergence_tables, publish=publish_divergence, read=read_leaderboard,
                     check=check_divergence, panels=divergence_panels, board=site_board, header=HEADER,
-                    split=split)))
+                    split=split))

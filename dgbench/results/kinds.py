@@ -17,7 +17,7 @@ Records written before records named their kind are read by :func:`infer_kind`: 
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -117,14 +117,16 @@ def unregister_kind(name: str) -> None:
 
 
 def _builtin() -> None:
-    """Register the built-in kinds on first use (divergence's module registers its own)."""
+    """Register the built-in kinds on first use (divergence's lives in results.divergence)."""
     global _BUILTIN_LOADED
     if _BUILTIN_LOADED:
         return
     _BUILTIN_LOADED = True
     for kind in BUILTIN:
         _KINDS.setdefault(kind.name, kind)
-    from . import divergence  # noqa: F401 - registers the divergence kind
+    for target in BUILTIN_ELSEWHERE:  # by name, as protocol kinds are: no import cycle with them
+        kind = resolve(target)
+        _KINDS.setdefault(kind.name, kind)
 
 
 def get_kind(name: str) -> ResultKind:
@@ -162,11 +164,32 @@ def resolve(target: str) -> Callable[..., Any]:
     return getattr(importlib.import_module(module), name)
 
 
+def shown_metrics(kind: str, available: Iterable[str]) -> list[str]:
+    """The metrics a table of ``kind`` shows by default among ``available``."""
+    available = catalogue.ordered(available)
+    chosen = [m for m in get_kind(kind).shown.get(catalogue.task_of(available), ()) if m in available]
+    return chosen or available[:1]
+
+
+def resolve_metric(text: str, kind: str, available: Iterable[str]) -> str:
+    """A user's ``--metric`` (name or alias) -> the record's metric name, among ``available``."""
+    available = catalogue.ordered(available)
+    aliases = get_kind(kind).aliases
+    name = aliases.get(text.lower(), text.lower())
+    if name not in catalogue.METRICS or (available and name not in available):
+        known = [a for a, m in aliases.items() if m in available] + available
+        raise UnknownNameError(f"metric for {kind} tables", text, known or list(catalogue.METRICS))
+    return name
+
+
 def fraction_title(fraction: str) -> str:
     """A fine-tune column: ``source only`` for 0, else the percentage (``10%``)."""
     f = float(fraction)
     return "source only" if f == 0 else f"{f * 100:g}%"
 
+
+# Built-in kinds whose ResultKind lives with their own results module ("module:attribute").
+BUILTIN_ELSEWHERE = ("dgbench.results.divergence:RESULT_KIND",)
 
 BUILTIN = (
     ResultKind(

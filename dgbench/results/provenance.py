@@ -92,11 +92,11 @@ def provenance_by_leaderboard(frame: pd.DataFrame,
 
 def published_values(r: Mapping[str, Any], metrics: tuple[str, ...]) -> dict[str, str]:
     """What a row publishes, as the CSV prints it: a sidecar entry holds only for these values."""
-    from .leaderboard import _fmt
+    from .csvio import fmt_number
 
     n = r.get("n_runs", r.get("n"))
     n = "" if n is None or (isinstance(n, float) and math.isnan(n)) else str(int(n))
-    return {"n_runs": n, **{f"{m}_pct": _fmt(r.get(f"{m}_pct", r.get(m))) for m in metrics}}
+    return {"n_runs": n, **{f"{m}_pct": fmt_number(r.get(f"{m}_pct", r.get(m))) for m in metrics}}
 
 
 def attach_values(rows: list[dict], lb: pd.DataFrame) -> list[dict]:

@@ -23,7 +23,9 @@ from .corruption import corruption_grids
 from .csvio import copy_if_changed, output_dir, write_if_changed
 from .frame import MEASURED, variant_label
 from .kinds import ResultKind, get_kind
-from .leaderboard import _fmt, leaderboard_name, leaderboard_to_summary, load_leaderboard, load_paper
+from .csvio import fmt_number
+from .leaderboard import leaderboard_name
+from .published import leaderboard_to_summary, load_leaderboard, load_paper, paper_files
 from .site_model import PAPER, Board, Cell, Grid, Row  # noqa: F401 - site_pages reads them here
 from .provenance import (ROW_KEY, attach_values, provenance_by_leaderboard, published_values, read_sidecar,
                          sidecar_path, sidecar_text)
@@ -33,12 +35,12 @@ PLOT_DPI = 110  # as `dgbench plot` draws them
 
 
 def _cell(r: Mapping[str, Any], metric: str) -> Cell | None:
-    value = _fmt(r.get(metric))
+    value = fmt_number(r.get(metric))
     if not value:
         return None
     n = r.get("n")
     n = None if n is None or (isinstance(n, float) and math.isnan(n)) else int(n)
-    return Cell(value, _fmt(r.get(f"{metric}_drop")), _fmt(r.get(f"{metric}_se")), n)
+    return Cell(value, fmt_number(r.get(f"{metric}_drop")), fmt_number(r.get(f"{metric}_se")), n)
 
 
 def _runs(sel: pd.DataFrame, sidecar: Mapping[tuple, dict] | None,
@@ -220,8 +222,6 @@ def build_site(csv_paths: Iterable[Path], out_dir: str | os.PathLike) -> list[Pa
         page = out / board.page
         write_if_changed(page, site_pages.board_page(board))
         written.append(page)
-    from .leaderboard import paper_files
-
     paper_links = []
     for pf in paper_files():
         written += copy_if_changed(pf, out / "paper" / pf.name)

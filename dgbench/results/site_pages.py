@@ -170,6 +170,9 @@ def board_page(board: Board) -> str:
             "This leaderboard was published without a provenance sidecar, so its runs' provenance "
             "is not shown.")
     grids = "".join(_grid_html(board, g, i) for i, g in enumerate(board.summaries + board.grids))
+    shading = ('Cells are shaded by their drop: <span class="swatch loss">warmer: a larger loss</span> '
+               '<span class="swatch gain">cooler: a gain</span>, relative to the largest drop in the table. '
+               if any(g.max_drop > 0 for g in board.grids) else "")  # fine-tuning, divergence: no drops
     return (_head(f"{title} — dgbench leaderboard")
             + '<a class="skip" href="#main">Skip to the tables</a>\n'
             + '<header>\n<nav aria-label="Site"><a href="index.html">All leaderboards</a></nav>\n'
@@ -180,9 +183,7 @@ def board_page(board: Board) -> str:
             + '<input id="filter" type="search" autocomplete="off" spellcheck="false" '
             + 'aria-describedby="filter-status">\n'
             + '<p id="filter-status" class="status" role="status" aria-live="polite"></p>\n</div>\n'
-            + '<p class="legend">Cells are shaded by their drop: <span class="swatch loss">warmer: '
-            + 'a larger loss</span> <span class="swatch gain">cooler: a gain</span>, relative to the '
-            + f"largest drop in the table. Sort by a column with its header button. {prov}</p>\n"
+            + f'<p class="legend">{shading}Sort by a column with its header button. {prov}</p>\n'
             + grids + _plots_html(board) + "</main>\n" + _foot(script=True))
 
 

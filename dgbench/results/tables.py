@@ -20,7 +20,6 @@ import csv
 import io
 import math
 from collections.abc import Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import pandas as pd
@@ -31,8 +30,9 @@ from rich.table import Table
 from ..errors import DgbenchError, UnknownNameError
 from . import catalogue
 from .conditions import natural
+from .tabledata import NoResultsError, TableData, fmt_stat
 from .frame import MEASURED, as_text, records_to_frame, row_label, summarize
-from .kinds import all_kinds, fraction_title, get_kind, kind_names, resolve
+from .kinds import all_kinds, fraction_title, get_kind, kind_names, resolve, resolve_metric, shown_metrics
 
 FORMATS = ("rich", "csv", "markdown", "latex")
 _TEXT_COLUMNS = ("source", "train \\ test")  # left-aligned; numbers are right-aligned
@@ -41,30 +41,7 @@ PAPER = "paper"
 METRIC_TITLES = {name: m.title for name, m in catalogue.METRICS.items()}  # read by the renderers
 
 
-class NoResultsError(DgbenchError):
-    """Nothing stored matches what a table, leaderboard or plot was asked to show."""
-
-
-@dataclass
-class TableData:
-    """A table as strings: the one thing every renderer reads."""
-
-    title: str
-    columns: list[str]
-    rows: list[list[str]]
-    sources: list[str] = field(default_factory=list)  # per row: "dgbench" or "paper"
-    caption: str = ""
-
-
 # ---------------------------------------------------------------- building
-
-
-def fmt_stat(mean: float, se: float = math.nan) -> str:
-    """``25.54`` or ``25.54 ± 0.12``; an en dash for a missing number."""
-    if mean is None or math.isnan(mean):
-        return "–"
-    text = f"{mean:.2f}"
-    return text if se is None or math.isnan(se) else f"{text} ± {se:.2f}"
 
 
 def _joined(row: Mapping[str, Any], cols: list[str]) -> str:
@@ -104,8 +81,8 @@ def _cell(row: Mapping[str, Any], metrics: Iterable[str], with_drop: bool) -> st
 def resolve_metrics(metric: str | None, kind: str, available: Iterable[str]) -> list[str]:
     """The record metrics a table of ``kind`` shows for the user's ``--metric`` (see the catalogue)."""
     if metric is None:
-        return catalogue.shown(kind, available)
-    return [catalogue.resolve_metric(metric, kind, available)]
+        return shown_metrics(kind, available)
+    return [resolve_metric(metric, kind, available)]
 
 
 def _canonical(name: str) -> str:
@@ -353,20 +330,32 @@ def _finetune(both: pd.DataFrame, dataset: str, protocol: str, metrics: list[str
 
 
 def to_rich(t: TableData, width: int | None = None) -> Table:
-    """A rich table; given the terminal ``width`` and a table wider than it, every column but the
-    model's is set to its longest word and the model's takes the rest, so cells wrap at their
-    spaces (a drop under its value) and nothing is cut to "…" (rich's own squeezing cuts headers
-    or overruns the width); a word longer than its column folds onto the next line."""
+    """A rich table; given the terminal ``width`` and a table wider than it, the columns get the
+    widths of :func:`_fit_widths`, so cells wrap at their spaces (a drop under its value) and
+    nothing is cut to "…" (rich's own squeezing cuts headers or overruns the width)."""
     table = Table(title=t.title, caption=t.caption, title_justify="left", caption_justify="left")
     cols = list(zip(t.columns, *t.rows)) if t.rows else [(c,) for c in t.columns]
     natural = sum(max(len(x) for x in col) + 3 for col in cols) + 1
-    fixed = width is not None and natural > width
+    widths = _fit_widths(cols, width) if width is not None and natural > width else [None] * len(cols)
     for i, c in enumerate(t.columns):
-        table.add_column(c, justify="left" if i == 0 or c in _TEXT_COLUMNS else "right", no_wrap=i == 0 and not fixed,
-                         overflow="fold", width=_word_width(cols[i]) if fixed and i > 0 else None)
+        table.add_column(c, justify="left" if i == 0 or c in _TEXT_COLUMNS else "right",
+                         no_wrap=i == 0 and widths[i] is None, overflow="fold", width=widths[i])
     for row, src in zip(t.rows, t.sources or [MEASURED] * len(t.rows)):
         table.add_row(*row, style="dim italic" if src == PAPER else None)
     return table
+
+
+def _fit_widths(cols: list[tuple[str, ...]], width: int) -> list[int | None]:
+    """Column widths for a terminal ``width``: every cell's longest word, then, while room is left,
+    each header's longest word, then the first column's texts whole (a model name on one line);
+    a word still longer than its column folds."""
+    widths = [_word_width(col[1:]) for col in cols]
+    targets = ([_word_width(col[:1]) for col in cols], [max(len(x) for x in cols[0])] + widths[1:])
+    for target in targets:
+        for i, want in enumerate(target):
+            spare = width - (sum(widths) + 3 * len(widths) + 1)
+            widths[i] += max(0, min(want - widths[i], spare))
+    return list(widths)
 
 
 def to_csv(t: TableData) -> str:
@@ -444,7 +433,7 @@ def render_table(results: pd.DataFrame | Iterable[Mapping[str, Any]], kind: str 
         summary = add_intervals(summary, frame, {r["key"]: r for r in results}, intervals_from)
     paper = None
     if with_paper:
-        from .leaderboard import load_paper
+        from .published import load_paper
 
         paper = load_paper()
     hooked = kind is not None and get_kind(kind).hooks is not None
@@ -458,7 +447,7 @@ def render_table(results: pd.DataFrame | Iterable[Mapping[str, Any]], kind: str 
 
 def markdown_page(lb: pd.DataFrame, csv_name: str) -> str:
     """The Markdown page published beside a leaderboard CSV: its tables in the paper's shape."""
-    from .leaderboard import leaderboard_to_summary
+    from .published import leaderboard_to_summary
 
     summary = leaderboard_to_summary(lb)
     kind = get_kind(lb.attrs["kind"])
