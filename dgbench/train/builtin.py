@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..data import digits as D
+from ..builtin import digits as D
 from .classification import (
     DEFAULT_BATCH_SIZE,
     DEFAULT_EPOCHS,
@@ -56,14 +56,14 @@ class Reproduction:
 
 
 def _pairs(models: Sequence[str] | None, domains: Sequence[str] | None) -> list[tuple[str, str]]:
-    from ..models.small import SMALL_MODELS
+    from ..builtin.names import SMALL_MODELS
 
     return [(m, d) for d in (domains or D.DOMAINS) for m in (models or SMALL_MODELS)]
 
 
 def train_pair(model: str, domain: str, out_dir: Path, *, progress: bool = True) -> dict[str, Any]:
     """Train one shipped pair with :data:`RECIPE` into ``out_dir``; return its manifest entry."""
-    from ..models.small import checkpoint_file
+    from ..builtin.checkpoints import checkpoint_file
 
     path = out_dir / Path(checkpoint_file(model, domain)).name
     r = train_classifier(model, domain, out=path, progress=progress, **RECIPE)
@@ -120,7 +120,7 @@ def reproduce_builtin(
     on_done: Callable[[Reproduction], None] | None = None,
 ) -> list[Reproduction]:
     """Retrain the shipped pairs into ``out_dir`` and compare each with the shipped manifest."""
-    from ..models.small import manifest
+    from ..builtin.checkpoints import manifest
 
     shipped = manifest()
     out = Path(out_dir)
