@@ -137,3 +137,17 @@ def test_a_subset_has_one_identity() -> None:
     assert finetune.indices_sha256 is indices_sha256 is segmentation._indices_sha256
     # the JSON list of the indices: what the fine-tuning records and training configs store
     assert indices_sha256([3, 1, 2]) == hashlib.sha256(b"[3, 1, 2]").hexdigest()
+
+
+def test_the_recipes_are_the_ones_the_shipped_manifests_record() -> None:
+    import json
+
+    from dgbench.builtin import recipes
+    from dgbench.train.builtin import RECIPE
+    from dgbench.train.classification import DEFAULT_EPOCHS, DEFAULT_LR
+
+    assert json.loads(checkpoints.manifest_path().read_text())["recipe"] == recipes.CLASSIFIER_RECIPE == RECIPE
+    assert (DEFAULT_EPOCHS, DEFAULT_LR) == (RECIPE["epochs"], RECIPE["lr"])
+    scenes = list(checkpoints.scene_manifest().values())
+    assert {e["model"] for e in scenes} == set(recipes.SCENE_MODELS)
+    assert all(e["recipe"] == json.loads(json.dumps(recipes.SCENE_RECIPE)) for e in scenes)

@@ -1,6 +1,7 @@
 """Build, and reproduce, the checkpoints that ship with dgbench (every small variant x both domains).
 
-The recipe is :data:`RECIPE` (see :mod:`.classification` for what each knob does). Building writes
+The recipe is :data:`RECIPE` (:data:`dgbench.builtin.recipes.CLASSIFIER_RECIPE`; see
+:mod:`.classification` for what each knob does). Building writes
 ``<model>-<domain>.pth`` and its JSON sidecar per pair plus ``manifest.json`` (file, sha256,
 model, dataset, seed, epochs, test accuracy, recipe, versions). Reproducing retrains every pair
 into a scratch folder and compares each new file's sha256 with the manifest: bit-exact equality is
@@ -18,23 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from ..builtin import digits as D
-from .classification import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_EPOCHS,
-    DEFAULT_LR,
-    DEFAULT_THREADS,
-    DEFAULT_WEIGHT_DECAY,
-    train_classifier,
-)
-
-RECIPE: dict[str, Any] = {
-    "epochs": DEFAULT_EPOCHS,
-    "batch_size": DEFAULT_BATCH_SIZE,
-    "lr": DEFAULT_LR,
-    "weight_decay": DEFAULT_WEIGHT_DECAY,
-    "seed": 0,
-    "num_threads": DEFAULT_THREADS,
-}
+from ..builtin.recipes import CLASSIFIER_RECIPE as RECIPE
+from .classification import train_classifier
 
 
 @dataclass

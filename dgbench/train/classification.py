@@ -37,13 +37,15 @@ import torch
 from torch import Tensor, nn
 
 from ..builtin import digits as D
+from ..builtin.recipes import CLASSIFIER_RECIPE
 from ..errors import DgbenchError
 
-DEFAULT_EPOCHS = 15
-DEFAULT_BATCH_SIZE = 64
-DEFAULT_LR = 0.1
-DEFAULT_WEIGHT_DECAY = 5e-4
-DEFAULT_THREADS = 1
+# The defaults are the recipe of the shipped checkpoints.
+DEFAULT_EPOCHS: int = CLASSIFIER_RECIPE["epochs"]
+DEFAULT_BATCH_SIZE: int = CLASSIFIER_RECIPE["batch_size"]
+DEFAULT_LR: float = CLASSIFIER_RECIPE["lr"]
+DEFAULT_WEIGHT_DECAY: float = CLASSIFIER_RECIPE["weight_decay"]
+DEFAULT_THREADS: int = CLASSIFIER_RECIPE["num_threads"]
 
 
 @dataclass(frozen=True)

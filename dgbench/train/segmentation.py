@@ -42,6 +42,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ..builtin.recipes import SCENE_MODELS as BUILTIN_SCENE_MODELS
+from ..builtin.recipes import SCENE_RECIPE as BUILTIN_SCENE_RECIPE
 from ..data.base import indices_sha256 as _indices_sha256
 from ..data.seg_base import IGNORE_INDEX, QuirkPolicy
 from ..data.seg_transforms import AugmentedSegmentation, SegAugment
@@ -484,15 +486,7 @@ def _train(rt: Runtime, cfg: SegTrainConfig, root: Any, out_dir: Any, resume: An
 # ---------------------------------------------------------------------------------------------
 # The shipped checkpoints of the built-in digit-scenes pair.
 
-BUILTIN_SCENE_MODELS = ("deeplab_small_resnet", "deeplab_small_resnet_ibn_a", "deeplab_small_resnet_ibn_b")
-BUILTIN_SCENE_RECIPE: dict[str, Any] = dict(
-    # The paper's optimizer and schedule; fewer epochs and 64x64 crops for 400 small scenes; no
-    # mirror (a mirrored digit is another glyph); the backbone starts from the digits benchmark's
-    # shipped classifier of the *same* domain (the scenes' analogue of ImageNet pretraining,
-    # without showing a model the other domain).
-    epochs=12, batch_size=16, base_lr=0.01, lr_power=0.9, momentum=0.9, weight_decay=1e-4,
-    crop_size=(64, 64), scale_range=(0.75, 1.25), aspect_range=(0.9, 1.1), mirror=False, seed=0,
-)
+# The models and the recipe (BUILTIN_SCENE_MODELS, BUILTIN_SCENE_RECIPE) are dgbench.builtin.recipes'.
 
 
 def train_builtin_scene_models(
