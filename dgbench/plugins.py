@@ -12,15 +12,25 @@ A package adds to dgbench by declaring entry points in its ``pyproject.toml``:
 Model and dataset plugins are imported once, the first time dgbench lists or looks up a model or
 a dataset. A plugin that fails to import is an error naming the package, the entry point and the
 cause, never a traceback from deep inside dgbench.
+
+dgbench's own built-in benchmark (:mod:`dgbench.builtin`) is loaded the same way, from
+:data:`BUILTIN` before the installed packages, so the model zoo and the dataset modules never
+import it (nor it them in a circle).
 """
 from __future__ import annotations
 
+import importlib
 from importlib.metadata import EntryPoint, entry_points
 from typing import Any
 
 from .errors import DgbenchError
 
 _loaded: set[str] = set()
+# group -> dgbench's own modules that register into it, imported like entry points.
+BUILTIN: dict[str, tuple[str, ...]] = {
+    "dgbench.models": ("dgbench.builtin.small", "dgbench.builtin.scene_models"),
+    "dgbench.datasets": ("dgbench.builtin.digits", "dgbench.builtin.digit_scenes"),
+}
 
 
 class PluginError(DgbenchError):
@@ -47,6 +57,8 @@ def load_group(group: str) -> None:
     if group in _loaded:
         return
     _loaded.add(group)
+    for module in BUILTIN.get(group, ()):
+        importlib.import_module(module)
     for ep in entry_points(group=group):
         load_entry_point(ep, group)
 

@@ -33,7 +33,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
 )
 # Units of the parallel branches of issue 20 not merged here yet (builtin and compat),
 # placed above so that merging them needs no edit here. Delete this set once they exist.
-NOT_YET_MERGED = {"builtin", "compat"}
+NOT_YET_MERGED: set[str] = set()
 # The imports allowed between units of one layer (importer, imported). Anything else within a
 # layer is a violation: models never imports data, nor data models, nor train protocols.
 WITHIN_LAYER = {
@@ -53,10 +53,6 @@ ROOT_NAMES = {"__version__"}
 
 # Known violations, (importing module, imported unit): each says which change removes it.
 KNOWN_LAYER_VIOLATIONS = {
-    ("dgbench.models.small", "data"):
-        "issue 20: the built-in benchmark (digits, small models, checkpoints) moves into its own package",
-    ("dgbench.models.deeplab", "data"):
-        "issue 20: the built-in benchmark (digit scenes, their DeepLab checkpoints) moves into its own package",
     ("dgbench.results.conditions", "protocols"):
         "issue 20 (names): results read a protocol's shift order from the specs parser, protocols/specs.py; "
         "the specs move below protocols and results",

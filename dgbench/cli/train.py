@@ -125,7 +125,7 @@ def _train_segmentation(*, dataset: str, model: str, root: Path | None, out: Pat
 
 def _builtin(out: Path | None, *, write: bool) -> None:
     from ..config import asset_path
-    from ..models.small import CHECKPOINT_DIR
+    from ..builtin.checkpoints import CHECKPOINT_DIR
     from ..train.builtin import Reproduction, build_builtin, reproduce_builtin
 
     if write:

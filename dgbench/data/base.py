@@ -6,6 +6,8 @@ image is decoded once per protocol, never once per shift.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -69,6 +71,12 @@ def class_balanced_indices(labels: Sequence[int], n: int) -> list[int]:
                 picked.append(by_class[c][rank])
         rank += 1
     return sorted(picked)
+
+
+def indices_sha256(indices: Sequence[int]) -> str:
+    """The identity of a subset of a dataset: sha256 of its indices as a JSON list (training's
+    config and the fine-tuning records both store it, so both read it here)."""
+    return hashlib.sha256(json.dumps([int(i) for i in indices]).encode()).hexdigest()
 
 
 # name -> builder(root, *, split, preprocess, **options) -> dataset. Classification datasets yield

@@ -1,7 +1,8 @@
 """The model zoo. Importing this package registers every model (see :mod:`.registry`).
 
 Families: :mod:`.resnet` (ResNet-18..152, every IBN variant), :mod:`.resnext`, :mod:`.senet`,
-:mod:`.densenet`; other areas add theirs (``small``, ``deeplab``) and are imported when present.
+:mod:`.densenet`, :mod:`.deeplab`; other areas add theirs and are imported when present. The
+built-in benchmark's small models register from :mod:`dgbench.builtin` (see :mod:`dgbench.plugins`).
 """
 import importlib as _importlib
 
@@ -21,7 +22,7 @@ from .resnet import BasicBlock, Bottleneck, ResNet  # noqa: F401,E402
 
 # Model modules register their constructors on import. Modules of areas not built yet in this
 # checkout are skipped; an import error *inside* an existing module still surfaces.
-for _name in ("resnext", "senet", "densenet", "small", "deeplab"):
+for _name in ("resnext", "senet", "densenet", "deeplab"):
     try:
         _importlib.import_module(f"{__name__}.{_name}")
     except ModuleNotFoundError as _exc:

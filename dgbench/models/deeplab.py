@@ -31,9 +31,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..compat import forward
 from ..errors import CheckpointError
-from .registry import PretrainedCfg, model_info, refuse_model, register_model
-from .resnet import RESNET_LAYERS, RESNET_VARIANTS, BasicBlock, ResNet
+from .registry import PretrainedCfg, model_info, register_model
+from .resnet import RESNET_LAYERS, RESNET_VARIANTS, ResNet
 
 __all__ = ["DeepLab", "ASPPv2", "ASPPv3", "build_deeplab", "load_backbone_weights"]
 
@@ -212,117 +213,9 @@ def _register() -> None:
 _register()
 
 
-# -- the small DeepLabs of the built-in digit scenes -------------------------------------------
-# The digits benchmark's small ResNet (CIFAR stem, one BasicBlock per group, narrow widths) with
-# the same dilation and head. The stem keeps full resolution, so "output stride 8" (groups 3 and 4
-# dilated) leaves 32x32 features for a 64x64 scene; the ASPP rates shrink to match (2, 4, 6, 8).
-
-SCENE_CHECKPOINT_DIR = ("checkpoints", "digit-scenes")  # under dgbench/assets
-SCENE_MANIFEST = "manifest.json"
-SCENE_ASPP_DILATIONS = (2, 4, 6, 8)
-
-
-def scene_checkpoint_file(model: str, domain: str) -> str:
-    """Path, relative to ``dgbench/assets``, of the shipped scene model trained on ``domain``."""
-    return "/".join((*SCENE_CHECKPOINT_DIR, f"{model}-{domain}.pth"))
-
-
-def scene_manifest() -> dict[str, dict[str, Any]]:
-    """Shipped scene checkpoints by file name: sha256, training domain, recipe, in-domain mIoU."""
-    import json
-
-    from ..config import asset_path
-
-    path = asset_path(*SCENE_CHECKPOINT_DIR, SCENE_MANIFEST)
-    if not path.is_file():
-        return {}
-    return {e["file"]: e for e in json.loads(path.read_text())["checkpoints"]}
-
-
-def builtin_scene_checkpoints(model: str) -> dict[str, str]:
-    """``{training domain: shipped checkpoint path}`` of a small scene model (may be empty).
-
-    Each file's sha256 is checked against the manifest (a mismatch is a :class:`CheckpointError`).
-    """
-    import hashlib
-
-    from ..config import asset_path
-    from ..data.digit_scenes import SCENE_DOMAINS
-
-    out: dict[str, str] = {}
-    entries = scene_manifest()
-    for domain in SCENE_DOMAINS:
-        rel = scene_checkpoint_file(model, domain)
-        entry = entries.get(rel.rsplit("/", 1)[-1])
-        if entry is None:
-            continue
-        path = asset_path(*rel.split("/"))
-        digest = hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None
-        if digest != entry["sha256"]:
-            raise CheckpointError(f"shipped checkpoint {path} is missing or does not match its manifest sha256")
-        out[domain] = str(path)
-    return out
-
-
-def _register_small() -> None:
-    try:
-        from . import small as _small
-    except ModuleNotFoundError as exc:  # the digits area is not in this checkout
-        if exc.name != f"{__package__}.small":
-            raise
-        return
-    from ..data import digit_scenes as S
-
-    entries = scene_manifest()
-    for v, why in _small.REFUSED_VARIANTS.items():
-        refuse_model(f"deeplab_{_small.small_name(v)}", why)
-    for v in _small.VARIANTS:
-        base = _small.small_name(v)
-        name = f"deeplab_{base}"
-        rel = scene_checkpoint_file(name, "digit-scenes")
-        entry = entries.get(rel.rsplit("/", 1)[-1])
-        cfg = PretrainedCfg(
-            file=rel if entry else None,
-            sha256_prefix=entry["sha256"] if entry else None,
-            input_size=(3, S.SCENE_SIZE, S.SCENE_SIZE),
-            mean=S.MEAN,
-            std=S.STD,
-            interpolation="nearest",
-            crop_pct=1.0,
-            num_classes=S.NUM_CLASSES,
-            source="dgbench built-in: trained on the digit-scenes train split" if entry
-            else "no shipped checkpoint (train with train_segmentation on digit-scenes)",
-            license="MIT (dgbench); data: UCI optdigits via scikit-learn (CC BY 4.0)",
-        )
-
-        def ctor(num_classes: int = S.NUM_CLASSES, _v: str = v.removeprefix("ibn_"), _b: str = base, **kwargs: Any) -> DeepLab:
-            output_stride = kwargs.pop("output_stride", 8)
-            head = kwargs.pop("head", "aspp_v2")
-            dil = kwargs.pop("aspp_dilations", SCENE_ASPP_DILATIONS)
-            pretrained_backbone = kwargs.pop("pretrained_backbone", False)
-            kwargs.setdefault("stem", "cifar")
-            kwargs.setdefault("widths", _small.WIDTHS)
-            backbone = ResNet(
-                BasicBlock, _small.LAYERS, num_classes=0, variant=_v,
-                replace_stride_with_dilation=DILATION_FOR_STRIDE[output_stride], **kwargs,
-            )
-            if pretrained_backbone:  # the digits classifier's shipped weights
-                if pretrained_backbone is True and not model_info(_b).pretrained_cfg.has_weights:
-                    warnings.warn(f"{_b} has no shipped weights; the backbone starts from random init")
-                else:
-                    load_backbone_weights(backbone, _b, pretrained_backbone)
-            return DeepLab(backbone, num_classes, head=head, aspp_dilations=dil, output_stride=output_stride)
-
-        ctor.__name__ = ctor.__qualname__ = name
-        ctor.__doc__ = f"DeepLab (v2 ASPP, rates {SCENE_ASPP_DILATIONS}) on {base}, for the built-in digit scenes."
-        register_model(
-            family="deeplab",
-            backbone=base,
-            variant="baseline" if v == "baseline" else f"ibn_{v.removeprefix('ibn_')}",
-            task="segmentation",
-            pretrained_cfg=cfg,
-            name=name,
-        )(ctor)
-
-
-_register_small()
+# The small DeepLabs of the built-in digit scenes moved to dgbench.builtin.scene_models, their
+# checkpoints to dgbench.builtin.checkpoints; the old names still resolve here for one release.
+__getattr__ = forward(__name__, ("dgbench.builtin.scene_models", "dgbench.builtin.checkpoints"), names=(
+    "SCENE_ASPP_DILATIONS", "SCENE_CHECKPOINT_DIR", "SCENE_MANIFEST", "scene_checkpoint_file", "scene_manifest",
+    "builtin_scene_checkpoints",
+))

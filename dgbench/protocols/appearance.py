@@ -22,6 +22,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..builtin.domains import DIGIT_DOMAINS
+from ..builtin.names import builtin_model_name
 from ..config import ENV_VARS, results_dir
 from ..data.base import Preprocess, build_dataset, class_balanced_indices, dataset_task, list_datasets
 from ..engine import EngineConfig, EvalResult, evaluate
@@ -39,13 +41,7 @@ from .model_select import (build_model, model_cfg, model_seed, refuse_other_clas
                            split_names, weights_source)
 from .specs import protocol_shifts
 
-BUILTIN_OFFLINE = ("digits", "typeset-digits")  # datasets without Monet renderings, unless they say otherwise
-
-
-def small_name_for(name: str) -> str:
-    from ..models.small import small_name_for as to_small
-
-    return to_small(name)
+BUILTIN_OFFLINE = DIGIT_DOMAINS  # datasets without Monet renderings, unless they say otherwise
 
 
 # ----------------------------------------------------------------------------- datasets
@@ -252,7 +248,7 @@ class _Run:
         if self.ds_name in BUILTIN_OFFLINE and isinstance(wanted, (str, list, tuple)) and wanted != "all":
             names = split_names(wanted)
             names = [names] if isinstance(names, str) else list(names)
-            wanted = [n if is_external(n) else small_name_for(n) for n in names]  # ibn_a means the small one
+            wanted = [n if is_external(n) else builtin_model_name(n, self.ds_name) for n in names]  # ibn_a: the small one
         names = list(dict.fromkeys(resolve_models(wanted, pretrained=self.req.pretrained)))
         if not names:
             raise DgbenchError(f"no model matches {self.req.model!r}")

@@ -186,14 +186,14 @@ def _classification_models(req: RunRequest, pair: PairSpec) -> list[Any]:
     from .model_select import pick_small, resolve_models
 
     if pair.weights == "builtin":
-        from ..models.small import SMALL_MODELS, small_name_for
+        from ..builtin.names import SMALL_MODELS, small_name_for
 
         return pick_small(req.model, SMALL_MODELS, small_name_for, f"checkpoints shipped for the {pair.name} pair")
     return resolve_models(req.model, pretrained=False)
 
 
 def _classification_builtin(name: Any, domain: str) -> Callable[[], nn.Module]:
-    from ..models.small import load_builtin
+    from ..builtin.checkpoints import load_builtin
 
     return lambda: load_builtin(name, domain)
 

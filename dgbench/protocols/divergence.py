@@ -122,18 +122,17 @@ class _Run:
     # -- models ------------------------------------------------------------------------------
     def _models(self) -> list[Any]:
         from ..models.external import is_external
-        from .appearance import BUILTIN_OFFLINE, small_name_for
+        from ..builtin.names import SMALL_MODELS, builtin_model_name
+        from .appearance import BUILTIN_OFFLINE
         from .model_select import resolve_models, split_names
 
         wanted = split_names(self.req.model)
         if self.ds_name in BUILTIN_OFFLINE and not isinstance(wanted, nn.Module):
             # the built-in digits: `all` means the seven small variants, ibn_a the small IBN-a
-            from ..models.small import SMALL_MODELS
-
             names = [wanted] if isinstance(wanted, str) else list(wanted)
             if names == ["all"]:
                 return list(SMALL_MODELS)
-            wanted = [n if isinstance(n, nn.Module) or is_external(n) else small_name_for(n) for n in names]
+            wanted = [n if isinstance(n, nn.Module) or is_external(n) else builtin_model_name(n, self.ds_name) for n in names]
         found = list(dict.fromkeys(resolve_models(wanted, pretrained=self.req.pretrained)))
         if not found:
             raise DgbenchError(f"no model matches {self.req.model!r}")

@@ -33,7 +33,6 @@ is stored as soon as it is measured, and an interrupted fine-tune resumes from i
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 import time
 from collections.abc import Sequence
@@ -43,6 +42,7 @@ from typing import Any
 from torch import nn
 
 from ..config import results_dir
+from ..data.base import indices_sha256
 from ..errors import CheckpointError, DgbenchError, SpecError
 from ..results.record import new_record, record_key
 from ..results.store import ResultStore
@@ -113,10 +113,6 @@ def nested_subsets(n: int, fractions: Sequence[float], seed: int) -> dict[float,
     """``{fraction: sorted indices}``: prefixes of one order, so smaller subsets nest in larger ones."""
     order = subset_order(n, seed)
     return {f: sorted(order[: subset_size(f, n)]) for f in fractions}
-
-
-def indices_sha256(indices: Sequence[int]) -> str:
-    return hashlib.sha256(json.dumps([int(i) for i in indices]).encode()).hexdigest()
 
 
 # ----------------------------------------------------------------------------- recipe and weights
@@ -277,7 +273,7 @@ class FinetuneProtocol(CrossDomainProtocol):
 
 
 def _builtin_source(name: str, source: str) -> str:
-    from ..models.deeplab import builtin_scene_checkpoints
+    from ..builtin.checkpoints import builtin_scene_checkpoints
 
     found = builtin_scene_checkpoints(name)
     if source not in found:

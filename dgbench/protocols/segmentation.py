@@ -210,20 +210,16 @@ def builtin_scene_models(spec: Any) -> list[str]:
     """The small scene DeepLabs meant by ``spec``: ``ibn_b`` / ``small_resnet_ibn_b`` /
     ``deeplab_small_resnet_ibn_b``, ``all`` or a glob (on either name); only models with shipped
     checkpoints qualify."""
-    from ..models.deeplab import scene_manifest
-    from ..models.small import SMALL_MODELS, small_name_for
+    from ..builtin.checkpoints import scene_manifest
+    from ..builtin.names import SMALL_MODELS, scene_name_for
     from .model_select import pick_small
 
     shipped = [f"deeplab_{s}" for s in SMALL_MODELS if f"deeplab_{s}-digit-scenes.pth" in scene_manifest()]
-
-    def to_scene(name: str) -> str:
-        return "deeplab_" + small_name_for(name.removeprefix("deeplab_"))
-
     out: list[str] = []
     for one in ([spec] if isinstance(spec, str) else list(spec)):
         if any(c in one for c in "*?[") and not one.startswith(("deeplab_", "*")):
             one = "deeplab_" + one  # a glob on the backbone's name matches its DeepLab
-        out += [h for h in pick_small(one, shipped, to_scene, "shipped digit-scenes checkpoints") if h not in out]
+        out += [h for h in pick_small(one, shipped, scene_name_for, "shipped digit-scenes checkpoints") if h not in out]
     return out
 
 
@@ -244,7 +240,7 @@ def _seg_models(req: RunRequest, pair: Any) -> list[Any]:
 
 
 def _seg_builtin(name: Any, domain: str) -> Any:
-    from ..models.deeplab import builtin_scene_checkpoints
+    from ..builtin.checkpoints import builtin_scene_checkpoints
     from ..models.registry import create_model
 
     return lambda: create_model(name, pretrained=builtin_scene_checkpoints(name)[domain])

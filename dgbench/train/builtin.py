@@ -1,6 +1,7 @@
 """Build, and reproduce, the checkpoints that ship with dgbench (every small variant x both domains).
 
-The recipe is :data:`RECIPE` (see :mod:`.classification` for what each knob does). Building writes
+The recipe is :data:`RECIPE` (:data:`dgbench.builtin.recipes.CLASSIFIER_RECIPE`; see
+:mod:`.classification` for what each knob does). Building writes
 ``<model>-<domain>.pth`` and its JSON sidecar per pair plus ``manifest.json`` (file, sha256,
 model, dataset, seed, epochs, test accuracy, recipe, versions). Reproducing retrains every pair
 into a scratch folder and compares each new file's sha256 with the manifest: bit-exact equality is
@@ -17,24 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..data import digits as D
-from .classification import (
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_EPOCHS,
-    DEFAULT_LR,
-    DEFAULT_THREADS,
-    DEFAULT_WEIGHT_DECAY,
-    train_classifier,
-)
-
-RECIPE: dict[str, Any] = {
-    "epochs": DEFAULT_EPOCHS,
-    "batch_size": DEFAULT_BATCH_SIZE,
-    "lr": DEFAULT_LR,
-    "weight_decay": DEFAULT_WEIGHT_DECAY,
-    "seed": 0,
-    "num_threads": DEFAULT_THREADS,
-}
+from ..builtin import digits as D
+from ..builtin.recipes import CLASSIFIER_RECIPE as RECIPE
+from .classification import train_classifier
 
 
 @dataclass
@@ -56,14 +42,14 @@ class Reproduction:
 
 
 def _pairs(models: Sequence[str] | None, domains: Sequence[str] | None) -> list[tuple[str, str]]:
-    from ..models.small import SMALL_MODELS
+    from ..builtin.names import SMALL_MODELS
 
     return [(m, d) for d in (domains or D.DOMAINS) for m in (models or SMALL_MODELS)]
 
 
 def train_pair(model: str, domain: str, out_dir: Path, *, progress: bool = True) -> dict[str, Any]:
     """Train one shipped pair with :data:`RECIPE` into ``out_dir``; return its manifest entry."""
-    from ..models.small import checkpoint_file
+    from ..builtin.checkpoints import checkpoint_file
 
     path = out_dir / Path(checkpoint_file(model, domain)).name
     r = train_classifier(model, domain, out=path, progress=progress, **RECIPE)
@@ -120,7 +106,7 @@ def reproduce_builtin(
     on_done: Callable[[Reproduction], None] | None = None,
 ) -> list[Reproduction]:
     """Retrain the shipped pairs into ``out_dir`` and compare each with the shipped manifest."""
-    from ..models.small import manifest
+    from ..builtin.checkpoints import manifest
 
     shipped = manifest()
     out = Path(out_dir)

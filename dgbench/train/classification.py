@@ -16,7 +16,7 @@ archive; to a buffer it does not), so the file's hash depends on the weights onl
 
 Recipe (defaults): SGD, momentum 0.9, Nesterov, weight decay 5e-4 (not on norm parameters or
 biases), learning rate ``lr`` with a one-epoch linear warm-up then cosine decay to 0, batch 64,
-cross-entropy. Inputs are normalized with the real digits' mean/std (:data:`dgbench.data.digits.MEAN`)
+cross-entropy. Inputs are normalized with the real digits' mean/std (:data:`dgbench.builtin.digits.MEAN`)
 for both domains, as a deployed model would be.
 """
 from __future__ import annotations
@@ -36,14 +36,16 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..data import digits as D
+from ..builtin import digits as D
+from ..builtin.recipes import CLASSIFIER_RECIPE
 from ..errors import DgbenchError
 
-DEFAULT_EPOCHS = 15
-DEFAULT_BATCH_SIZE = 64
-DEFAULT_LR = 0.1
-DEFAULT_WEIGHT_DECAY = 5e-4
-DEFAULT_THREADS = 1
+# The defaults are the recipe of the shipped checkpoints.
+DEFAULT_EPOCHS: int = CLASSIFIER_RECIPE["epochs"]
+DEFAULT_BATCH_SIZE: int = CLASSIFIER_RECIPE["batch_size"]
+DEFAULT_LR: float = CLASSIFIER_RECIPE["lr"]
+DEFAULT_WEIGHT_DECAY: float = CLASSIFIER_RECIPE["weight_decay"]
+DEFAULT_THREADS: int = CLASSIFIER_RECIPE["num_threads"]
 
 
 @dataclass(frozen=True)
@@ -185,9 +187,9 @@ def train_classifier(
         model=model_name, dataset=dataset, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
         weight_decay=weight_decay, num_threads=num_threads, max_steps=max_steps, model_kwargs=dict(model_kwargs),
     )
-    x_train_u8, y_train = D.digit_tensors(dataset, "train")
-    x_test_u8, y_test = D.digit_tensors(dataset, "test")
-    x_train, x_test = D.normalize(x_train_u8), D.normalize(x_test_u8)
+    train_set, test_set = builtin_split(dataset, "train"), builtin_split(dataset, "test")
+    x_train, y_train = D.normalize(train_set.images), train_set.labels
+    x_test, y_test = D.normalize(test_set.images), test_set.labels
     n = len(y_train)
     steps_per_epoch = math.ceil(n / batch_size)
     total = steps_per_epoch * epochs if max_steps is None else min(max_steps, steps_per_epoch * epochs)
@@ -243,6 +245,14 @@ def train_classifier(
     return result
 
 
+def builtin_split(dataset: str, split: str) -> Any:
+    """A built-in domain's split through the dataset registry, as evaluation builds it, at the
+    data's native 32x32 (``.images`` uint8 ``[N, 3, 32, 32]``, ``.labels`` int64 ``[N]``)."""
+    from ..data.base import build_dataset
+
+    return build_dataset(dataset, split=split, preprocess=D.PREPROCESS)
+
+
 def write_checkpoint(result: TrainResult, path: Path) -> None:
     """Write the checkpoint and its JSON sidecar; fills ``result.sha256/checkpoint/sidecar``."""
     from ..results.record import versions
@@ -260,8 +270,8 @@ def write_checkpoint(result: TrainResult, path: Path) -> None:
         "epochs": cfg.epochs,
         "config": asdict(cfg),
         "data_fingerprint": {
-            "train": D.DigitsDataset(cfg.dataset, "train").fingerprint(),
-            "test": D.DigitsDataset(cfg.dataset, "test").fingerprint(),
+            "train": builtin_split(cfg.dataset, "train").fingerprint(),
+            "test": builtin_split(cfg.dataset, "test").fingerprint(),
         },
         "metrics": {k: round(v, 4) for k, v in result.metrics.items()},
         "num_params": sum(p.numel() for p in result.model.parameters()),
@@ -276,15 +286,11 @@ def write_checkpoint(result: TrainResult, path: Path) -> None:
 def resolve_model(name: str, dataset: str | None = None) -> str:
     """The registry name to train or evaluate for ``name`` on ``dataset``.
 
-    On a built-in digits domain, a short alias of the zoo (``ibn_a``, ``ibn_b``, ...), a bare
-    variant (``baseline``, ``a``, ``ibn_ad``) or ``resnet`` means the *small* model of that variant
-    (``small_resnet_ibn_a``): the ImageNet-size networks are not what the built-in benchmark
-    trains or ships. Full registry names (``resnet50_ibn_a``) are taken as they are.
+    On a built-in digits domain, a short alias of the zoo (``ibn_a``) means the *small* model of
+    that variant (``small_resnet_ibn_a``): see :func:`dgbench.builtin.names.small_name_for`.
+    Full registry names (``resnet50_ibn_a``) are taken as they are.
     """
+    from ..builtin.names import small_name_for
     from ..models import registry
 
-    if dataset is None or dataset not in D.DOMAINS:
-        return registry.resolve_name(name)
-    from ..models import small
-
-    return small.small_name_for(name)
+    return small_name_for(name) if dataset in D.DOMAINS else registry.resolve_name(name)

@@ -42,6 +42,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from ..builtin.recipes import SCENE_MODELS as BUILTIN_SCENE_MODELS
+from ..builtin.recipes import SCENE_RECIPE as BUILTIN_SCENE_RECIPE
+from ..data.base import indices_sha256 as _indices_sha256
 from ..data.seg_base import IGNORE_INDEX, QuirkPolicy
 from ..data.seg_transforms import AugmentedSegmentation, SegAugment
 from ..errors import CheckpointError
@@ -102,12 +105,11 @@ def segmentation_model_name(name: str, dataset: str | None = None) -> str:
     On a built-in digit-scenes domain a zoo alias or bare variant (``ibn_a``, ``baseline``) means
     the small scene model of that variant (``deeplab_small_resnet_ibn_a``).
     """
-    from ..data.digit_scenes import SCENE_DOMAINS
+    from ..builtin.domains import SCENE_DOMAINS
+    from ..builtin.names import builtin_model_name
 
-    if dataset in SCENE_DOMAINS and not name.startswith("deeplab_"):
-        from ..models.small import small_name_for
-
-        return resolve_name(f"deeplab_{small_name_for(name)}")
+    if dataset in SCENE_DOMAINS and not name.startswith("deeplab_"):  # a deeplab_ name is taken as it is
+        return builtin_model_name(name, dataset)  # type: ignore[return-value]
     try:
         canon = resolve_name(name)
     except Exception:
@@ -120,24 +122,20 @@ def segmentation_model_name(name: str, dataset: str | None = None) -> str:
 
 
 def build_train_dataset(cfg: SegTrainConfig, root: str | os.PathLike | None, policy: QuirkPolicy | None, split_file: str | None) -> Dataset:
-    if cfg.dataset == "cityscapes":
-        from ..data.cityscapes import CityscapesSegmentation
+    """The training split, built through the dataset registry as evaluation builds its test sets."""
+    from ..builtin.domains import is_builtin
+    from ..data.base import build_dataset, list_datasets
+    from ..errors import UnknownNameError
 
-        return CityscapesSegmentation(root, cfg.split, policy=policy)
+    if cfg.dataset not in list_datasets(task="segmentation"):
+        raise UnknownNameError("segmentation training dataset", cfg.dataset, list_datasets(task="segmentation"))
+    if is_builtin(cfg.dataset):  # generated in memory: no root, no quirks
+        return build_dataset(cfg.dataset, split=cfg.split)
+    options: dict[str, Any] = {"policy": policy}
     if cfg.dataset == "gta5":
-        from ..data.gta5 import GTA5Segmentation
-
-        return GTA5Segmentation(
-            root, cfg.split, split_file=split_file, fraction=cfg.gta5_fraction, subset_seed=cfg.subset_seed,
-            policy=policy, base_size=tuple(cfg.gta5_size),
-        )
-    from ..data.digit_scenes import SCENE_DOMAINS, DigitScenes
-
-    if cfg.dataset in SCENE_DOMAINS:
-        return DigitScenes(cfg.dataset, cfg.split)
-    raise ValueError(
-        f"segmentation training dataset must be cityscapes, gta5 or {', '.join(SCENE_DOMAINS)}; got {cfg.dataset!r}"
-    )
+        options.update(split_file=split_file, fraction=cfg.gta5_fraction, subset_seed=cfg.subset_seed,
+                       base_size=tuple(cfg.gta5_size))
+    return build_dataset(cfg.dataset, root, split=cfg.split, **options)
 
 
 class EpochSampler(Sampler[int]):
@@ -274,7 +272,7 @@ def train_segmentation(
             subset's size and sha256 are in the config.
     """
     if num_classes is None:
-        from ..data.digit_scenes import NUM_CLASSES as SCENE_CLASSES, SCENE_DOMAINS
+        from ..builtin.digit_scenes import NUM_CLASSES as SCENE_CLASSES, SCENE_DOMAINS
 
         num_classes = SCENE_CLASSES if dataset in SCENE_DOMAINS else 19
     cfg = SegTrainConfig(
@@ -295,12 +293,6 @@ def train_segmentation(
         return _train(rt, cfg, root, out_dir, resume, quirk_policy, gta5_mismatch, gta5_unreadable, gta5_split_file,
                       pretrained_backbone, stop_after, checkpoint_every, amp, sync_bn, num_workers, progress,
                       init_state=init_state, indices=indices)
-
-
-def _indices_sha256(indices: Sequence[int]) -> str:
-    import hashlib
-
-    return hashlib.sha256(json.dumps(list(indices)).encode()).hexdigest()
 
 
 def read_init_weights(path: Path) -> tuple[dict[str, Any], str]:
@@ -486,15 +478,7 @@ def _train(rt: Runtime, cfg: SegTrainConfig, root: Any, out_dir: Any, resume: An
 # ---------------------------------------------------------------------------------------------
 # The shipped checkpoints of the built-in digit-scenes pair.
 
-BUILTIN_SCENE_MODELS = ("deeplab_small_resnet", "deeplab_small_resnet_ibn_a", "deeplab_small_resnet_ibn_b")
-BUILTIN_SCENE_RECIPE: dict[str, Any] = dict(
-    # The paper's optimizer and schedule; fewer epochs and 64x64 crops for 400 small scenes; no
-    # mirror (a mirrored digit is another glyph); the backbone starts from the digits benchmark's
-    # shipped classifier of the *same* domain (the scenes' analogue of ImageNet pretraining,
-    # without showing a model the other domain).
-    epochs=12, batch_size=16, base_lr=0.01, lr_power=0.9, momentum=0.9, weight_decay=1e-4,
-    crop_size=(64, 64), scale_range=(0.75, 1.25), aspect_range=(0.9, 1.1), mirror=False, seed=0,
-)
+# The models and the recipe (BUILTIN_SCENE_MODELS, BUILTIN_SCENE_RECIPE) are dgbench.builtin.recipes'.
 
 
 def train_builtin_scene_models(
@@ -515,17 +499,18 @@ def train_builtin_scene_models(
     import shutil
 
     from ..config import asset_path
-    from ..data.digit_scenes import SCENE_DOMAINS, DigitScenes
-    from ..models.deeplab import SCENE_CHECKPOINT_DIR, SCENE_MANIFEST, scene_checkpoint_file
+    from ..builtin.checkpoints import CHECKPOINT_DIR, SCENE_CHECKPOINT_DIR, SCENE_MANIFEST, checkpoint_file, scene_checkpoint_file
+    from ..builtin.domains import SCENE_DOMAINS
+    from ..data.base import build_dataset
     from ..engine.segmentation import evaluate_segmentation
 
     domains = domains or tuple(SCENE_DOMAINS)
-    test_sets = {d: DigitScenes(d, "test") for d in SCENE_DOMAINS}
+    test_sets = {d: build_dataset(d, split="test") for d in SCENE_DOMAINS}
     entries = []
     for model in models:
         backbone = model.removeprefix("deeplab_")
         for domain in domains:
-            init = asset_path("checkpoints", "digits", f"{backbone}-{SCENE_DOMAINS[domain]}.pth")
+            init = asset_path(checkpoint_file(backbone, SCENE_DOMAINS[domain]))
             if not init.is_file():
                 raise CheckpointError(f"{init} (the digits classifier the scene model starts from) is missing")
             r = train_segmentation(
@@ -544,7 +529,7 @@ def train_builtin_scene_models(
                 "domain": domain,
                 "sha256": hashlib.sha256(r.weights.read_bytes()).hexdigest(),
                 "recipe": json.loads(json.dumps(BUILTIN_SCENE_RECIPE)),
-                "backbone_init": {"file": f"checkpoints/digits/{init.name}", "sha256": hashlib.sha256(init.read_bytes()).hexdigest()},
+                "backbone_init": {"file": f"{'/'.join(CHECKPOINT_DIR)}/{init.name}", "sha256": hashlib.sha256(init.read_bytes()).hexdigest()},
                 "eval": scores,
                 "final_loss": r.losses[-1] if r.losses else None,
             }

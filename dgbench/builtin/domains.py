@@ -1,0 +1,18 @@
+"""The built-in benchmark's domains, declared once.
+
+Two classification domains (handwritten and typeset digits) and, built from them, two segmentation
+domains (scenes of those digits). Everything else (the datasets' registration, the checkpoints
+shipped per domain, which model a short name means on them) reads these tuples.
+"""
+from __future__ import annotations
+
+# Classification: the real scans first, as Cityscapes is first in the paper's Table 6.
+DIGIT_DOMAINS: tuple[str, ...] = ("digits", "typeset-digits")
+# Segmentation: each scene domain pastes the digits of one classification domain.
+SCENE_DOMAINS: dict[str, str] = {"digit-scenes": "digits", "typeset-digit-scenes": "typeset-digits"}
+BUILTIN_DOMAINS: tuple[str, ...] = DIGIT_DOMAINS + tuple(SCENE_DOMAINS)
+
+
+def is_builtin(dataset: object) -> bool:
+    """True for a dataset name of the built-in benchmark (which needs no data root)."""
+    return dataset in BUILTIN_DOMAINS
