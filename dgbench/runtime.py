@@ -11,15 +11,24 @@ Device rules:
 * more ranks on a node than GPUs is an error that says so: dgbench never silently puts two
   ranks on one GPU (NCCL refuses it) nor silently moves a rank to the CPU.
 
-Precision: ``fp32`` means IEEE fp32 everywhere (TF32 off for matmuls and cuDNN convolutions,
-which PyTorch enables for convolutions by default); ``tf32`` is its own, recorded, precision.
+Precision is the runtime's too: ``Runtime.start(device, precision)`` checks that the device can
+run it, sets the TF32 flags for the runtime's life, and engines, trainers and records read
+``runtime.precision`` (forwards under ``runtime.autocast()``), so the precision a record names is
+the one that ran:
+
+* ``fp32``: IEEE fp32 everywhere (TF32 off for matmuls and cuDNN convolutions, which PyTorch
+  enables for convolutions by default);
+* ``tf32``: fp32 with TF32 matmuls and convolutions: a CUDA mode, refused elsewhere (on the CPU
+  it would run as fp32 while saying tf32);
+* ``bf16`` / ``fp16``: autocast to that dtype on the runtime's device (CPU autocast included);
+  training scales fp16 losses (:meth:`Runtime.grad_scaler`).
 """
 from __future__ import annotations
 
 import contextlib
 import os
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -65,17 +74,44 @@ def resolve_device(name: str = "auto", local_rank: int | None = None) -> torch.d
     return torch.device("cuda", local_rank)
 
 
-def set_precision(precision: str) -> None:
-    """Make ``fp32`` mean fp32 (no TF32 in matmuls or convolutions); ``tf32`` allows it."""
+def check_precision(precision: str, device: torch.device | None = None) -> str:
+    """``precision`` if it is one and ``device`` can run it as named; a one-line error otherwise."""
     if precision not in PRECISIONS:
         raise DgbenchError(f"unknown precision {precision!r} (use {', '.join(PRECISIONS)})")
-    allow = precision == "tf32"
-    torch.backends.cuda.matmul.allow_tf32 = allow
-    torch.backends.cudnn.allow_tf32 = allow
+    if precision == "tf32" and device is not None and device.type != "cuda":
+        raise DgbenchError(f"--precision tf32: TensorFloat-32 is a CUDA matmul/convolution mode; on {device.type} "
+                           "it would run as fp32 (use --precision fp32, or bf16 / fp16 autocast)")
+    return precision
+
+
+def _tf32_flags() -> tuple[bool, bool]:
+    return torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+
+
+def _set_tf32_flags(flags: tuple[bool, bool]) -> None:
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = flags
+
+
+def set_precision(precision: str) -> None:
+    """Make ``fp32`` mean fp32 (no TF32 in matmuls or convolutions); ``tf32`` allows it."""
+    allow = check_precision(precision) == "tf32"
+    _set_tf32_flags((allow, allow))
+
+
+@contextlib.contextmanager
+def precision_flags(precision: str) -> Iterator[None]:
+    """:func:`set_precision` for a block; the previous TF32 flags come back after it."""
+    before = _tf32_flags()
+    set_precision(precision)
+    try:
+        yield
+    finally:
+        _set_tf32_flags(before)
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
-    dtype = PRECISIONS[precision]
+    """Autocast to ``precision``'s dtype on ``device`` (fp32 and tf32: none)."""
+    dtype = PRECISIONS[check_precision(precision)]
     return torch.autocast(device.type, dtype=dtype) if dtype is not None else contextlib.nullcontext()
 
 
@@ -92,11 +128,19 @@ class Runtime:
     rank: int = 0
     world_size: int = 1
     owns_group: bool = False  # this runtime opened the process group, so it closes it
+    precision: str = "fp32"  # what every forward (and backward) of this runtime runs in
+    # The TF32 flags before start() set this runtime's: close() puts them back.
+    _flags_before: tuple[bool, bool] | None = field(default=None, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        check_precision(self.precision, self.device)
 
     @classmethod
-    def start(cls, device: str | torch.device = "auto") -> Runtime:
-        """Resolve the device and join torchrun's process group (when launched by it)."""
+    def start(cls, device: str | torch.device = "auto", precision: str = "fp32") -> Runtime:
+        """Resolve the device, check and set the precision, and join torchrun's process group
+        (when launched by it)."""
         dev = device if isinstance(device, torch.device) else resolve_device(device)
+        check_precision(precision, dev)
         rank, _, world = env_ranks()
         owns = False
         if world > 1 and torch.distributed.is_available() and not torch.distributed.is_initialized():
@@ -106,7 +150,26 @@ class Runtime:
             owns = True
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             rank, world = torch.distributed.get_rank(), torch.distributed.get_world_size()
-        return cls(dev, rank, world, owns)
+        rt = cls(dev, rank, world, owns, precision, _tf32_flags())
+        set_precision(precision)
+        return rt
+
+    @property
+    def amp_dtype(self) -> torch.dtype | None:
+        """The autocast dtype of this runtime's precision (None: fp32 / tf32, no autocast)."""
+        return PRECISIONS[self.precision]
+
+    def autocast(self) -> contextlib.AbstractContextManager[Any]:
+        """Autocast for this runtime's precision on its device: wrap the forward passes in it."""
+        return autocast(self.device, self.precision)
+
+    def precision_flags(self) -> contextlib.AbstractContextManager[None]:
+        """This runtime's TF32 flags for a block (for a runtime made without :meth:`start`)."""
+        return precision_flags(self.precision)
+
+    def grad_scaler(self) -> torch.amp.GradScaler:
+        """A loss scaler for training: on for fp16 (its gradients underflow), off otherwise."""
+        return torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
 
     @property
     def is_main(self) -> bool:
@@ -135,6 +198,9 @@ class Runtime:
         if self.owns_group and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
             self.owns_group = False
+        if self._flags_before is not None:
+            _set_tf32_flags(self._flags_before)
+            self._flags_before = None
 
     def __enter__(self) -> Runtime:
         return self

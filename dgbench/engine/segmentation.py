@@ -36,9 +36,10 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ..data.seg_base import CLASS_NAMES, IGNORE_INDEX, colorize, train_ids_to_label_ids
+from ..errors import DgbenchError
 from ..metrics.segmentation import ConfusionMatrix, SegMetrics
 from ..models.registry import IMAGENET_MEAN, IMAGENET_STD
-from ..runtime import Runtime, autocast
+from ..runtime import Runtime
 
 
 def normalize(images: torch.Tensor, mean: Sequence[float] = IMAGENET_MEAN, std: Sequence[float] = IMAGENET_STD) -> torch.Tensor:
@@ -127,7 +128,7 @@ def evaluate_segmentation(
     crop_size: tuple[int, int] = (769, 769),
     stride: tuple[int, int] = (513, 513),
     flip: bool = False,
-    amp: bool = False,
+    precision: str | None = None,
     save_dir: str | os.PathLike | None = None,
     limit: int | None = None,
     progress: bool = False,
@@ -135,11 +136,15 @@ def evaluate_segmentation(
 ) -> tuple[SegMetrics, ConfusionMatrix]:
     """Evaluate ``model`` on a segmentation dataset (``ds[i] -> (uint8 img, trainIds, name)``).
 
-    One image at a time (full-resolution images of different sizes do not batch). ``amp`` runs
-    bf16 autocast on CUDA (fp32 elsewhere). With a distributed ``runtime`` each rank takes its
+    One image at a time (full-resolution images of different sizes do not batch). The forwards
+    run in the runtime's precision (:mod:`dgbench.runtime`); without a ``runtime``, in
+    ``precision`` (default fp32) on ``device``. With a distributed ``runtime`` each rank takes its
     shard and the confusion matrices are summed over the ranks.
     """
-    rt = runtime or Runtime(torch.device(device))
+    rt = runtime or Runtime(torch.device(device), precision=precision or "fp32")
+    if precision is not None and precision != rt.precision:
+        raise DgbenchError(f"evaluate_segmentation: precision {precision!r}, but the runtime passed runs "
+                           f"{rt.precision!r}; pass one of them")
     device = rt.device
     model = model.to(device).eval()
     cfg = getattr(model, "pretrained_cfg", None)
@@ -149,12 +154,11 @@ def evaluate_segmentation(
     cm = ConfusionMatrix(num_classes, getattr(dataset, "ignore_index", IGNORE_INDEX), device=device)
     out_dir = Path(save_dir) if save_dir else None
     n = len(dataset) if limit is None else min(limit, len(dataset))
-    precision = "bf16" if amp and device.type == "cuda" else "fp32"
-    with rt.progress(n, "evaluating", progress) as advance:
+    with rt.precision_flags(), rt.progress(n, "evaluating", progress) as advance:
         for i in rt.shard(n):
             img, label, name = dataset[i]
             x = normalize(img.unsqueeze(0).to(device), mean, std)
-            with autocast(device, precision):
+            with rt.autocast():
                 logits = predict_logits(
                     model, x, tuple(label.shape[-2:]), num_classes=num_classes, mode=mode, scale=scale,
                     crop_size=crop_size, stride=stride, flip=flip,

@@ -37,6 +37,7 @@ from ..runtime import Runtime
 from ..shifts import ShiftSpec
 from . import style_cache
 from .base import Note, Protocol, RunRequest, RunSummary, reject_options
+from .measure import MeasureLoop
 from .model_select import (build_model, model_cfg, model_seed, refuse_other_classes, resolve_models, scored_classes,
                            split_names, weights_source)
 from .specs import protocol_shifts
@@ -211,7 +212,7 @@ class AppearanceProtocol(Protocol):
             raise DgbenchError(f"--dataset {ds_name}: the {self.name} protocol measures classifiers; {ds_name} is a "
                                "segmentation dataset (try --protocol cross-domain)")
         rstore = ResultStore(results_dir(req.results)) if req.store else None
-        run = _Run(self, req, rt, specs, ds_name, root, rstore)
+        run = _Run(self, req, rt, specs, ds_name, root, MeasureLoop(rstore, self.name, req.force, rt.is_main))
         names = run.model_names()
         t0 = time.perf_counter()
         for name in names:
@@ -222,7 +223,8 @@ class AppearanceProtocol(Protocol):
                 raise DgbenchError(f"no model asked for scores the {ds_name} classes, so nothing was measured: {shown} "
                                    f"(use models made for {ds_name})")
             req.say(f"skipped {len(run.skipped)} model(s) whose classifier does not fit the classes of {ds_name} ({shown})")
-        return RunSummary(run.out, run.computed, run.reused, time.perf_counter() - t0, run.images, ds_name, self.kind)
+        return RunSummary(run.out, run.loop.computed, run.loop.reused, time.perf_counter() - t0, run.images, ds_name,
+                          self.kind)
 
 
 @dataclass
@@ -235,12 +237,10 @@ class _Run:
     specs: list[ShiftSpec]
     ds_name: str
     root: str | None
-    store: ResultStore | None
+    loop: MeasureLoop
     datasets: dict[Preprocess, Any] = field(default_factory=dict)
     out: list[dict[str, Any]] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # models made for another label set
-    computed: int = 0
-    reused: int = 0
     images: int = 0
 
     def model_names(self) -> list[Any]:
@@ -281,23 +281,20 @@ class _Run:
         m = m or build_model(name, pretrained=req.pretrained, checkpoint=req.checkpoint, seed=req.seed, kwargs=req.model_kwargs)
         base = self.identity(m, prep, ds)
         keyed, sources = self.keyed_shifts(ds, prep, base)
-        done = self.store.completed_keys(self.proto.name) if self.store and not req.force else set()
-        stored = {k: self.store.find(k, self.proto.name) for _, k in keyed if k in done} if self.store else {}
-        todo = [(s, k) for s, k in keyed if stored.get(k) is None]
-        if not todo:
+
+        def compute(missing: list[str], stored: dict[str, Any]) -> list[dict[str, Any]]:
+            todo = [(s, k) for s, k in keyed if k in missing]
+            new, kept = self.evaluate(m, ds, name, base, todo, keyed[0], stored, sources)
+            if self.loop.store is not None and self.loop.write:
+                # per-image outcomes first (each file atomic), the loop appends the records after:
+                # a record never exists without its outcomes
+                outcomes.write_all(self.loop.store.root, self.proto.name, kept, self.sample_order(ds) if kept else "")
+            return new
+
+        records, new = self.loop.unit([k for _, k in keyed], compute)  # one engine pass for the model's shifts
+        if not new:
             req.say(f"{base['model']}: all {len(keyed)} results already stored (use --force to recompute)")
-            self.out += [stored[k] for _, k in keyed]
-            self.reused += len(keyed)
-            return
-        new, kept = self.evaluate(m, ds, name, base, todo, keyed[0], stored, sources)
-        if self.store and self.rt.is_main:
-            # Per-image outcomes first (each file atomic): a record never exists without them.
-            outcomes.write_all(self.store.root, self.proto.name, kept, self.sample_order(ds) if kept else "")
-            self.store.append(new)  # only now: the model's pass is complete
-        by_key = {r["key"]: r for r in new}
-        self.out += [by_key.get(k) or stored[k] for _, k in keyed]
-        self.computed += len(new)
-        self.reused += len(keyed) - len(new)
+        self.out += records
 
     def fits(self, name: Any, m: nn.Module | None, mcfg: Any, ds: Any, several: bool) -> bool:
         """Whether the model scores the dataset's classes. One of several that does not is skipped;
@@ -324,7 +321,7 @@ class _Run:
             task="classification", protocol=self.proto.name, model=getattr(m, "dgbench_name", type(m).__name__),
             model_kwargs=getattr(m, "variant_kwargs", {}), weights_sha256=getattr(m, "weights_sha256", None),
             dataset=ds.name, dataset_fingerprint=ds.fingerprint(), preprocessing=_preprocessing_info(prep, m, ds),
-            precision=req.precision, limit=req.limit, subset=req.subset, seed=model_seed(m, req.seed),
+            precision=self.rt.precision, limit=req.limit, subset=req.subset, seed=model_seed(m, req.seed),
         )
 
     def keyed_shifts(self, ds: Any, prep: Preprocess, base: dict[str, Any]) -> tuple[list[tuple[ShiftSpec, str]], dict[str, Any]]:
@@ -345,15 +342,15 @@ class _Run:
         """The new records, and their per-image outcomes by record key (none with --no-outcomes or no store)."""
         req = self.req
         cfg = EngineConfig(device=str(self.rt.device), batch_size=req.batch_size, workers=req.workers,
-                           precision=req.precision, channels_last=req.channels_last, skip_corrupt=req.skip_corrupt,
+                           precision=self.rt.precision, channels_last=req.channels_last, skip_corrupt=req.skip_corrupt,
                            progress=req.progress, decode=_decode(req), compile=bool(req.options.get("compile")),
-                           outcomes=self.store is not None and not req.options.get("no_outcomes"))
+                           outcomes=self.loop.store is not None and not req.options.get("no_outcomes"))
         res: EvalResult = evaluate(m, ds, [s for s, _ in todo], sources=sources, config=cfg, runtime=self.rt)
         self.images += res.num_samples + res.skipped_corrupt
         ref_spec, ref_key = ref  # protocol_shifts puts the reference first
         ref_metrics = res.counts[ref_spec.name].errors() if ref_spec.name in res.counts else stored[ref_key]["metrics"]
         new = []
-        for s, k in todo:
+        for s, _ in todo:
             metrics = res.counts[s.name].errors()
             is_ref = s.name == ref_spec.name
             rec = new_record(kind="appearance",
@@ -365,8 +362,6 @@ class _Run:
                 duration_s=res.duration_s, images_per_s=res.images_per_s,
                 forward_images_per_s=res.num_samples * len(todo) / res.duration_s if res.duration_s else None,
             )
-            if rec["key"] != k:
-                raise RuntimeError(f"record key and skip key disagree for {base['model']} / {s.name}")
             new.append(rec)
         kept = {k: res.outcomes[s.name] for s, k in todo} if res.outcomes else {}
         return new, kept

@@ -231,11 +231,15 @@ def list_infos() -> list[ProtocolInfo]:
 def run(protocol: str | Protocol, request: RunRequest | None = None, runtime: Runtime | None = None) -> RunSummary:
     """Run a protocol: the one entry point of the CLI, the Python API and ``dgbench check --rerun``.
 
-    Starts (and afterwards closes) the runtime unless one is passed in.
+    Starts (and afterwards closes) the runtime, in the request's precision, unless one is passed in
+    (then it must run the request's precision: records name the precision that ran).
     """
     proto = get(protocol) if isinstance(protocol, str) else protocol
     req = request or RunRequest()
-    with (contextlib.nullcontext(runtime) if runtime is not None else Runtime.start(req.device)) as rt:
+    if runtime is not None and runtime.precision != req.precision:
+        raise DgbenchError(f"--precision {req.precision}: the runtime passed in runs {runtime.precision}; "
+                           "start it with Runtime.start(device, precision) of the request")
+    with (contextlib.nullcontext(runtime) if runtime is not None else Runtime.start(req.device, req.precision)) as rt:
         summary = proto.run(req, rt)
         summary.is_main = rt.is_main
     summary.kind = summary.kind or proto.kind

@@ -28,6 +28,7 @@ from ..results.record import new_record, record_key
 from ..results.store import ResultStore
 from ..runtime import Runtime
 from .base import Protocol, RunRequest, RunSummary, reject_options
+from .measure import MeasureLoop
 from .specs import PairSpec, registry
 
 PROTOCOL = "cross-domain"
@@ -85,6 +86,7 @@ def cross_domain(
     record_fields: dict[str, Any] | None = None,
     preprocessing: Callable[[nn.Module, Any], dict[str, Any]] | None = None,
     write: bool = True,
+    loop: MeasureLoop | None = None,
 ) -> list[dict[str, Any]]:
     """The 2x2 for one model: records in the order A->A, A->B, B->B, B->A.
 
@@ -92,15 +94,14 @@ def cross_domain(
     preprocessing, train/test domains) is reused unless ``force``; new records are appended to
     ``store`` (when ``write``: rank 0) once all four cells are known, so an interrupted run writes
     nothing partial. ``record_fields`` adds fields to every record (identity fields included).
+    ``loop``: the run's :class:`MeasureLoop` (it then gives the store and counts over models).
     """
     if len(domains) != 2 or domains[0].name == domains[1].name:
         raise DgbenchError(f"the cross-domain protocol needs two different domains, got {[d.name for d in domains]}")
-    done = store.completed_keys(PROTOCOL) if store is not None and not force else set()
+    loop = loop or MeasureLoop(store, PROTOCOL, force, write)
     models: dict[str, nn.Module] = {}
-    results: dict[tuple[str, str], dict[str, Any]] = {}
-    fresh: list[tuple[str, str]] = []  # cells computed in this call
-    cells = [(train, test) for train in domains for test in (train, *[d for d in domains if d is not train])]
-    for train, test in cells:
+    cells: dict[str, tuple[str, str, dict[str, Any], Any]] = {}  # key -> (train, test, identity, test set)
+    for train, test in [(train, test) for train in domains for test in (train, *[d for d in domains if d is not train])]:
         if train.name not in models:
             models[train.name] = train.load_model()
             models[train.name].train_domain = train.name  # evaluate functions may name outputs by it
@@ -116,28 +117,29 @@ def cross_domain(
             preprocessing=preprocessing(model, ds) if preprocessing else None,
         )
         base.update(record_fields or {})
-        key = record_key(base)
-        stored = store.find(key, PROTOCOL) if key in done and store is not None else None
-        if stored is not None:
-            results[(train.name, test.name)] = stored
-            continue
-        ev = evaluate(model, ds)
-        results[(train.name, test.name)] = dict(
-            base, metrics=dict(ev.metrics), num_samples=ev.num_samples, duration_s=ev.duration_s,
-            device=ev.device, dataset_info=_call(ds, "describe"), **ev.extra,
-        )
-        fresh.append((train.name, test.name))
-    for cell in fresh:  # finish new records: reference and drop need the in-domain cell
-        train, test = cell
-        rec = results[cell]
-        if train != test:
-            ref = results[(train, train)]["metrics"]
-            rec["reference"] = train
-            rec["drop"] = {k: v - ref[k] for k, v in rec["metrics"].items() if ref.get(k) is not None and v is not None}
-        results[cell] = new_record(kind="cross-domain", **rec)
-    if store is not None and fresh and write:
-        store.append(results[c] for c in fresh)
-    return [results[(a.name, b.name)] for a, b in cells]
+        cells[record_key(base)] = (train.name, test.name, base, ds)
+
+    def compute(missing: list[str], stored: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+        measured = {}
+        for key in missing:
+            train, _, base, ds = cells[key]
+            ev = evaluate(models[train], ds)
+            measured[key] = dict(base, metrics=dict(ev.metrics), num_samples=ev.num_samples, duration_s=ev.duration_s,
+                                 device=ev.device, dataset_info=_call(ds, "describe"), **ev.extra)
+        return [new_record(kind="cross-domain", **_with_drop(measured[k], {**stored, **measured}, cells)) for k in missing]
+
+    return loop.unit(list(cells), compute)[0]
+
+
+def _with_drop(rec: dict[str, Any], known: dict[str, dict[str, Any]], cells: dict[str, Any]) -> dict[str, Any]:
+    """A cross cell ``A->B`` with ``reference = A`` and its drop from the in-domain cell ``A->A``."""
+    train, test = rec["train_domain"], rec["test_domain"]
+    if train == test:
+        return rec
+    in_domain = next(k for k, (a, b, _, _) in cells.items() if a == b == train)
+    ref = known[in_domain]["metrics"]
+    return dict(rec, reference=train,
+                drop={k: v - ref[k] for k, v in rec["metrics"].items() if ref.get(k) is not None and v is not None})
 
 
 # ----------------------------------------------------------------------------- classification
@@ -223,7 +225,7 @@ def _classification_preprocessing(req: RunRequest) -> Callable[[nn.Module, Any],
 
 def _classification_evaluate(req: RunRequest, rt: Runtime) -> EvaluateFn:
     return classification_evaluate(device=str(rt.device), batch_size=req.batch_size, progress=req.progress,
-                                   runtime=rt, precision=req.precision)
+                                   runtime=rt, precision=rt.precision)
 
 
 def _tagged(model: nn.Module, path: str) -> nn.Module:
@@ -343,9 +345,9 @@ class CrossDomainProtocol(Protocol):
             raise DgbenchError(f"the {pair.name} pair evaluates one model (the one --checkpoint-a/-b hold); "
                                f"got --model {req.model!r}")
         store = ResultStore(results_dir(req.results)) if req.store else None
-        before = store.completed_keys(PROTOCOL) if store is not None and not req.force else set()
+        loop = MeasureLoop(store, PROTOCOL, req.force, rt.is_main)
         evaluate = task.evaluate(req, rt)
-        fields = {"precision": req.precision, "limit": req.limit}
+        fields = {"precision": rt.precision, "limit": req.limit}
         if pair.weights == "builtin":
             fields["weights_source"] = "builtin"
         t0 = time.perf_counter()
@@ -354,10 +356,8 @@ class CrossDomainProtocol(Protocol):
         for name in names:
             mname = name if isinstance(name, str) else getattr(name, "dgbench_name", type(name).__name__)
             records += cross_domain(mname, self.domains(name, pair, task, req, sets), evaluate, task=pair.task,
-                                    store=store, force=req.force, preprocessing=task.preprocessing(req),
-                                    record_fields=fields, write=rt.is_main)
-        computed = sum(1 for r in records if r["key"] not in before)
-        return RunSummary(records, computed, len(records) - computed, time.perf_counter() - t0,
+                                    preprocessing=task.preprocessing(req), record_fields=fields, loop=loop)
+        return RunSummary(records, loop.computed, loop.reused, time.perf_counter() - t0,
                           dataset=pair.name, kind=self.kind)
 
 

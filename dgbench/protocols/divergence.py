@@ -32,6 +32,7 @@ from ..runtime import Runtime
 from ..shifts import ShiftSpec
 from .base import Protocol, RunRequest, RunSummary, reject_options
 from .divergence_pairs import DomainPair, check_names, class_halves, parse_pairs
+from .measure import MeasureLoop
 
 ORIGIN = ShiftSpec("origin", "origin")
 
@@ -93,8 +94,8 @@ class _Run:
             raise DgbenchError(f"protocol {proto.name!r} has no domain pairs for dataset {self.ds_name!r} "
                                f"(it has pairs for: {', '.join(pairs)}); pass --dataset one of them")
         self.pairs = pairs[self.ds_name]
-        self.store = ResultStore(results_dir(request.results)) if request.store else None
-        self.done = self.store.completed_keys(proto.name) if self.store and not request.force else set()
+        store = ResultStore(results_dir(request.results)) if request.store else None
+        self.loop = MeasureLoop(store, proto.name, request.force, runtime.is_main)
         self.datasets: dict[tuple[Preprocess, str], Any] = {}
         self.skipped: set[str] = set()  # optional pairs without their data
         # Stamped once per run, not once per record (a record per layer: git would run 140 times).
@@ -103,21 +104,22 @@ class _Run:
     def run(self) -> RunSummary:
         t0 = time.perf_counter()
         out: list[dict[str, Any]] = []
-        computed = reused = images = 0
+        images = 0
         names = self._models()
         unprobed: list[str] = []
         for name in names:
             try:
-                recs, c, r, n = self._model(name, several=len(names) > 1)
+                recs, n = self._model(name, several=len(names) > 1)
             except _NoProbes:
                 unprobed.append(str(name))
                 continue
             out += recs
-            computed, reused, images = computed + c, reused + r, images + n
+            images += n
         if unprobed:
             self.req.say(f"skipped {len(unprobed)} model(s) that are not residual networks (no probes): "
                          + ", ".join(unprobed[:4]) + (", ..." if len(unprobed) > 4 else ""))
-        return RunSummary(out, computed, reused, time.perf_counter() - t0, images, self.ds_name, self.proto.kind)
+        return RunSummary(out, self.loop.computed, self.loop.reused, time.perf_counter() - t0, images, self.ds_name,
+                          self.proto.kind)
 
     # -- models ------------------------------------------------------------------------------
     def _models(self) -> list[Any]:
@@ -182,15 +184,16 @@ class _Run:
             model=getattr(m, "dgbench_name", type(m).__name__), model_kwargs=getattr(m, "variant_kwargs", {}),
             weights_sha256=getattr(m, "weights_sha256", None), dataset=self.ds_name,
             dataset_fingerprint=ds.fingerprint(), preprocessing=_preprocessing_info(prep, m, ds),
-            precision=req.precision, limit=req.limit, subset=req.subset, seed=model_seed(m, req.seed),
+            precision=self.rt.precision, limit=req.limit, subset=req.subset, seed=model_seed(m, req.seed),
         )
         extra = dict(weights_source=weights_source(name, req.checkpoint, req.pretrained), dataset_info=ds.describe(),
                      device=str(self.rt.device), batch_size=req.batch_size, world_size=self.rt.world_size,
                      num_layers=len(probes), **self.stamp)
         return base, extra
 
-    def _model(self, name: Any, several: bool = False) -> tuple[list[dict[str, Any]], int, int, int]:
-        """Every (pair, layer) record of one model: stored ones reused, the rest measured."""
+    def _model(self, name: Any, several: bool = False) -> tuple[list[dict[str, Any]], int]:
+        """Every (pair, layer) record of one model (stored ones reused, the rest measured), and the
+        images streamed."""
         from .model_select import build_model
 
         req = self.req
@@ -210,42 +213,33 @@ class _Run:
         plans = {p.name: self._plan(p, ds, prep, passes) for p in pairs}
         keys = {p.name: [record_key({**base, "pair": p.name, "pair_spec": plans[p.name][0], "layer": q.name})
                          for q in probes] for p in pairs}
-        stored = {n: [self.store.find(k, self.proto.name) if k in self.done else None for k in ks] if self.store else []
-                  for n, ks in keys.items()}
-        todo = [p for p in pairs if not (stored[p.name] and all(r is not None for r in stored[p.name]))]
+        todo = [p for p in pairs if len(self.loop.stored(keys[p.name])) < len(probes)]
         # Content pairs' passes first: their grouped pass also yields the clean domain other pairs need.
         for pair in [p for p in todo if p.type == "content"]:
             passes.get(plans[pair.name][1])
-        out, computed, reused = [], 0, 0
-        for pair in pairs:  # records in the protocol's order
-            if pair not in todo:
+        out = []
+        for pair in pairs:  # records in the protocol's order; a pair's layers are stored together
+            recs, new = self.loop.unit(keys[pair.name], lambda missing, stored, pair=pair: self._measure(
+                pair, plans[pair.name], probes, passes, base, extra))
+            if not new:
                 req.say(f"{base['model']} · {pair.name}: all {len(probes)} layers already stored "
                         "(use --force to recompute)")
-                out += stored[pair.name]
-                reused += len(probes)
-                continue
-            recs = self._measure(pair, plans[pair.name], keys[pair.name], probes, passes, base, extra)
-            if self.store and self.rt.is_main:
-                self.store.append(recs)  # only now: the pair is complete
             out += recs
-            computed += len(recs)
-        return out, computed, reused, passes.images
+        return out, passes.images
 
-    def _measure(self, pair: DomainPair, plan: tuple[dict[str, Any], _Domain, _Domain], keys: list[str],
-                 probes: list[Probe], passes: _Passes, base: dict, extra: dict) -> list[dict[str, Any]]:
+    def _measure(self, pair: DomainPair, plan: tuple[dict[str, Any], _Domain, _Domain], probes: list[Probe],
+                 passes: _Passes, base: dict, extra: dict) -> list[dict[str, Any]]:
         """One record per layer of one pair (its domains streamed now unless another pair did)."""
         spec, dom_a, dom_b = plan
         t0 = time.perf_counter()
         ma, mb = passes.get(dom_a), passes.get(dom_b)
         recs = []
-        for p, k in zip(probes, keys):
+        for p in probes:
             a, b = ma[p.name], mb[p.name]
             rec = new_record(**base, **extra, pair=pair.name, pair_spec=spec, layer=p.name, layer_index=p.index,
                              has_in=p.has_in, metrics={"divergence": layer_divergence(a, b)},
                              num_samples=int(a.count + b.count), domain_sizes=[int(a.count), int(b.count)],
                              duration_s=time.perf_counter() - t0)
-            if rec["key"] != k:
-                raise RuntimeError(f"record key and skip key disagree for {base['model']} / {pair.name} / {p.name}")
             recs.append(rec)
         return recs
 
@@ -344,7 +338,7 @@ class _Passes:
         n_groups = 2 if grouping else 1
         # The built-in digits live in memory: a loader process costs more than it saves.
         workers = 0 if req.workers is None and self.run.ds_name in BUILTIN_OFFLINE else req.workers
-        cfg = PassConfig(batch_size=req.batch_size, workers=workers, precision=req.precision,
+        cfg = PassConfig(batch_size=req.batch_size, workers=workers, precision=self.run.rt.precision,
                          channels_last=req.channels_last, progress=req.progress,
                          description=f"{self.mname} · {key if key != 'base' else self.run.ds_name} · "
                                      + ", ".join(b.spec.name for b in todo))

@@ -49,6 +49,7 @@ from ..results.store import ResultStore
 from ..runtime import Runtime
 from .base import RunRequest, RunSummary, reject_options
 from .cross_domain import CHECKPOINT_OPTIONS, CrossDomainProtocol, _call
+from .measure import MeasureLoop
 from .specs import PairSpec, registry
 
 SELECTION = "sha256(seed/index) order, nested prefixes"  # how subsets are drawn (in the identity)
@@ -246,29 +247,29 @@ class FinetuneProtocol(CrossDomainProtocol):
         seeds = parse_seeds(req.options.get("seeds") or self.spec.params.get("seeds", [0]))
         recipe = resolve_recipe(self.spec.params.get("recipes", {}), pair)
         names = SEGMENTATION.models(req, pair)
+        if not names:
+            raise DgbenchError(f"no model matches --model {req.model!r}")
         test_set = SEGMENTATION.test_set(target, None, pair, req)
-        train_set = _train_set(target, req)
+        num_classes = len(getattr(test_set, "class_names", CLASS_NAMES))
+        # The target's train split exactly as the trainer indexes it (subset indices refer to it).
+        train_set = train_job(req, rt, pair, target, names[0], recipe, num_classes).train_dataset()
         n = len(train_set)
         for f in fractions:
             k = subset_size(f, n)
             if k < recipe["batch_size"]:
                 raise DgbenchError(f"--fractions {f:g}: {k} of the {n} {target} train images, fewer than one batch of "
                                    f"{recipe['batch_size']}; use a larger fraction (or a recipe with a smaller batch_size)")
-        num_classes = len(getattr(test_set, "class_names", CLASS_NAMES))
         store = ResultStore(results_dir(req.results)) if req.store else None
-        done = store.completed_keys(self.name) if store is not None and not req.force else set()
+        loop = MeasureLoop(store, self.name, req.force, rt.is_main)
         ctx = _Context(self.name, req, rt, pair, source, target, recipe, test_set, train_set, num_classes,
-                       Inference.from_options(req.options).record(), SEGMENTATION.evaluate(req, rt), store, done)
+                       Inference.from_options(req.options).record(), SEGMENTATION.evaluate(req, rt), loop)
         t0 = time.perf_counter()
         records: list[dict[str, Any]] = []
-        computed = 0
         for name in names:
             path = str(req.options[ckpt_opt]) if ckpt_opt else _builtin_source(name, source)
             model = load_source(name, path, num_classes, target, req.model_kwargs)
-            recs, new = ctx.measure(name, path, model, fractions, seeds)
-            records += recs
-            computed += new
-        return RunSummary(records, computed, len(records) - computed, time.perf_counter() - t0,
+            records += ctx.measure(name, path, model, fractions, seeds)
+        return RunSummary(records, loop.computed, loop.reused, time.perf_counter() - t0,
                           dataset=pair.name, kind=self.kind)
 
 
@@ -281,14 +282,19 @@ def _builtin_source(name: str, source: str) -> str:
     return found[source]
 
 
-def _train_set(target: str, req: RunRequest) -> Any:
-    """The target's train split exactly as the trainer indexes it (subset indices refer to it)."""
-    from ..data.seg_base import QuirkPolicy
-    from ..train.segmentation import SegTrainConfig, build_train_dataset
+def train_job(req: RunRequest, rt: Runtime, pair: PairSpec, target: str, name: str, recipe: dict[str, Any],
+              num_classes: int, **settings: Any) -> Any:
+    """The :class:`~dgbench.train.segmentation.SegTrainJob` that fine-tunes ``name`` on ``target``
+    with ``recipe`` in the run's precision (``settings``: the subset, seed, start weights, folder)."""
+    from ..runtime import default_workers
+    from ..train.segmentation import SegTrainJob
 
-    root = (req.options.get("roots") or {}).get(target)
-    policy = QuirkPolicy(size_mismatch=req.options.get("gta5_mismatch") or "error")
-    return build_train_dataset(SegTrainConfig(dataset=target, model=""), root, policy, req.options.get("gta5_split_file"))
+    workers = req.workers if req.workers is not None else (0 if pair.weights == "builtin" else default_workers(rt.device))
+    return SegTrainJob.build(
+        target, name, root=(req.options.get("roots") or {}).get(target), model_kwargs=req.model_kwargs,
+        num_classes=num_classes, precision=rt.precision, num_workers=workers, progress=req.progress,
+        gta5_mismatch=req.options.get("gta5_mismatch") or "error", gta5_split_file=req.options.get("gta5_split_file"),
+        **train_kwargs(recipe), **settings)
 
 
 class _Context:
@@ -296,10 +302,10 @@ class _Context:
 
     def __init__(self, protocol: str, req: RunRequest, rt: Runtime, pair: PairSpec, source: str, target: str,
                  recipe: dict[str, Any], test_set: Any, train_set: Any, num_classes: int, inference: dict[str, Any],
-                 evaluate: Any, store: ResultStore | None, done: set[str]) -> None:
+                 evaluate: Any, loop: MeasureLoop) -> None:
         self.protocol, self.req, self.rt, self.pair, self.source, self.target = protocol, req, rt, pair, source, target
         self.recipe, self.test_set, self.train_set, self.num_classes = recipe, test_set, train_set, num_classes
-        self.inference, self.evaluate, self.store, self.done = inference, evaluate, store, done
+        self.inference, self.evaluate, self.loop = inference, evaluate, loop
         self.train_fp = _call(train_set, "fingerprint")
         self.test_fp = _call(test_set, "fingerprint")
 
@@ -308,7 +314,8 @@ class _Context:
         k = subset_size(fraction, n) if fraction > 0 else 0
         prep: dict[str, Any] = {"inference": self.inference}
         if fraction > 0:
-            prep["recipe"] = {**self.recipe, "amp": self.req.precision != "fp32"}
+            # "amp" (any precision but fp32) as in records before the precision was the runtime's: same keys
+            prep["recipe"] = {**self.recipe, "amp": self.rt.precision != "fp32"}
         return dict(
             task="segmentation", protocol=self.protocol, model=name, model_kwargs=dict(self.req.model_kwargs),
             weights_sha256=model.weights_sha256, weights_source=model.weights_source,
@@ -316,52 +323,45 @@ class _Context:
             train_domain=self.source, test_domain=self.target, shift=None, shift_spec=None, fraction=fraction,
             subset={"fraction": fraction, "images": k, "of": n, "split": "train", "train_fingerprint": self.train_fp,
                     "selection": SELECTION},
-            preprocessing=prep, precision=self.req.precision, limit=self.req.limit, seed=seed,
+            preprocessing=prep, precision=self.rt.precision, limit=self.req.limit, seed=seed,
         )
 
     def measure(self, name: str, path: str, model: nn.Module, fractions: list[float],
-                seeds: list[int]) -> tuple[list[dict[str, Any]], int]:
-        out, new = [], 0
+                seeds: list[int]) -> list[dict[str, Any]]:
+        """The source-only record, then one per (seed, fraction): each stored as soon as it is
+        measured, so an interrupted run keeps what it finished."""
+        out = []
         jobs = [(SOURCE_ONLY, None, None)] + [(f, s, sub) for s in seeds
                                               for f, sub in nested_subsets(len(self.train_set), fractions, s).items()]
         for fraction, seed, indices in jobs:
             ident = self.identity(name, model, fraction, seed)
-            key = record_key(ident)
-            stored = self.store.find(key, self.protocol) if key in self.done and self.store is not None else None
-            if stored is not None:
-                out.append(stored)
-                continue
-            extra: dict[str, Any] = {}
-            net = model
-            if indices is not None:
-                net, extra = self.finetune(name, path, key, indices, seed)
-            net.train_domain = self.source  # type: ignore[attr-defined]
-            ev = self.evaluate(net, self.test_set)
-            rec = new_record(kind="finetune", **ident, metrics=dict(ev.metrics), num_samples=ev.num_samples, duration_s=ev.duration_s,
-                             device=ev.device, dataset_info=_call(self.test_set, "describe"),
-                             world_size=self.rt.world_size, **ev.extra, **extra)
-            if self.store is not None and self.rt.is_main:
-                self.store.append([rec])  # per (model, seed, fraction): an interrupted run keeps what it finished
-            out.append(rec)
-            new += 1
-        return out, new
+            out += self.loop.unit([record_key(ident)], lambda missing, stored, ident=ident, seed=seed, indices=indices:
+                                  [self.record(name, path, model, ident, missing[0], seed, indices)])[0]
+        return out
+
+    def record(self, name: str, path: str, model: nn.Module, ident: dict[str, Any], key: str, seed: int | None,
+               indices: list[int] | None) -> dict[str, Any]:
+        """Fine-tune on ``indices`` (none: the source model as it is) and evaluate on the target."""
+        extra: dict[str, Any] = {}
+        net = model
+        if indices is not None:
+            net, extra = self.finetune(name, path, key, indices, seed)  # type: ignore[arg-type]
+        net.train_domain = self.source  # type: ignore[attr-defined]
+        ev = self.evaluate(net, self.test_set)
+        return new_record(kind="finetune", **ident, metrics=dict(ev.metrics), num_samples=ev.num_samples, duration_s=ev.duration_s,
+                          device=ev.device, dataset_info=_call(self.test_set, "describe"),
+                          world_size=self.rt.world_size, **ev.extra, **extra)
 
     def finetune(self, name: str, path: str, key: str, indices: list[int], seed: int) -> tuple[nn.Module, dict[str, Any]]:
         from ..models.registry import create_model
-        from ..runtime import default_workers
-        from ..train.segmentation import train_segmentation
+        from ..train.segmentation import run_training
 
         req = self.req
         work = results_dir(req.results) / "finetune-runs" / name / key
         t0 = time.perf_counter()
-        r = train_segmentation(
-            self.target, name, root=(req.options.get("roots") or {}).get(self.target), out_dir=work,
-            model_kwargs=req.model_kwargs, num_classes=self.num_classes, init_weights=path, indices=indices, seed=seed,
-            resume=not req.force, device=str(self.rt.device), amp=req.precision != "fp32",
-            num_workers=req.workers if req.workers is not None else (0 if self.pair.weights == "builtin" else default_workers(self.rt.device)),
-            progress=req.progress, gta5_mismatch=req.options.get("gta5_mismatch") or "error",
-            gta5_split_file=req.options.get("gta5_split_file"), **train_kwargs(self.recipe),
-        )
+        job = train_job(req, self.rt, self.pair, self.target, name, self.recipe, self.num_classes, out_dir=work,
+                        init_weights=path, indices=indices, seed=seed, resume=not req.force)
+        r = run_training(job, self.rt)
         if r.weights is None:
             raise DgbenchError(f"fine-tuning {name} stopped at iteration {r.iteration} of {r.total_iterations}; "
                                "run again to resume it")

@@ -19,7 +19,7 @@ import torch
 from ..data.seg_base import CLASS_NAMES, IGNORE_INDEX, LABEL_TO_TRAIN, SegmentationDataError, read_label, to_train_ids
 from ..errors import DatasetNotFoundError, DgbenchError
 from ..metrics.segmentation import ConfusionMatrix, SegMetrics
-from ..runtime import Runtime
+from ..runtime import Runtime, check_precision
 from .base import RunRequest
 
 
@@ -171,7 +171,7 @@ def segmentation_evaluate(
     crop_size: tuple[int, int] = DEFAULT_WINDOW[0],
     stride: tuple[int, int] = DEFAULT_WINDOW[1],
     flip: bool = False,
-    amp: bool = False,
+    precision: str | None = None,
     save_predictions: str | os.PathLike | None = None,
     limit: int | None = None,
     progress: bool = False,
@@ -179,6 +179,7 @@ def segmentation_evaluate(
 ) -> Any:
     """An evaluate function for :func:`dgbench.protocols.cross_domain.cross_domain` (task "segmentation").
 
+    The forwards run in ``runtime``'s precision (or ``precision`` on ``device`` without one).
     Returns ``Evaluation(metrics={"miou", "pixel_acc"} in percent, extra={"per_class_iou": ...})``; with
     ``save_predictions`` the PNGs go to ``<dir>/<train domain>-to-<test set>/``.
     """
@@ -195,7 +196,7 @@ def segmentation_evaluate(
         t0 = time.perf_counter()
         m, _ = evaluate_segmentation(
             model, ds, device=device, mode=mode, scale=scale, crop_size=crop_size, stride=stride, flip=flip,
-            amp=amp, save_dir=save_dir, limit=limit, progress=progress, runtime=runtime,
+            precision=precision, save_dir=save_dir, limit=limit, progress=progress, runtime=runtime,
         )
         rec = m.as_record_metrics()
         per_class = rec.pop("per_class_iou")  # scalar metrics only: every one gets a drop
@@ -265,7 +266,7 @@ def _seg_test_set(domain: str, model: torch.nn.Module, pair: Any, req: RunReques
 def _seg_evaluate(req: RunRequest, rt: Runtime) -> Any:
     inf = Inference.from_options(req.options)
     return segmentation_evaluate(device=rt.device, mode=inf.mode, scale=inf.scale, crop_size=inf.crop_size,
-                                 stride=inf.stride, flip=inf.flip, amp=req.precision != "fp32",
+                                 stride=inf.stride, flip=inf.flip,
                                  save_predictions=req.options.get("save_predictions"), limit=req.limit,
                                  progress=req.progress, runtime=rt)
 
@@ -297,6 +298,7 @@ def run_cross_domain_segmentation(
     crop_size: tuple[int, int] = DEFAULT_WINDOW[0],
     stride: tuple[int, int] = DEFAULT_WINDOW[1],
     flip: bool = False,
+    precision: str = "fp32",
     amp: bool = False,
     save_predictions: str | os.PathLike | None = None,
     limit: int | None = None,
@@ -311,6 +313,8 @@ def run_cross_domain_segmentation(
     :func:`dgbench.train.segmentation.train_segmentation`); ``test_sets`` maps each domain to its
     evaluation dataset. The same runner as ``dgbench run --protocol cross-domain``
     (:func:`dgbench.protocols.cross_domain.cross_domain`), so the records are the same.
+    ``precision``: fp32, tf32 (CUDA), bf16 or fp16, recorded as run; ``amp=True`` is the older
+    spelling of bf16 on CUDA (fp32 elsewhere).
     """
     from ..models.registry import create_model
     from .cross_domain import Domain, cross_domain
@@ -326,9 +330,12 @@ def run_cross_domain_segmentation(
         return load
 
     domains = [Domain(d, loader(checkpoints[d]), test_sets[d]) for d in checkpoints]
+    if amp and precision == "fp32":
+        precision = "bf16" if torch.device(device).type == "cuda" else "fp32"
+    check_precision(precision, torch.device(device))
     evaluate = segmentation_evaluate(device=device, mode=mode, scale=scale, crop_size=crop_size, stride=stride,
-                                     flip=flip, amp=amp, save_predictions=save_predictions, limit=limit, progress=progress)
-    precision = "bf16" if amp and torch.device(device).type == "cuda" else "fp32"
+                                     flip=flip, precision=precision, save_predictions=save_predictions, limit=limit,
+                                     progress=progress)
     return cross_domain(model, domains, evaluate, task="segmentation", store=store, force=force,
                         preprocessing=lambda m, ds: inf.record(),
                         record_fields={"precision": precision, "limit": limit, "seed": seed})

@@ -46,8 +46,10 @@ from typing import Any
 SCHEMA_VERSION = 2
 # Bump when a change can move a measured number (a model's layers, a shift's formula, the
 # preprocessing, an evaluation loop, a metric): stored results of older code are then recomputed.
-NUMERICS_VERSION = 4  # 3: the one-pass IBN inference path (fp32 within 1e-5 of the generic one);
-#                        4: half precision on the CPU back on the generic IBN layers (faster there)
+NUMERICS_VERSION = 5  # 3: the one-pass IBN inference path (fp32 within 1e-5 of the generic one);
+#                        4: half precision on the CPU back on the generic IBN layers (faster there);
+#                        5: segmentation and fine-tuning run the precision they record (fp16 was bf16,
+#                           CPU bf16/fp16 were fp32, CUDA fp32 allowed TF32 convolutions)
 
 # The fields whose values identify the measured work (hashed into ``key``).
 IDENTITY_FIELDS = (

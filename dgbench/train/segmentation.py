@@ -23,8 +23,13 @@ weights, ``indices`` trains on a subset of the split and ``iterations`` fixes th
 length; all three are in the checkpoint's configuration, so a run never resumes another's.
 
 Multi-GPU: launch with ``torchrun --nproc_per_node N``; each rank takes ``batch_size / N``
-images of every global batch (DDP), SyncBN on by default across CUDA ranks. AMP (fp16 autocast + grad
-scaler) on CUDA when ``amp=True``.
+images of every global batch (DDP), SyncBN on by default across CUDA ranks. Precision is the
+runtime's (:mod:`dgbench.runtime`): by default fp16 autocast + loss scaling on CUDA, fp32
+elsewhere; ``precision`` chooses (fp32, tf32, bf16, fp16) and the checkpoint's config records it.
+
+Configuration: :class:`SegTrainConfig` (what defines the weights) inside a :class:`SegTrainJob`
+(where and how it runs); :func:`train_segmentation` builds the job from keywords,
+:func:`run_training` runs a built one.
 """
 from __future__ import annotations
 
@@ -33,7 +38,7 @@ import math
 import os
 import random
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -47,10 +52,10 @@ from ..builtin.recipes import SCENE_RECIPE as BUILTIN_SCENE_RECIPE
 from ..data.base import indices_sha256 as _indices_sha256
 from ..data.seg_base import IGNORE_INDEX, QuirkPolicy
 from ..data.seg_transforms import AugmentedSegmentation, SegAugment
-from ..errors import CheckpointError
+from ..errors import CheckpointError, DgbenchError
 from ..models.registry import IMAGENET_MEAN, IMAGENET_STD, create_model, model_info, resolve_name
 from ..models.weights import load_state_dict_strict, load_weights_only
-from ..runtime import Runtime
+from ..runtime import Runtime, resolve_device
 
 CHECKPOINT = "checkpoint.pth"
 WEIGHTS = "model.pth"
@@ -86,6 +91,8 @@ class SegTrainConfig:
     init_weights_sha256: str | None = None
     subset_size: int | None = None
     subset_sha256: str | None = None
+    # The precision the run trained in (dgbench.runtime), set when it starts.
+    precision: str | None = None
 
 
 @dataclass
@@ -195,7 +202,10 @@ def _check_compatible(ckpt: dict[str, Any], cfg: SegTrainConfig, path: Path) -> 
             f"checkpoint {path} was trained for {old.get('num_classes')} classes, this run has {cfg.num_classes}; "
             "use another --out directory or the matching number of classes"
         )
-    for key in ("model", "dataset", "batch_size", "epochs", "iterations", "init_weights_sha256", "subset_sha256"):
+    for key in ("model", "dataset", "batch_size", "epochs", "iterations", "init_weights_sha256", "subset_sha256",
+                "precision"):
+        if key == "precision" and old.get(key) is None:  # a checkpoint from before precision was recorded
+            continue
         if old.get(key) != getattr(cfg, key):
             raise CheckpointError(
                 f"checkpoint {path} is from a run with {key}={old.get(key)!r}, this run has {key}={getattr(cfg, key)!r}; "
@@ -203,48 +213,86 @@ def _check_compatible(ckpt: dict[str, Any], cfg: SegTrainConfig, path: Path) -> 
             )
 
 
-def train_segmentation(
-    dataset: str = "cityscapes",
-    model: str = "deeplab_resnet50_ibn_a",
-    *,
-    root: str | os.PathLike | None = None,
-    out_dir: str | os.PathLike = "runs/segmentation",
-    model_kwargs: dict[str, Any] | None = None,
-    num_classes: int | None = None,
-    split: str = "train",
-    epochs: int = 80,
-    batch_size: int = 16,
-    base_lr: float = 0.01,
-    lr_power: float = 0.9,
-    momentum: float = 0.9,
-    weight_decay: float = 1e-4,
-    head_lr_mult: float = 1.0,
-    crop_size: tuple[int, int] = (713, 713),
-    scale_range: tuple[float, float] = (0.5, 2.0),
-    aspect_range: tuple[float, float] = (0.8, 1.25),
-    mirror: bool = True,
-    gta5_size: tuple[int, int] = (1024, 563),
-    gta5_fraction: float = 0.25,
-    gta5_split_file: str | None = None,
-    gta5_mismatch: str = "error",
-    gta5_unreadable: str = "error",
-    quirk_policy: QuirkPolicy | None = None,
-    subset_seed: int = 0,
-    seed: int = 0,
-    pretrained_backbone: bool | str = True,
-    resume: bool | str | os.PathLike = True,
-    stop_after: int | None = None,
-    checkpoint_every: int | None = None,
-    device: str | None = None,
-    amp: bool = True,
-    sync_bn: bool | None = None,
-    num_workers: int = 4,
-    progress: bool = True,
-    iterations: int | None = None,
-    init_weights: str | os.PathLike | None = None,
-    indices: Sequence[int] | None = None,
-) -> SegTrainResult:
+@dataclass
+class SegTrainJob:
+    """One training run: its :class:`SegTrainConfig` (what defines the weights, stored in its
+    checkpoints) and how and where it runs. :meth:`build` makes one from settings by name."""
+
+    config: SegTrainConfig
+    root: str | os.PathLike | None = None
+    out_dir: str | os.PathLike = "runs/segmentation"
+    resume: bool | str | os.PathLike = True
+    gta5_split_file: str | None = None
+    gta5_mismatch: str = "error"
+    gta5_unreadable: str = "error"
+    quirk_policy: QuirkPolicy | None = None  # a full policy instead of the two strings above
+    pretrained_backbone: bool | str = True
+    init_weights: str | os.PathLike | None = None
+    indices: list[int] | None = None
+    stop_after: int | None = None
+    checkpoint_every: int | None = None
+    device: str | None = None
+    # None: fp16 autocast + loss scaling on CUDA (the paper's mixed precision), fp32 elsewhere.
+    precision: str | None = None
+    sync_bn: bool | None = None
+    num_workers: int = 4
+    progress: bool = True
+
+    @classmethod
+    def build(cls, dataset: str = "cityscapes", model: str = "deeplab_resnet50_ibn_a", **settings: Any) -> SegTrainJob:
+        """A job from :class:`SegTrainConfig`'s fields and the job's own, by name (defaults: theirs).
+
+        ``model`` may be an alias (see :func:`segmentation_model_name`); ``num_classes`` defaults
+        to the dataset's; ``amp=False`` is the older spelling of ``precision="fp32"``.
+        """
+        if settings.pop("amp", None) is False and settings.get("precision") is None:
+            settings["precision"] = "fp32"
+        config_names = {f.name for f in fields(SegTrainConfig)} - _SET_BY_BUILD
+        job_names = {f.name for f in fields(cls)} - {"config"}
+        unknown = sorted(set(settings) - config_names - job_names)
+        if unknown:
+            raise TypeError(f"train_segmentation() got unexpected keyword argument(s): {', '.join(unknown)}")
+        given = {k: v for k, v in settings.items() if k in config_names}
+        given = {k: (tuple(v) if isinstance(v, list) else v) for k, v in given.items()}
+        given["model_kwargs"] = dict(given.get("model_kwargs") or {})
+        if given.get("num_classes") is None:
+            given["num_classes"] = _default_classes(dataset)
+        cfg = SegTrainConfig(dataset=dataset, model=segmentation_model_name(model, dataset), **given)
+        job = cls(cfg, **{k: v for k, v in settings.items() if k in job_names})
+        if job.init_weights is not None:
+            cfg.init_weights_sha256 = _file_sha256(Path(job.init_weights))
+        if job.indices is not None:
+            job.indices = [int(i) for i in job.indices]
+            cfg.subset_size, cfg.subset_sha256 = len(job.indices), _indices_sha256(job.indices)
+        return job
+
+    def precision_on(self, device: torch.device) -> str:
+        return self.precision or ("fp16" if device.type == "cuda" else "fp32")
+
+    def policy(self) -> QuirkPolicy:
+        return self.quirk_policy or QuirkPolicy(size_mismatch=self.gta5_mismatch, unreadable=self.gta5_unreadable)
+
+    def train_dataset(self) -> Dataset:
+        """The whole training split as the trainer indexes it (``indices`` refer to it)."""
+        return build_train_dataset(self.config, self.root, self.policy(), self.gta5_split_file)
+
+
+# Config fields that build() fills in itself (from dataset/model, init_weights and indices).
+_SET_BY_BUILD = {"dataset", "model", "init_weights_sha256", "subset_size", "subset_sha256", "precision"}
+
+
+def _default_classes(dataset: str) -> int:
+    from ..builtin.digit_scenes import NUM_CLASSES as SCENE_CLASSES, SCENE_DOMAINS
+
+    return SCENE_CLASSES if dataset in SCENE_DOMAINS else 19
+
+
+def train_segmentation(dataset: str = "cityscapes", model: str = "deeplab_resnet50_ibn_a", **settings: Any) -> SegTrainResult:
     """Train a segmentation model; see the module docstring for the recipe and the checkpoints.
+
+    ``settings`` are :class:`SegTrainConfig`'s fields (the recipe: ``epochs``, ``batch_size``,
+    ``base_lr``, ``crop_size``, ``seed``, ``iterations``...) and :class:`SegTrainJob`'s (where and
+    how it runs), by name; :func:`run_training` takes a built job. Among them:
 
     Args:
         dataset: ``"cityscapes"`` or ``"gta5"`` (root from ``root`` or the env var), or a built-in
@@ -262,7 +310,8 @@ def train_segmentation(
         stop_after: stop at this iteration (the schedule still spans ``epochs``).
         device: ``auto`` (default): the local rank's GPU if available, else ``cpu``; ``cuda`` is
             the local rank's GPU (see :mod:`dgbench.runtime`).
-        amp: mixed precision (fp16 autocast + GradScaler) on CUDA; fp32 elsewhere.
+        precision: ``fp32``, ``tf32`` (CUDA), ``bf16`` or ``fp16`` (autocast; fp16 with loss
+            scaling); default fp16 on CUDA, fp32 elsewhere. Recorded in the checkpoint's config.
         sync_bn: SyncBatchNorm across ranks; default (None): on under torchrun with CUDA.
         iterations: the schedule's length in iterations (poly decay over them); default
             ``epochs`` x iterations per epoch.
@@ -271,40 +320,40 @@ def train_segmentation(
         indices: train on these images of the split only (fine-tuning on a fraction); the
             subset's size and sha256 are in the config.
     """
-    if num_classes is None:
-        from ..builtin.digit_scenes import NUM_CLASSES as SCENE_CLASSES, SCENE_DOMAINS
-
-        num_classes = SCENE_CLASSES if dataset in SCENE_DOMAINS else 19
-    cfg = SegTrainConfig(
-        dataset=dataset, model=segmentation_model_name(model, dataset), model_kwargs=dict(model_kwargs or {}),
-        num_classes=num_classes, split=split, epochs=epochs, batch_size=batch_size, base_lr=base_lr,
-        lr_power=lr_power, momentum=momentum, weight_decay=weight_decay, head_lr_mult=head_lr_mult,
-        crop_size=tuple(crop_size), scale_range=tuple(scale_range), aspect_range=tuple(aspect_range),
-        mirror=mirror, gta5_size=tuple(gta5_size), gta5_fraction=gta5_fraction, subset_seed=subset_seed, seed=seed,
-        iterations=iterations,
-    )
-    init_state = None
-    if init_weights is not None:
-        init_state, cfg.init_weights_sha256 = read_init_weights(Path(init_weights))
-    if indices is not None:
-        indices = [int(i) for i in indices]
-        cfg.subset_size, cfg.subset_sha256 = len(indices), _indices_sha256(indices)
-    with Runtime.start(device or "auto") as rt:
-        return _train(rt, cfg, root, out_dir, resume, quirk_policy, gta5_mismatch, gta5_unreadable, gta5_split_file,
-                      pretrained_backbone, stop_after, checkpoint_every, amp, sync_bn, num_workers, progress,
-                      init_state=init_state, indices=indices)
+    return run_training(SegTrainJob.build(dataset, model, **settings))
 
 
-def read_init_weights(path: Path) -> tuple[dict[str, Any], str]:
-    """A fine-tune's starting weights (a state dict, or a training checkpoint's model) and their sha256."""
+def run_training(job: SegTrainJob, runtime: Runtime | None = None) -> SegTrainResult:
+    """Run ``job`` on ``runtime`` (a protocol's), or on a runtime started for the job's device and precision."""
+    if runtime is None:
+        device = resolve_device(job.device or "auto")
+        with Runtime.start(device, job.precision_on(device)) as rt:
+            return _train(rt, job)
+    if job.precision is not None and job.precision != runtime.precision:
+        raise DgbenchError(f"training precision {job.precision!r}, but the runtime passed runs {runtime.precision!r}")
+    with runtime.precision_flags():
+        return _train(runtime, job)
+
+
+def _file_sha256(path: Path) -> str:
     import hashlib
 
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint to fine-tune from")
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _load_init_state(path: Path) -> dict[str, Any]:
     state = load_train_checkpoint(path)
     if isinstance(state, dict) and "model" in state and isinstance(state["model"], dict):
         state = state["model"]
-    return state, hashlib.sha256(path.read_bytes()).hexdigest()
+    return state
+
+
+def read_init_weights(path: Path) -> tuple[dict[str, Any], str]:
+    """A fine-tune's starting weights (a state dict, or a training checkpoint's model) and their sha256."""
+    sha = _file_sha256(path)
+    return _load_init_state(path), sha
 
 
 class _Subset(Dataset):
@@ -323,156 +372,186 @@ class _Subset(Dataset):
         return self.base.load(self.indices[index])
 
 
-def _train(rt: Runtime, cfg: SegTrainConfig, root: Any, out_dir: Any, resume: Any, quirk_policy: Any, gta5_mismatch: str,
-           gta5_unreadable: str, gta5_split_file: Any, pretrained_backbone: Any, stop_after: int | None,
-           checkpoint_every: int | None, amp: bool, sync_bn: bool | None, num_workers: int, progress: bool,
-           init_state: dict[str, Any] | None = None, indices: Sequence[int] | None = None) -> SegTrainResult:
-    """The training loop of :func:`train_segmentation` on a started runtime (device, ranks)."""
-    rank, world, dev = rt.rank, rt.world_size, rt.device
-    distributed = rt.distributed
-    dataset, batch_size, epochs, seed, num_classes = cfg.dataset, cfg.batch_size, cfg.epochs, cfg.seed, cfg.num_classes
-    base_lr, lr_power, momentum, weight_decay, head_lr_mult = cfg.base_lr, cfg.lr_power, cfg.momentum, cfg.weight_decay, cfg.head_lr_mult
-    if batch_size % world:
-        raise ValueError(f"batch_size {batch_size} is not divisible by the {world} processes")
-    per_rank = batch_size // world
+def _resume_from(job: SegTrainJob, ckpt_path: Path) -> tuple[dict[str, Any] | None, Path | None]:
+    """The checkpoint a run continues (checked against its config), and where it was read."""
+    resume = job.resume
+    path = Path(resume) if isinstance(resume, (str, os.PathLike)) else (ckpt_path if resume else None)
+    if path is None:
+        return None, None
+    if path.is_file():
+        ckpt = load_train_checkpoint(path)
+        _check_compatible(ckpt, job.config, path)
+        return ckpt, path
+    if not isinstance(resume, bool):
+        raise CheckpointError(f"checkpoint {path} to resume from does not exist")
+    return None, path
 
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    ckpt_path = out / CHECKPOINT
-    start_ckpt: dict[str, Any] | None = None
-    resume_path = Path(resume) if isinstance(resume, (str, os.PathLike)) else (ckpt_path if resume else None)
-    if resume_path is not None:
-        if resume_path.is_file():
-            start_ckpt = load_train_checkpoint(resume_path)
-            _check_compatible(start_ckpt, cfg, resume_path)
-        elif not isinstance(resume, bool):
-            raise CheckpointError(f"checkpoint {resume_path} to resume from does not exist")
 
-    torch.manual_seed(seed)
-    random.seed(seed)
-    policy = quirk_policy or QuirkPolicy(size_mismatch=gta5_mismatch, unreadable=gta5_unreadable)
-    base = build_train_dataset(cfg, root, policy, gta5_split_file)
-    if indices is not None:
-        base = _Subset(base, indices)
-    aug = SegAugment(cfg.crop_size, cfg.scale_range, cfg.aspect_range, cfg.mirror)
-    train_set = AugmentedSegmentation(base, aug, seed)
-    iters_per_epoch = len(train_set) // batch_size
-    if iters_per_epoch == 0:
-        raise ValueError(f"{len(train_set)} training images are fewer than one batch of {batch_size}")
-    total = cfg.iterations if cfg.iterations is not None else epochs * iters_per_epoch
+def _train_set(job: SegTrainJob) -> AugmentedSegmentation:
+    base = job.train_dataset()
+    if job.indices is not None:
+        base = _Subset(base, job.indices)
+    cfg = job.config
+    return AugmentedSegmentation(base, SegAugment(cfg.crop_size, cfg.scale_range, cfg.aspect_range, cfg.mirror), cfg.seed)
 
-    net = create_model(
-        cfg.model, num_classes=num_classes,
-        pretrained_backbone=pretrained_backbone if start_ckpt is None and init_state is None else False, **cfg.model_kwargs,
-    )
-    if init_state is not None and start_ckpt is None:
-        load_state_dict_strict(net, init_state, f"to fine-tune from (sha256 {cfg.init_weights_sha256})", new_head_ok=False)
+
+def _network(job: SegTrainJob, rt: Runtime, resuming: bool) -> nn.Module:
+    """The model on the runtime's device: from the backbone's weights, the fine-tune's start, or
+    (resuming) to be overwritten by the checkpoint's."""
+    cfg = job.config
+    init = job.init_weights is not None
+    net = create_model(cfg.model, num_classes=cfg.num_classes,
+                       pretrained_backbone=job.pretrained_backbone if not resuming and not init else False,
+                       **cfg.model_kwargs)
+    if init and not resuming:
+        load_state_dict_strict(net, _load_init_state(Path(job.init_weights)),  # type: ignore[arg-type]
+                               f"to fine-tune from (sha256 {cfg.init_weights_sha256})", new_head_ok=False)
     # The paper's batch of 16 is normalized as one batch: SyncBN by default across CUDA ranks, so a
     # launch of 8 GPUs x 2 images gives every BN the statistics of 16 crops, not of 2.
-    if sync_bn is None:
-        sync_bn = distributed and dev.type == "cuda"
-    if sync_bn and distributed:
-        if dev.type == "cuda":
+    sync_bn = job.sync_bn if job.sync_bn is not None else rt.distributed and rt.device.type == "cuda"
+    if sync_bn and rt.distributed:
+        if rt.device.type == "cuda":
             net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
         else:  # torch's SyncBatchNorm runs on GPUs only; say so instead of failing in DDP's init
             import warnings
 
             warnings.warn("sync_bn needs CUDA; training with per-process BatchNorm on CPU")
-    net.to(dev)
-    groups = net.param_groups(base_lr, head_lr_mult) if hasattr(net, "param_groups") else [
-        {"params": list(net.parameters()), "lr": base_lr, "lr_mult": 1.0}
+    return net.to(rt.device)
+
+
+def _train(rt: Runtime, job: SegTrainJob) -> SegTrainResult:
+    """The training of :func:`run_training` on a started runtime (device, ranks, precision)."""
+    cfg = job.config
+    if cfg.batch_size % rt.world_size:
+        raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {rt.world_size} processes")
+    cfg.precision = rt.precision
+    out = Path(job.out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    start_ckpt, resume_path = _resume_from(job, out / CHECKPOINT)
+
+    torch.manual_seed(cfg.seed)
+    random.seed(cfg.seed)
+    train_set = _train_set(job)
+    iters_per_epoch = len(train_set) // cfg.batch_size
+    if iters_per_epoch == 0:
+        raise ValueError(f"{len(train_set)} training images are fewer than one batch of {cfg.batch_size}")
+    net = _network(job, rt, resuming=start_ckpt is not None)
+    groups = net.param_groups(cfg.base_lr, cfg.head_lr_mult) if hasattr(net, "param_groups") else [
+        {"params": list(net.parameters()), "lr": cfg.base_lr, "lr_mult": 1.0}
     ]
-    opt = torch.optim.SGD(groups, lr=base_lr, momentum=momentum, weight_decay=weight_decay)
-    use_amp = amp and dev.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
-
-    it = 0
+    opt = torch.optim.SGD(groups, lr=cfg.base_lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    run = _Training(rt, job, net, opt, rt.grad_scaler(), train_set, iters_per_epoch, out)
     if start_ckpt is not None:
-        load_state_dict_strict(net, start_ckpt["model"], str(resume_path), new_head_ok=False)
-        opt.load_state_dict(start_ckpt["optimizer"])
-        if "scaler" in start_ckpt and use_amp:
-            scaler.load_state_dict(start_ckpt["scaler"])
-        it = int(start_ckpt["iteration"])
-        _set_rng_state(start_ckpt["rng"])
-    resumed_from = it
-    ddp_net: nn.Module = nn.parallel.DistributedDataParallel(net, device_ids=[dev.index] if dev.type == "cuda" else None) if distributed else net
-
-    # Normalize as the model's configuration says (ImageNet statistics for the ResNet-50 DeepLabs).
-    cfg_in = getattr(net, "pretrained_cfg", None)
-    mean = torch.tensor(getattr(cfg_in, "mean", IMAGENET_MEAN), device=dev).view(1, 3, 1, 1)
-    std = torch.tensor(getattr(cfg_in, "std", IMAGENET_STD), device=dev).view(1, 3, 1, 1)
-    stop = min(total, stop_after) if stop_after is not None else total
-    losses: list[float] = []
-
-    def save(iteration: int) -> None:
-        if rank != 0:
-            return
-        _atomic_save(
-            {
-                "model": net.state_dict(),
-                "optimizer": opt.state_dict(),
-                "scaler": scaler.state_dict(),
-                "iteration": iteration,
-                "total_iterations": total,
-                "rng": _rng_state(),
-                "config": _jsonable(cfg),
-            },
-            ckpt_path,
-        )
-
-    bar = None
-    if progress and rank == 0:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
-        task = bar.add_task(f"train {cfg.model} on {dataset}", total=stop, completed=it, info="")
-        bar.start()
-    ddp_net.train()
-    try:
-        while it < stop:
-            epoch, offset = divmod(it, iters_per_epoch)
-            train_set.set_epoch(epoch)
-            sampler = EpochSampler(len(train_set), seed, epoch, start=offset * batch_size, rank=rank, world=world)
-            loader = DataLoader(
-                train_set, batch_size=per_rank, sampler=sampler, num_workers=num_workers, drop_last=True,
-                pin_memory=dev.type == "cuda",
-            )
-            for images, labels in loader:
-                if it >= stop or it // iters_per_epoch != epoch:
-                    break
-                lr_now = poly_lr(base_lr, it, total, lr_power)
-                for g in opt.param_groups:
-                    g["lr"] = lr_now * g.get("lr_mult", 1.0)
-                x = (images.to(dev, non_blocking=True).float() / 255.0 - mean) / std
-                y = labels.to(dev, non_blocking=True)
-                with torch.autocast(device_type=dev.type, enabled=use_amp):
-                    logits = ddp_net(x)
-                loss = F.cross_entropy(logits.float(), y, ignore_index=IGNORE_INDEX)
-                opt.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(opt)
-                scaler.update()
-                it += 1
-                lv = float(loss.detach())
-                losses.append(lv)
-                if not math.isfinite(lv):
-                    save(it - 1)
-                    raise FloatingPointError(f"loss is {lv} at iteration {it}; last good checkpoint in {ckpt_path}")
-                if bar is not None:
-                    bar.update(task, completed=it, info=f"loss {lv:.4f} lr {lr_now:.2e}")
-                if (checkpoint_every and it % checkpoint_every == 0) or it % iters_per_epoch == 0:
-                    save(it)
-        save(it)
-    finally:
-        if bar is not None:
-            bar.stop()
-
+        run.restore(start_ckpt, resume_path)  # type: ignore[arg-type]
+    resumed_from = run.it
+    run.fit()
     weights: Path | None = None
-    if it >= total and rank == 0:
+    if run.it >= run.total and rt.is_main:
         weights = out / WEIGHTS
         _atomic_save(net.state_dict(), weights)
-        (out / "model.json").write_text(json.dumps({"model": cfg.model, "model_kwargs": cfg.model_kwargs, "num_classes": num_classes, "config": _jsonable(cfg)}, indent=2))
-    return SegTrainResult(out, ckpt_path, weights, it, total, losses, resumed_from)
+        (out / "model.json").write_text(json.dumps({"model": cfg.model, "model_kwargs": cfg.model_kwargs, "num_classes": cfg.num_classes, "config": _jsonable(cfg)}, indent=2))
+    return SegTrainResult(out, out / CHECKPOINT, weights, run.it, run.total, run.losses, resumed_from)
+
+
+class _Training:
+    """The iterations of one run: poly schedule, (scaled) steps, checkpoints, progress."""
+
+    def __init__(self, rt: Runtime, job: SegTrainJob, net: nn.Module, opt: torch.optim.Optimizer,
+                 scaler: torch.amp.GradScaler, train_set: AugmentedSegmentation, iters_per_epoch: int, out: Path) -> None:
+        cfg = job.config
+        self.rt, self.job, self.net, self.opt, self.scaler = rt, job, net, opt, scaler
+        self.train_set, self.iters_per_epoch, self.ckpt_path = train_set, iters_per_epoch, out / CHECKPOINT
+        self.total = cfg.iterations if cfg.iterations is not None else cfg.epochs * iters_per_epoch
+        self.stop = min(self.total, job.stop_after) if job.stop_after is not None else self.total
+        self.it = 0
+        self.losses: list[float] = []
+        # Normalize as the model's configuration says (ImageNet statistics for the ResNet-50 DeepLabs).
+        cfg_in = getattr(net, "pretrained_cfg", None)
+        self.mean = torch.tensor(getattr(cfg_in, "mean", IMAGENET_MEAN), device=rt.device).view(1, 3, 1, 1)
+        self.std = torch.tensor(getattr(cfg_in, "std", IMAGENET_STD), device=rt.device).view(1, 3, 1, 1)
+
+    def restore(self, ckpt: dict[str, Any], path: Path) -> None:
+        load_state_dict_strict(self.net, ckpt["model"], str(path), new_head_ok=False)
+        self.opt.load_state_dict(ckpt["optimizer"])
+        if ckpt.get("scaler") and self.scaler.is_enabled():
+            self.scaler.load_state_dict(ckpt["scaler"])
+        self.it = int(ckpt["iteration"])
+        _set_rng_state(ckpt["rng"])
+
+    def save(self, iteration: int) -> None:
+        if not self.rt.is_main:
+            return
+        _atomic_save({"model": self.net.state_dict(), "optimizer": self.opt.state_dict(),
+                      "scaler": self.scaler.state_dict(), "iteration": iteration, "total_iterations": self.total,
+                      "rng": _rng_state(), "config": _jsonable(self.job.config)}, self.ckpt_path)
+
+    def fit(self) -> None:
+        """Iterate from ``self.it`` to the stop, checkpointing every ``checkpoint_every`` and per epoch."""
+        rt, job = self.rt, self.job
+        ddp_net: nn.Module = nn.parallel.DistributedDataParallel(
+            self.net, device_ids=[rt.device.index] if rt.device.type == "cuda" else None) if rt.distributed else self.net
+        bar = _progress_bar(job.progress and rt.is_main, f"train {job.config.model} on {job.config.dataset}", self.stop, self.it)
+        ddp_net.train()
+        try:
+            while self.it < self.stop:
+                epoch = self.it // self.iters_per_epoch
+                for images, labels in self._loader(epoch):
+                    if self.it >= self.stop or self.it // self.iters_per_epoch != epoch:
+                        break
+                    lv, lr_now = self._step(ddp_net, images, labels)
+                    if bar is not None:
+                        bar.update(bar.task_ids[0], completed=self.it, info=f"loss {lv:.4f} lr {lr_now:.2e}")
+                    every = job.checkpoint_every
+                    if (every and self.it % every == 0) or self.it % self.iters_per_epoch == 0:
+                        self.save(self.it)
+            self.save(self.it)
+        finally:
+            if bar is not None:
+                bar.stop()
+
+    def _loader(self, epoch: int) -> DataLoader:
+        cfg, rt = self.job.config, self.rt
+        offset = self.it - epoch * self.iters_per_epoch
+        self.train_set.set_epoch(epoch)
+        sampler = EpochSampler(len(self.train_set), cfg.seed, epoch, start=offset * cfg.batch_size, rank=rt.rank,
+                               world=rt.world_size)
+        return DataLoader(self.train_set, batch_size=cfg.batch_size // rt.world_size, sampler=sampler,
+                          num_workers=self.job.num_workers, drop_last=True, pin_memory=rt.device.type == "cuda")
+
+    def _step(self, net: nn.Module, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, float]:
+        """One SGD step in the runtime's precision; returns the loss and the learning rate."""
+        cfg, dev = self.job.config, self.rt.device
+        lr_now = poly_lr(cfg.base_lr, self.it, self.total, cfg.lr_power)
+        for g in self.opt.param_groups:
+            g["lr"] = lr_now * g.get("lr_mult", 1.0)
+        x = (images.to(dev, non_blocking=True).float() / 255.0 - self.mean) / self.std
+        y = labels.to(dev, non_blocking=True)
+        with self.rt.autocast():
+            logits = net(x)
+        loss = F.cross_entropy(logits.float(), y, ignore_index=IGNORE_INDEX)
+        self.opt.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        self.scaler.step(self.opt)
+        self.scaler.update()
+        self.it += 1
+        lv = float(loss.detach())
+        self.losses.append(lv)
+        if not math.isfinite(lv):
+            self.save(self.it - 1)
+            raise FloatingPointError(f"loss is {lv} at iteration {self.it}; last good checkpoint in {self.ckpt_path}")
+        return lv, lr_now
+
+
+def _progress_bar(enabled: bool, description: str, total: int, completed: int) -> Any:
+    """A started rich progress bar with one task (``info``: the loss), or None."""
+    if not enabled:
+        return None
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(), TextColumn("{task.fields[info]}"))
+    bar.add_task(description, total=total, completed=completed, info="")
+    bar.start()
+    return bar
 
 
 # ---------------------------------------------------------------------------------------------
