@@ -50,10 +50,12 @@ def test_force_recomputes_and_other_ranks_do_not_write(tmp_path: Path) -> None:
     store.append([rec("a")])
     forced = Counter(2.0)
     records, new = MeasureLoop(store, PROTOCOL, force=True).unit(["a"], forced)
-    assert new == 1 and records[0]["metrics"]["m"] == 2.0 and len(store.records(PROTOCOL)) == 2
+    # appended as a second line; readers count one result per key, the last stored
+    assert new == 1 and records[0]["metrics"]["m"] == 2.0 and len(store.records(PROTOCOL, copies=True)) == 2
+    assert [r["metrics"]["m"] for r in store.records(PROTOCOL)] == [2.0]
     reader = Counter()
     records, new = MeasureLoop(store, PROTOCOL, force=True, write=False).unit(["x"], reader)
-    assert new == 1 and len(store.records(PROTOCOL)) == 2  # a non-main rank computes its shard only
+    assert new == 1 and len(store.records(PROTOCOL, copies=True)) == 2  # a non-main rank computes its shard only
 
 
 def test_an_interrupted_unit_stores_nothing(tmp_path: Path) -> None:
