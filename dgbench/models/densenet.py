@@ -21,8 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .ibn import IBN, VariantError, _groups
-from .registry import register_model
-from .weights import pretrained_cfg_for
+from .weights import register_released
 
 __all__ = ["DenseNet", "DenseLayer", "DenseBlock", "Transition"]
 
@@ -173,16 +172,13 @@ def _register() -> None:
                    _v: str = variant, **kw: Any) -> DenseNet:
                 return DenseNet(_g, _b, _i, num_classes=num_classes, variant=_v, **kw)
 
-            fn.__name__ = fn.__qualname__ = name
-            fn.__doc__ = f"DenseNet-{depth}, " + (
-                "plain BN (torchvision keys)." if variant == "baseline"
-                else "IBN-a: IBN (ratio 0.4) at norm1 of every third dense layer of blocks 1-3 (authors' keys)."
-            )
-            register_model(
-                family="densenet", backbone=f"densenet{depth}",
+            register_released(
+                fn, name=name, family="densenet", backbone=f"densenet{depth}",
                 variant="baseline" if variant == "baseline" else "ibn_a",
-                pretrained_cfg=pretrained_cfg_for(name), name=name,
-            )(fn)
+                doc=f"DenseNet-{depth}, " + (
+                    "plain BN (torchvision keys)." if variant == "baseline"
+                    else "IBN-a: IBN (ratio 0.4) at norm1 of every third dense layer of blocks 1-3 (authors' keys)."),
+            )
 
 
 _register()

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .registry import register_model
 from .resnet import RESNET_LAYERS, ResNet, SELayer
-from .weights import pretrained_cfg_for
+from .weights import register_released
 
 __all__ = ["SELayer", "se_resnet"]
 
@@ -32,16 +31,13 @@ def _register() -> None:
             def fn(num_classes: int = 1000, _d: int = depth, _v: str = variant, **kw: Any) -> ResNet:
                 return se_resnet(_d, num_classes, _v, **kw)
 
-            fn.__name__ = fn.__qualname__ = name
-            fn.__doc__ = f"SE-ResNet-{depth} (SE reduction 16), " + (
-                "plain BN." if variant == "baseline"
-                else "IBN-a: half-IN IBN layer at bn1 of every block in groups 1-3 (authors' keys)."
-            )
-            register_model(
-                family="se_resnet", backbone=f"se_resnet{depth}",
+            register_released(
+                fn, name=name, family="se_resnet", backbone=f"se_resnet{depth}",
                 variant="baseline" if variant == "baseline" else "ibn_a",
-                pretrained_cfg=pretrained_cfg_for(name), name=name,
-            )(fn)
+                doc=f"SE-ResNet-{depth} (SE reduction 16), " + (
+                    "plain BN." if variant == "baseline"
+                    else "IBN-a: half-IN IBN layer at bn1 of every block in groups 1-3 (authors' keys)."),
+            )
 
 
 _register()

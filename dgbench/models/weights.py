@@ -31,7 +31,7 @@ from torch import nn
 
 from ..config import asset_path, offline
 from ..errors import CheckpointError
-from .registry import PretrainedCfg
+from .registry import PretrainedCfg, register_model
 from .state_fit import describe_state_dict, fit_problems
 
 if TYPE_CHECKING:
@@ -108,6 +108,15 @@ def pretrained_cfg_for(name: str, **overrides: Any) -> PretrainedCfg:
         return PretrainedCfg(source="no published weights", **overrides)
     url, source, license_ = entry
     return PretrainedCfg(url=url, sha256_prefix=hash_prefix_of(url), source=source, license=license_, **overrides)
+
+
+
+def register_released(fn: Any, *, name: str, family: str, backbone: str, variant: str, doc: str) -> None:
+    """Register the zoo constructor ``fn`` as ``name``, with the pretrained config of its release."""
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = doc
+    register_model(family=family, backbone=backbone, variant=variant, pretrained_cfg=pretrained_cfg_for(name),
+                   name=name)(fn)
 
 
 def sha256_file(path: str | os.PathLike) -> str:
