@@ -202,26 +202,14 @@ def evaluate(
     sources = sources or {}
     affine = [s for s in shifts if s.is_affine]
     image = [s for s in shifts if not s.is_affine]
-    for s in image:
-        if s.name not in sources:
-            raise DgbenchError(f"shift {s.name!r} ({s.kind}) needs rendered images and none were provided")
+    encoded = _check_inputs(dataset, image, sources, cfg.decode)
     indices = rt.shard(len(dataset))
-    encoded = cfg.decode == "gpu"
-    if encoded and not hasattr(dataset, "encoded"):
-        raise DgbenchError(f"--decode gpu: dataset {getattr(dataset, 'name', '?')!r} has no image files to decode "
-                           "on the device (ImageNet folders only); use --decode pil")
-    if cfg.decode not in ("pil", "gpu"):
-        raise DgbenchError(f"--decode {cfg.decode!r}: use pil (exact) or gpu")
     view = _EvalView(dataset, indices, [sources[s.name] for s in image], cfg.skip_corrupt, encoded)
     decoder = dataset.device_decoder() if encoded else None
     workers = default_workers(device) if cfg.workers is None else cfg.workers
     loader = make_loader(view, cfg.batch_size, workers, device)
 
-    model = model.eval().to(device)
-    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    if cfg.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    forward = _compiled(model) if cfg.compile else model
+    model, forward, fmt = _prepared(model, device, cfg)
     shift_fns = [AffineBatchShift(s, mean, std, device) for s in affine]
     clean = AffineBatchShift(ShiftSpec("origin", "origin"), mean, std, device)
     # Counts stay on the device (int64 [n, correct@k...] per shift): no host sync per batch, so
@@ -248,18 +236,7 @@ def evaluate(
             advance(len(batch.skipped))
             if not len(batch):
                 continue
-            styled = batch.styled
-            y = batch.labels.to(device, non_blocking=True)
-            pos = batch.positions.to(device, non_blocking=True)
-            if decoder is not None:
-                u8, keep, errors = decoder(batch.encoded, device)
-                if errors:
-                    if not cfg.skip_corrupt:
-                        raise CorruptImageError(f"{errors[0]}; pass --skip-corrupt to skip (and count) undecodable images")
-                    skipped += [e.split(": cannot decode")[0] for e in errors]
-                    y, styled, pos = y[keep], [t[keep] for t in styled], pos[keep]
-            else:
-                u8 = batch.crops.to(device, non_blocking=True)
+            u8, y, styled, pos = _on_device(batch, decoder, device, cfg.skip_corrupt, skipped)
             u = u8.float().contiguous(memory_format=fmt)
             with torch.inference_mode(), autocast(device, cfg.precision):
                 for s, fn in zip(affine, shift_fns):
@@ -270,20 +247,68 @@ def evaluate(
             n_seen += int(y.shape[0])
             advance(len(batch))
 
-    host = torch.stack([acc[s.name] for s in shifts]).cpu() if shifts else torch.zeros(0, 1 + len(ks), dtype=torch.int64)
-    counts = {s.name: TopKCounts.from_tensor(host[i], ks) for i, s in enumerate(shifts)}
-    n_skipped = len(skipped)
-    if rt.distributed:
-        # One int64 vector: [n, correct@k...] per shift, then the skipped count; summed over ranks.
-        flat = torch.cat([counts[s.name].as_tensor() for s in shifts] + [torch.tensor([n_skipped, n_seen])])
-        flat = rt.all_reduce(flat)
-        width = 1 + len(ks)
-        for i, s in enumerate(shifts):
-            counts[s.name] = TopKCounts.from_tensor(flat[i * width:(i + 1) * width], ks)
-        n_skipped, n_seen = int(flat[-2]), int(flat[-1])
+    counts, n_skipped, n_seen = _gather_counts(acc, [s.name for s in shifts], ks, rt, len(skipped), n_seen)
     outcomes = kept.merge(rt) if kept is not None else None
     duration = time.perf_counter() - start
     return EvalResult(counts, n_seen, n_skipped, skipped, duration, rt.world_size, str(device), outcomes)
+
+
+def _prepared(model: nn.Module, device: torch.device, cfg: EngineConfig) -> tuple[nn.Module, Any, torch.memory_format]:
+    """The model in eval mode on ``device`` (channels_last if asked), its forward (compiled if
+    asked) and the memory format its inputs take."""
+    model = model.eval().to(device)
+    fmt = torch.channels_last if cfg.channels_last else torch.contiguous_format
+    if cfg.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return model, (_compiled(model) if cfg.compile else model), fmt
+
+
+def _check_inputs(dataset: Any, image: Sequence[ShiftSpec], sources: dict[str, Any], decode: str) -> bool:
+    """Refuse what cannot run, before any work; whether images are decoded on the device."""
+    for s in image:
+        if s.name not in sources:
+            raise DgbenchError(f"shift {s.name!r} ({s.kind}) needs rendered images and none were provided")
+    encoded = decode == "gpu"
+    if encoded and not hasattr(dataset, "encoded"):
+        raise DgbenchError(f"--decode gpu: dataset {getattr(dataset, 'name', '?')!r} has no image files to decode "
+                           "on the device (ImageNet folders only); use --decode pil")
+    if decode not in ("pil", "gpu"):
+        raise DgbenchError(f"--decode {decode!r}: use pil (exact) or gpu")
+    return encoded
+
+
+def _on_device(batch: Any, decoder: Any, device: torch.device, skip_corrupt: bool,
+               skipped: list[str]) -> tuple[torch.Tensor, torch.Tensor, list[torch.Tensor], torch.Tensor]:
+    """A batch's uint8 crops, labels, styled images and positions on the device (decoded there
+    with ``--decode gpu``; images it cannot decode are dropped and named in ``skipped``)."""
+    styled = batch.styled
+    y = batch.labels.to(device, non_blocking=True)
+    pos = batch.positions.to(device, non_blocking=True)
+    if decoder is None:
+        return batch.crops.to(device, non_blocking=True), y, styled, pos
+    u8, keep, errors = decoder(batch.encoded, device)
+    if errors:
+        if not skip_corrupt:
+            raise CorruptImageError(f"{errors[0]}; pass --skip-corrupt to skip (and count) undecodable images")
+        skipped += [e.split(": cannot decode")[0] for e in errors]
+        y, styled, pos = y[keep], [t[keep] for t in styled], pos[keep]
+    return u8, y, styled, pos
+
+
+def _gather_counts(acc: dict[str, torch.Tensor], names: Sequence[str], ks: tuple[int, ...], rt: Runtime,
+                   n_skipped: int, n_seen: int) -> tuple[dict[str, TopKCounts], int, int]:
+    """The device-side counts on the host, summed over ranks: (counts per shift, skipped, seen)."""
+    width = 1 + len(ks)
+    host = torch.stack([acc[n] for n in names]).cpu() if names else torch.zeros(0, width, dtype=torch.int64)
+    counts = {n: TopKCounts.from_tensor(host[i], ks) for i, n in enumerate(names)}
+    if rt.distributed:
+        # One int64 vector: [n, correct@k...] per shift, then the skipped and seen counts; summed over ranks.
+        flat = torch.cat([counts[n].as_tensor() for n in names] + [torch.tensor([n_skipped, n_seen])])
+        flat = rt.all_reduce(flat)
+        for i, n in enumerate(names):
+            counts[n] = TopKCounts.from_tensor(flat[i * width:(i + 1) * width], ks)
+        n_skipped, n_seen = int(flat[-2]), int(flat[-1])
+    return counts, n_skipped, n_seen
 
 
 class _OutcomeRecorder:
