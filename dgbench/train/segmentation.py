@@ -54,7 +54,7 @@ from ..data.seg_base import IGNORE_INDEX, QuirkPolicy
 from ..data.seg_transforms import AugmentedSegmentation, SegAugment
 from ..errors import CheckpointError, DgbenchError
 from ..models.registry import IMAGENET_MEAN, IMAGENET_STD, create_model, model_info, resolve_name
-from ..models.weights import load_state_dict_strict, load_weights_only
+from ..models.weights import load_state_dict_strict, load_weights_only, sha256_file
 from ..runtime import Runtime, resolve_device
 
 CHECKPOINT = "checkpoint.pth"
@@ -336,11 +336,9 @@ def run_training(job: SegTrainJob, runtime: Runtime | None = None) -> SegTrainRe
 
 
 def _file_sha256(path: Path) -> str:
-    import hashlib
-
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint to fine-tune from")
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return sha256_file(path)  # streamed: a checkpoint can be large
 
 
 def _load_init_state(path: Path) -> dict[str, Any]:
