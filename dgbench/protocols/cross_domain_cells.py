@@ -136,7 +136,6 @@ def _with_drop(rec: dict[str, Any], known: dict[str, dict[str, Any]], cells: dic
                 drop={k: v - ref[k] for k, v in rec["metrics"].items() if ref.get(k) is not None and v is not None})
 
 
-
 @dataclass(frozen=True)
 class Task:
     """What the cross-domain runner needs to know about a task (see the module docstring)."""
