@@ -24,9 +24,9 @@ _API = {
     "load_leaderboard": "dgbench.results.leaderboard",
     "check_leaderboard": "dgbench.results.check",
     "DgbenchError": "dgbench.errors",
-    "score_predictions": "dgbench.protocols.segmentation",
+    "score_predictions": "dgbench.protocols.prediction_scoring",
     "evaluate_segmentation": "dgbench.engine",
-    "run_cross_domain_segmentation": "dgbench.protocols.segmentation",
+    "run_cross_domain_segmentation": "dgbench.protocols.cross_domain_segmentation",
     "train_segmentation": "dgbench.train.segmentation",
     "run_protocol": "dgbench.protocols.appearance",
     "evaluate_model": "dgbench.protocols.appearance",
@@ -46,7 +46,7 @@ _API = {
     "digit_images": "dgbench.builtin.digits",
     "build_dataset": "dgbench.data.base",
     "list_datasets": "dgbench.data.base",
-    "run_builtin_scenes": "dgbench.protocols.segmentation",
+    "run_builtin_scenes": "dgbench.protocols.cross_domain",
     "rerun_leaderboard": "dgbench.protocols.rerun",
 }
 

@@ -14,6 +14,7 @@ from typing import Any, Optional
 import typer
 from rich.table import Table
 
+from ..config import results_dir
 from ..errors import DgbenchError
 from ._app import OutFormat, app, console, err_console, note
 
@@ -133,19 +134,21 @@ def run_cmd(
         err_console.print("[bold yellow]interrupted:[/] nothing partial was written (results of models that finished "
                           "are stored); run the same command again to resume.")
         raise typer.Exit(130) from None
-    if not summary.is_main:
-        return  # under torchrun every rank holds the same records; rank 0 reports
+    if summary.is_main:  # under torchrun every rank holds the same records; rank 0 reports
+        _show(summary, fmt, metric, intervals_from=results_dir(results) if intervals and request.store else None)
+
+
+def _show(summary: Any, fmt: OutFormat, metric: str | None, *, intervals_from: Path | None) -> None:
+    """The run's records as JSON lines, or its table (intervals read from ``intervals_from``) and a
+    summary line."""
     if fmt == OutFormat.json:
         for rec in summary.records:
             sys.stdout.write(json.dumps(rec, sort_keys=True, default=str) + "\n")
         return
     from ..results.tables import render_table
 
-    from ..config import results_dir
-
     records = list(summary.records)
-    shown = render_table(records, kind=summary.kind, fmt="rich", metric=metric,
-                         intervals_from=results_dir(results) if intervals and request.store else None)
+    shown = render_table(records, kind=summary.kind, fmt="rich", metric=metric, intervals_from=intervals_from)
     console.print(shown)
     console.print(summary_line(summary), highlight=False)
 

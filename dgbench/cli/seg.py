@@ -41,7 +41,7 @@ def score(
     ground truth and prediction are NaN (null in json) and left out of the mean; predicting a void
     labelId on an evaluated pixel is a false negative.
     """
-    from ..protocols.segmentation import score_predictions
+    from ..protocols.prediction_scoring import score_predictions
 
     m = score_predictions(pred, gt, split=split, kind=kind.value)
     if fmt is OutputFormat.json:

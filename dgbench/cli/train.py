@@ -64,8 +64,6 @@ def train_cmd(
 
     Same seed, torch build, thread count and machine give the same checkpoint bytes.
     """
-    from ..train.builtin import RECIPE
-
     if lr is not None and not lr > 0:  # torch's SGD would refuse it with a traceback
         raise DgbenchError(f"--lr {lr:g}: the learning rate must be > 0")
     if not 0 < gta5_fraction <= 1:
@@ -82,6 +80,14 @@ def train_cmd(
     if reproduce_builtin or write_builtin:
         _builtin(out, write=write_builtin)
         return
+    _train_classification(dataset=dataset, model=model, out=out, epochs=epochs, batch_size=batch_size, lr=lr,
+                          seed=seed, threads=threads)
+
+
+def _train_classification(*, dataset: str, model: str, out: Path | None, epochs: int | None,
+                          batch_size: int | None, lr: float | None, seed: int, threads: int | None) -> None:
+    """The shipped recipe on a built-in digits domain; unset numbers keep the recipe's."""
+    from ..train.builtin import RECIPE
     from ..train.classification import resolve_model, train_classifier
 
     name = resolve_model(model, dataset)

@@ -196,9 +196,7 @@ def evaluate(
     set_precision(cfg.precision)
     rt = runtime or _current_runtime(cfg.device)
     device = rt.device
-    pcfg = getattr(model, "pretrained_cfg", None)
-    mean = tuple(mean if mean is not None else (pcfg.mean if pcfg else (0.485, 0.456, 0.406)))
-    std = tuple(std if std is not None else (pcfg.std if pcfg else (0.229, 0.224, 0.225)))
+    mean, std = _norm_stats(model, mean, std)
     sources = sources or {}
     affine = [s for s in shifts if s.is_affine]
     image = [s for s in shifts if not s.is_affine]
@@ -251,6 +249,15 @@ def evaluate(
     outcomes = kept.merge(rt) if kept is not None else None
     duration = time.perf_counter() - start
     return EvalResult(counts, n_seen, n_skipped, skipped, duration, rt.world_size, str(device), outcomes)
+
+
+def _norm_stats(model: nn.Module, mean: Sequence[float] | None,
+                std: Sequence[float] | None) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The input normalisation: as passed, else the model's ``pretrained_cfg``, else ImageNet's."""
+    pcfg = getattr(model, "pretrained_cfg", None)
+    mean = tuple(mean if mean is not None else (pcfg.mean if pcfg else (0.485, 0.456, 0.406)))
+    std = tuple(std if std is not None else (pcfg.std if pcfg else (0.229, 0.224, 0.225)))
+    return mean, std
 
 
 def _prepared(model: nn.Module, device: torch.device, cfg: EngineConfig) -> tuple[nn.Module, Any, torch.memory_format]:

@@ -55,15 +55,14 @@ class SELayer(nn.Module):
         return x * self.fc(self.avg_pool(x).flatten(1)).view(b, c, 1, 1)
 
 
-class BasicBlock(nn.Module):
-    """Two 3x3 convolutions (ResNet-18/34).
+class _ResidualBlock(nn.Module):
+    """What both residual blocks share: the signature, the SE gate, the shortcut and the IN after
+    the addition. A subclass builds its residual path (``_build_path``, registering its layers in
+    torchvision's order so state-dict keys and seeded initialisations stay as released) and runs it
+    (``_path``)."""
 
-    Norms come from ``ibn``: ``bn1`` is the first norm of the residual path (IBN in variant a),
-    ``bn2`` the second; ``IN`` (or ``None``) follows the addition (variants b, d).
-    """
-
-    expansion = 1
-    norms = 2  # norms on the residual path (IBNConfig.block_norm keeps the last one BN)
+    expansion: int
+    norms: int  # norms on the residual path (IBNConfig.block_norm keeps the last one BN)
 
     def __init__(
         self,
@@ -81,23 +80,24 @@ class BasicBlock(nn.Module):
         se_reduction: int | None = None,
     ) -> None:
         super().__init__()
-        if groups != 1 or base_width != 64:
-            raise ValueError("BasicBlock only supports groups=1 and base_width=64")
         ibn = ibn or IBNConfig()
-        self.conv1 = conv3x3(inplanes, planes, stride, dilation=dilation)
-        self.bn1 = ibn.block_norm(1, planes, group, self.norms)
-        self.relu = nn.ReLU(inplace=True)
-        self.conv2 = conv3x3(norm_out_channels(self.bn1, planes), planes, dilation=dilation)
-        self.bn2 = ibn.block_norm(2, planes, group, self.norms)
-        self.se = SELayer(planes, se_reduction) if se_reduction else None
+        out = self._build_path(inplanes, planes, stride, groups, base_width, dilation, ibn, group)
+        self.se = SELayer(out, se_reduction) if se_reduction else None
         self.downsample = downsample
-        self.IN = ibn.after_add(planes, group, last_in_group)
+        self.IN = ibn.after_add(out, group, last_in_group)
         self.stride = stride
+
+    def _build_path(self, inplanes: int, planes: int, stride: int, groups: int, base_width: int,
+                    dilation: int, ibn: IBNConfig, group: int) -> int:
+        """Register the residual path's layers; return its output channels."""
+        raise NotImplementedError
+
+    def _path(self, x: Tensor) -> Tensor:
+        raise NotImplementedError
 
     def forward(self, x: Tensor) -> Tensor:
         identity = x if self.downsample is None else self.downsample(x)
-        out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
+        out = self._path(x)
         if self.se is not None:
             out = self.se(out)
         out = out + identity
@@ -106,7 +106,33 @@ class BasicBlock(nn.Module):
         return self.relu(out)
 
 
-class Bottleneck(nn.Module):
+class BasicBlock(_ResidualBlock):
+    """Two 3x3 convolutions (ResNet-18/34).
+
+    Norms come from ``ibn``: ``bn1`` is the first norm of the residual path (IBN in variant a),
+    ``bn2`` the second; ``IN`` (or ``None``) follows the addition (variants b, d).
+    """
+
+    expansion = 1
+    norms = 2
+
+    def _build_path(self, inplanes: int, planes: int, stride: int, groups: int, base_width: int,
+                    dilation: int, ibn: IBNConfig, group: int) -> int:
+        if groups != 1 or base_width != 64:
+            raise ValueError("BasicBlock only supports groups=1 and base_width=64")
+        self.conv1 = conv3x3(inplanes, planes, stride, dilation=dilation)
+        self.bn1 = ibn.block_norm(1, planes, group, self.norms)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = conv3x3(norm_out_channels(self.bn1, planes), planes, dilation=dilation)
+        self.bn2 = ibn.block_norm(2, planes, group, self.norms)
+        return planes
+
+    def _path(self, x: Tensor) -> Tensor:
+        out = self.relu(self.bn1(self.conv1(x)))
+        return self.bn2(self.conv2(out))
+
+
+class Bottleneck(_ResidualBlock):
     """1x1 reduce, 3x3 (grouped for ResNeXt), 1x1 expand (ResNet-50 and deeper).
 
     ``bn1`` follows the 1x1 reduction (IBN in variant a, IN+BN concat in c), ``bn2`` the 3x3
@@ -118,23 +144,8 @@ class Bottleneck(nn.Module):
     expansion = 4
     norms = 3
 
-    def __init__(
-        self,
-        inplanes: int,
-        planes: int,
-        stride: int = 1,
-        downsample: nn.Module | None = None,
-        *,
-        groups: int = 1,
-        base_width: int = 64,
-        dilation: int = 1,
-        ibn: IBNConfig | None = None,
-        group: int = 4,
-        last_in_group: bool = False,
-        se_reduction: int | None = None,
-    ) -> None:
-        super().__init__()
-        ibn = ibn or IBNConfig()
+    def _build_path(self, inplanes: int, planes: int, stride: int, groups: int, base_width: int,
+                    dilation: int, ibn: IBNConfig, group: int) -> int:
         # ResNeXt's D*C: int(planes * width/64) per group times the cardinality (the authors'
         # floor(planes * baseWidth / 64) * cardinality is the same number).
         width = int(planes * (base_width / 64.0)) * groups
@@ -146,22 +157,12 @@ class Bottleneck(nn.Module):
         self.conv3 = conv1x1(width, out)
         self.bn3 = ibn.block_norm(3, out, group, self.norms)
         self.relu = nn.ReLU(inplace=True)
-        self.se = SELayer(out, se_reduction) if se_reduction else None
-        self.downsample = downsample
-        self.IN = ibn.after_add(out, group, last_in_group)
-        self.stride = stride
+        return out
 
-    def forward(self, x: Tensor) -> Tensor:
-        identity = x if self.downsample is None else self.downsample(x)
+    def _path(self, x: Tensor) -> Tensor:
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
-        if self.se is not None:
-            out = self.se(out)
-        out = out + identity
-        if self.IN is not None:
-            out = self.IN(out)
-        return self.relu(out)
+        return self.bn3(self.conv3(out))
 
 
 Block = type[BasicBlock] | type[Bottleneck]

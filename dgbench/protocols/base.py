@@ -28,6 +28,8 @@ from typing import Any, ClassVar
 
 from ..errors import DgbenchError, UnknownNameError
 from ..runtime import Runtime
+from ..specs import PROTOCOL_FIELDS, ProtocolSpec, SpecRegistry, check_type, load_specs, spec_error
+from ..specs import registry as _read_specs
 
 Note = Callable[[str], None]
 
@@ -88,30 +90,6 @@ class RunSummary:
     dataset: str = ""
     kind: str = ""
     is_main: bool = True  # rank 0 (or the only process): the one that reports
-
-
-@dataclass(frozen=True)
-class ProtocolSpec:
-    """A ``[protocols.NAME]`` table: the fields every kind has, plus the kind's own ``params``."""
-
-    name: str
-    kind: str = "appearance"
-    description: str = ""
-    params: dict[str, Any] = field(default_factory=dict)
-    source: str = ""
-
-    # Appearance fields, read by many callers: kept as properties of the spec.
-    @property
-    def shifts(self) -> tuple[str, ...]:
-        return tuple(self.params.get("shifts", ())) + tuple(f"family:{f}" for f in self.params.get("families", ()))
-
-    @property
-    def reference(self) -> str:
-        return self.params.get("reference", "origin")
-
-    @property
-    def fallbacks(self) -> dict[str, str]:
-        return dict(self.params.get("fallbacks", {}))
 
 
 @dataclass(frozen=True)
@@ -210,11 +188,49 @@ def kind_class(kind: str) -> type[Protocol]:
     return cls
 
 
+# ----------------------------------------------------------------------------- specs, checked by their kinds
+def check_protocol_table(spec: ProtocolSpec) -> None:
+    """What a protocol table's kind says of it: the kind exists, its own fields and their types."""
+    path, where, kind = spec.source, f"protocols.{spec.name}", spec.kind
+    if not isinstance(kind, str) or kind not in known_kinds():
+        raise spec_error(path, f"{where}.kind", f"unknown protocol kind {kind!r} (known: {', '.join(known_kinds())})")
+    cls = kind_class(kind)
+    for key, value in spec.params.items():
+        if key not in cls.fields:
+            known = ", ".join(sorted(PROTOCOL_FIELDS | set(cls.fields)))
+            raise spec_error(path, f"{where}.{key}", f"unknown field for kind {kind!r} (known: {known})")
+        types = cls.fields[key] if isinstance(cls.fields[key], tuple) else (cls.fields[key],)
+        check_type(path, f"{where}.{key}", value, types, key)  # type: ignore[arg-type]
+    for key in cls.required:
+        if key not in spec.params:
+            raise spec_error(path, where, f"missing field {key!r} (kind {kind!r})")
+
+
+def check_kinds(reg: SpecRegistry) -> SpecRegistry:
+    """Every protocol table checked by its kind, then each kind's cross-checks (names of shifts,
+    pairs...) against the whole registry, once all files are read."""
+    if not reg.kinds_checked:
+        for spec in reg.protocols.values():
+            check_protocol_table(spec)
+        for spec in reg.protocols.values():
+            kind_class(spec.kind).validate(spec, reg)
+        reg.kinds_checked = True
+    return reg
+
+
+def registry() -> SpecRegistry:
+    """The spec files as read (and cached) by :mod:`dgbench.specs`, checked by the kinds."""
+    return check_kinds(_read_specs())
+
+
+def load_checked_specs(dirs: list[Path] | None = None) -> SpecRegistry:
+    """:func:`dgbench.specs.load_specs` of ``dirs``, checked by the kinds."""
+    return check_kinds(load_specs(dirs))
+
+
 # ----------------------------------------------------------------------------- running
 def get(name: str) -> Protocol:
     """The registered protocol ``name`` (unknown names get suggestions)."""
-    from .specs import registry
-
     reg = registry()
     if name not in reg.protocols:
         raise UnknownNameError("protocol", name, reg.protocols)
@@ -223,8 +239,6 @@ def get(name: str) -> Protocol:
 
 
 def list_infos() -> list[ProtocolInfo]:
-    from .specs import registry
-
     return [get(n).info() for n in sorted(registry().protocols)]
 
 

@@ -48,7 +48,8 @@ from ..results.record import new_record, record_key
 from ..results.store import ResultStore
 from ..runtime import Runtime
 from .base import RunRequest, RunSummary, reject_options
-from .cross_domain import CHECKPOINT_OPTIONS, CrossDomainProtocol, _call
+from .cross_domain import CHECKPOINT_OPTIONS, CrossDomainProtocol
+from .cross_domain_cells import _call
 from .measure import MeasureLoop
 from .specs import PairSpec, registry
 
@@ -236,7 +237,7 @@ class FinetuneProtocol(CrossDomainProtocol):
 
     def run(self, req: RunRequest, rt: Runtime) -> RunSummary:
         from ..data.seg_base import CLASS_NAMES
-        from .segmentation import SEGMENTATION, Inference
+        from .cross_domain_segmentation import SEGMENTATION, Inference
 
         pair = self.pick_pair(req)
         if pair.task != "segmentation":

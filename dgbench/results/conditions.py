@@ -3,7 +3,7 @@ in (the paper's column order), and a corruption shift's family.
 
 A leaderboard CSV is sorted by its key, so it no longer knows the order its protocol ran the
 shifts in; pages and plots read it back from the protocol's spec (``transforms/*.toml``). The
-specs are data files that :mod:`dgbench.protocols.specs` parses; they are read lazily and any
+specs are data files that :mod:`dgbench.specs` parses; they are read lazily and any
 failure to read them (an unknown protocol, a broken user spec) falls back to natural order.
 """
 from __future__ import annotations
@@ -24,7 +24,7 @@ def protocol_shifts(protocol: str) -> list[str]:
     """The shifts of ``protocol`` in the order it runs them, each followed by its offline fallback
     (the built-in digits record ``cv-stylize`` where the protocol says ``monet``); [] if unknown."""
     try:
-        from ..protocols.specs import get_protocol, protocol_shifts as spec_shifts
+        from ..specs import get_protocol, protocol_shifts as spec_shifts
 
         fallbacks = get_protocol(protocol).fallbacks
         names = [s.name for s in spec_shifts(protocol)]
@@ -49,7 +49,7 @@ def ordered_conditions(protocol: str, names: Iterable[str]) -> list[str]:
 def corruption_of(shift: str) -> tuple[str, int, str] | None:
     """``(corruption, severity, family)`` of a corruption shift (``fog-3`` -> fog, 3, weather)."""
     try:
-        from ..protocols.specs import get_shift
+        from ..specs import get_shift
 
         spec = get_shift(shift)
     except DgbenchError:

@@ -153,6 +153,43 @@ def _progress(enabled: bool):  # -> rich Progress or a no-op context
     )
 
 
+def _fit(model: nn.Module, x_train: Tensor, y_train: Tensor, gen: torch.Generator, cfg: TrainConfig, *,
+         total: int, warmup: int, label: str, progress: bool) -> list[float]:
+    """``total`` SGD steps (Nesterov, warmup then cosine) over epochs reshuffled by ``gen``;
+    returns the per-step losses. Kept apart from :func:`train_classifier` so that the loop the
+    numbers depend on reads in one piece."""
+    n, batch_size, lr = len(y_train), cfg.batch_size, cfg.lr
+    model.train()
+    opt = torch.optim.SGD(_param_groups(model, cfg.weight_decay), lr=lr, momentum=cfg.momentum, nesterov=True)
+    loss_fn = nn.CrossEntropyLoss()
+    losses: list[float] = []
+    step = 0
+    with _progress(progress) as bar:
+        task = bar.add_task(label, total=total, loss=float("nan"), acc=0.0) if bar else None
+        while step < total:
+            perm = torch.randperm(n, generator=gen)
+            seen = correct = 0
+            for i in range(0, n, batch_size):
+                if step >= total:
+                    break
+                idx = perm[i : i + batch_size]
+                xb, yb = x_train[idx], y_train[idx]
+                for g in opt.param_groups:
+                    g["lr"] = _lr_at(step, total, warmup, lr)
+                logits = model(xb)
+                loss = loss_fn(logits, yb)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                losses.append(loss.item())
+                seen += len(yb)
+                correct += int((logits.argmax(1) == yb).sum())
+                step += 1
+                if bar is not None:
+                    bar.update(task, advance=1, loss=losses[-1], acc=100.0 * correct / seen)
+    return losses
+
+
 def train_classifier(
     model_name: str,
     dataset: str,
@@ -194,7 +231,6 @@ def train_classifier(
     steps_per_epoch = math.ceil(n / batch_size)
     total = steps_per_epoch * epochs if max_steps is None else min(max_steps, steps_per_epoch * epochs)
     warmup = min(total, cfg.warmup_epochs * steps_per_epoch)
-    losses: list[float] = []
     start = time.perf_counter()
     with deterministic(seed, num_threads) as gen:
         if model_factory is not None:
@@ -203,33 +239,8 @@ def train_classifier(
             from ..models import create_model
 
             model = create_model(model_name, num_classes=D.NUM_CLASSES, **model_kwargs)
-        model.train()
-        opt = torch.optim.SGD(_param_groups(model, weight_decay), lr=lr, momentum=cfg.momentum, nesterov=True)
-        loss_fn = nn.CrossEntropyLoss()
-        step, seen, correct = 0, 0, 0
-        with _progress(progress) as bar:
-            task = bar.add_task(f"{model_name} on {dataset}", total=total, loss=float("nan"), acc=0.0) if bar else None
-            while step < total:
-                perm = torch.randperm(n, generator=gen)
-                seen = correct = 0
-                for i in range(0, n, batch_size):
-                    if step >= total:
-                        break
-                    idx = perm[i : i + batch_size]
-                    xb, yb = x_train[idx], y_train[idx]
-                    for g in opt.param_groups:
-                        g["lr"] = _lr_at(step, total, warmup, lr)
-                    logits = model(xb)
-                    loss = loss_fn(logits, yb)
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    opt.step()
-                    losses.append(loss.item())
-                    seen += len(yb)
-                    correct += int((logits.argmax(1) == yb).sum())
-                    step += 1
-                    if bar is not None:
-                        bar.update(task, advance=1, loss=losses[-1], acc=100.0 * correct / seen)
+        losses = _fit(model, x_train, y_train, gen, cfg, total=total, warmup=warmup,
+                      label=f"{model_name} on {dataset}", progress=progress)
         test_acc = evaluate_accuracy(model, x_test, y_test)
         train_acc = evaluate_accuracy(model, x_train, y_train)
     duration = time.perf_counter() - start
