@@ -59,8 +59,6 @@ KNOWN_LAYER_VIOLATIONS = {
 }
 # Known circles through deferred (function-level) imports, each the set of its modules.
 KNOWN_DEFERRED_CYCLES = {
-    frozenset({"dgbench.models.registry", "dgbench.models.weights"}):
-        "issue 20: weights with their metadata end the registry <-> weights circle",
     frozenset({"dgbench.protocols.base", "dgbench.protocols.specs"}):
         "issue 20: protocol and shift specs get their own home (names)",
     frozenset({"dgbench.protocols.cross_domain", "dgbench.protocols.segmentation"}):
