@@ -55,10 +55,7 @@ ROOT_NAMES = {"__version__"}
 # Known violations, (importing module, imported unit): each says which change removes it.
 KNOWN_LAYER_VIOLATIONS: dict[tuple[str, str], str] = {}
 # Known circles through deferred (function-level) imports, each the set of its modules.
-KNOWN_DEFERRED_CYCLES = {
-    frozenset({"dgbench.models.registry", "dgbench.models.weights"}):
-        "issue 20: weights with their metadata end the registry <-> weights circle",
-}
+KNOWN_DEFERRED_CYCLES: dict[frozenset[str], str] = {}
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from torch import nn
 
 from dgbench.errors import CheckpointError
 from dgbench.models import PretrainedCfg, create_model, list_models, model_info
+from dgbench.models import pretrained as P
 from dgbench.models import weights as W
 from dgbench.models.resnet import BasicBlock, ResNet
 
@@ -26,8 +27,9 @@ def tiny(num_classes: int = 10) -> ResNet:
     return ResNet(BasicBlock, [1, 1], num_classes=num_classes, widths=(8, 16), variant="ibn_a", stem="cifar")
 
 
-def tiny_info(cfg: PretrainedCfg) -> object:
-    return dataclasses.replace(model_info("resnet18_ibn_a"), name="tiny", fn=tiny, pretrained_cfg=cfg)
+def tiny_info(cfg: PretrainedCfg) -> PretrainedCfg:
+    """The weights record of the tiny network (what the loader reads)."""
+    return dataclasses.replace(cfg, architecture="tiny")
 
 
 def save(model: nn.Module, path: Path) -> str:
@@ -64,21 +66,25 @@ def server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 
 def test_published_table_is_consistent_with_the_registry() -> None:
     registered = set(list_models())
-    for name, (url, source, license_) in W.PUBLISHED.items():
+    for name, released in P.RELEASED.items():
         assert name in registered
-        cfg = model_info(name).pretrained_cfg
-        assert cfg.url == url and cfg.has_weights and source and license_
-        assert re.fullmatch(r"[0-9a-f]{8}", cfg.sha256_prefix or "")
-        assert url.endswith(f"-{cfg.sha256_prefix}.pth")
-        assert cfg.input_size == (3, 224, 224) and cfg.resize_size == 256 and cfg.interpolation == "bilinear"
+        info = model_info(name)
+        assert info.pretrained_cfg == info.weights[0] and info.tags == tuple(w.tag for w in released)
+        for table, cfg in zip(released, info.weights):
+            assert cfg.url == table.url and cfg.has_weights and cfg.source and cfg.license
+            assert cfg.architecture == name and cfg.tag in ("authors", "tv_in1k", "tv2_in1k")
+            assert re.fullmatch(r"[0-9a-f]{8}", cfg.sha256_prefix or "")
+            assert cfg.url.endswith(f"-{cfg.sha256_prefix}.pth") and cfg.file_name == cfg.url.rsplit("/", 1)[-1]
+            assert cfg.input_size == (3, 224, 224) and cfg.interpolation == "bilinear"
+            assert cfg.resize_size == (232 if cfg.tag == "tv2_in1k" else 256)
     # Every checkpoint of the authors' release is in the table.
-    authors = {n for n, (u, _, _) in W.PUBLISHED.items() if "XingangPan" in u}
+    authors = {n for n, ws in P.RELEASED.items() if any("XingangPan" in (w.url or "") for w in ws)}
     assert authors == {
         "resnet18_ibn_a", "resnet34_ibn_a", "resnet50_ibn_a", "resnet101_ibn_a",
         "resnet18_ibn_b", "resnet34_ibn_b", "resnet50_ibn_b", "resnet101_ibn_b",
         "resnext101_ibn_a", "se_resnet101_ibn_a", "densenet121_ibn_a", "densenet169_ibn_a",
     }
-    assert not model_info("resnet50_ibn_c").pretrained_cfg.has_weights
+    assert not model_info("resnet50_ibn_c").pretrained_cfg.has_weights and model_info("resnet50_ibn_c").tags == ()
 
 
 # -- local files ----------------------------------------------------------------------------------

@@ -24,6 +24,11 @@ CHECKPOINT_DIR = ("checkpoints", "digits")  # under dgbench/assets
 MANIFEST = "manifest.json"
 SCENE_CHECKPOINT_DIR = ("checkpoints", "digit-scenes")  # under dgbench/assets
 SCENE_MANIFEST = "manifest.json"
+# The shipped checkpoints as weights tags: ``builtin`` (trained on digits, the default) and one
+# per other digits domain (``builtin_typeset``: trained on typeset-digits).
+TAG_OF_DOMAIN: dict[str, str] = {
+    d: "builtin" if d == "digits" else "builtin_" + d.removesuffix("-digits").replace("-", "_") for d in DIGIT_DOMAINS
+}
 
 
 def checkpoint_file(model: str, domain: str) -> str:
@@ -89,7 +94,7 @@ def load_builtin(model: str, domain: str = "digits", *, path: str | Path | None 
 
     ``path`` loads that file instead of the shipped one but still requires its name and hash to be
     in the manifest (used to check a reproduced or copied checkpoint). The returned model is in
-    eval mode and carries ``weights_sha256`` and ``train_domain``.
+    eval mode and carries ``weights_sha256``, ``weights_tag`` and ``train_domain``.
     """
     from ..models.registry import create_model
     from ..models.weights import load_state_dict_strict, read_state_dict
@@ -106,6 +111,7 @@ def load_builtin(model: str, domain: str = "digits", *, path: str | Path | None 
     net = create_model(name)
     load_state_dict_strict(net, read_state_dict(file), str(file))
     net.weights_sha256 = digest  # type: ignore[assignment]
+    net.weights_tag = TAG_OF_DOMAIN[domain]  # type: ignore[assignment]
     net.train_domain = domain  # type: ignore[assignment]
     return net.eval()
 

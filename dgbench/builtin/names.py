@@ -47,7 +47,9 @@ def small_name_for(name: str) -> str:
         return resolve_name(small_name("baseline" if name in ("resnet", "resnet50") else bare))
     canonical = resolve_name(name)  # raises UnknownNameError with suggestions
     info = model_info(canonical)
-    if info.family == "small" or name in aliases():
+    if info.family == "small":
+        return canonical  # with the weights tag asked for, if any (small_resnet.builtin_typeset)
+    if name in aliases():
         return small_name(info.variant)
     return canonical
 

@@ -28,6 +28,8 @@ def _scene_cfg(name: str, entries: dict[str, dict[str, Any]]) -> PretrainedCfg:
     return PretrainedCfg(
         file=rel if entry else None,
         sha256_prefix=entry["sha256"] if entry else None,
+        sha256=entry["sha256"] if entry else None,
+        tag="builtin",
         input_size=(3, S.SCENE_SIZE, S.SCENE_SIZE),
         mean=S.MEAN,
         std=S.STD,

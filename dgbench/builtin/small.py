@@ -12,8 +12,9 @@ of a group" (where b and d put their IN after the addition) is that block. Group
 Weights: ``pretrained=True`` loads the checkpoint trained on the real ``digits`` train split,
 shipped in ``dgbench/assets/checkpoints/digits/`` and verified against the sha256 recorded in
 that folder's ``manifest.json`` (a mismatch is a :class:`~dgbench.errors.CheckpointError`).
-The checkpoints trained on ``typeset-digits`` ship beside them; :func:`.checkpoints.load_builtin`
-loads either (:mod:`.checkpoints` names every shipped file).
+The checkpoints trained on ``typeset-digits`` ship beside them, as the weights tag
+``builtin_typeset`` (``create_model("small_resnet_ibn_a.builtin_typeset", pretrained=True)``);
+:func:`.checkpoints.load_builtin` loads either by domain (:mod:`.checkpoints` names every shipped file).
 """
 from __future__ import annotations
 
@@ -22,29 +23,50 @@ from typing import Any
 from ..models.registry import PretrainedCfg, refuse_model, register_model
 from ..models.resnet import BasicBlock, ResNet
 from . import digits as D
-from .checkpoints import checkpoint_file, manifest
+from .checkpoints import MANIFEST as MANIFEST_NAME
+from .checkpoints import TAG_OF_DOMAIN, checkpoint_file, manifest
+from .domains import DIGIT_DOMAINS
 from .names import REFUSED_VARIANTS, VARIANTS, small_name
 
 LAYERS: tuple[int, int, int, int] = (1, 1, 1, 1)
 WIDTHS: tuple[int, int, int, int] = (8, 16, 32, 64)
 
 
-def _pretrained_cfg(model: str) -> PretrainedCfg:
-    rel = checkpoint_file(model, "digits")
+def _weights_cfg(model: str, domain: str) -> PretrainedCfg | None:
+    """The shipped ``model`` trained on ``domain`` as a weights record (None: not shipped)."""
+    rel = checkpoint_file(model, domain)
     entry = manifest().get(rel.rsplit("/", 1)[-1])
+    if entry is None:
+        return None
     return PretrainedCfg(
-        file=rel if entry else None,
-        sha256_prefix=entry["sha256"] if entry else None,  # the full digest: the strictest prefix
-        input_size=(3, D.INPUT_SIZE, D.INPUT_SIZE),
-        mean=D.MEAN,
-        std=D.STD,
-        interpolation="nearest",  # 8x8 -> 32x32 without new grey levels (see dgbench.builtin.digits)
-        crop_pct=1.0,
-        num_classes=D.NUM_CLASSES,
-        source="dgbench built-in: trained on the digits train split (dgbench train --reproduce-builtin)"
-        if entry else "no shipped checkpoint (run dgbench train --reproduce-builtin)",
-        license="MIT (dgbench); data: UCI optdigits via scikit-learn (CC BY 4.0)",
+        file=rel,
+        sha256_prefix=entry["sha256"],  # the full digest: the strictest prefix
+        sha256=entry["sha256"],
+        tag=TAG_OF_DOMAIN[domain],
+        source=f"dgbench built-in: trained on the {domain} train split (dgbench train --reproduce-builtin)",
+        # The manifest's in-domain test accuracy, written when the file was trained, as error.
+        published=(("top1_err", round(100 - entry["test_acc"], 4)),) if "test_acc" in entry else (),
+        published_source=f"{MANIFEST_NAME} of the shipped checkpoints ({domain} test split)",
+        **_DIGITS_INPUTS,
     )
+
+
+_DIGITS_INPUTS: dict[str, Any] = dict(
+    input_size=(3, D.INPUT_SIZE, D.INPUT_SIZE),
+    mean=D.MEAN,
+    std=D.STD,
+    interpolation="nearest",  # 8x8 -> 32x32 without new grey levels (see dgbench.builtin.digits)
+    crop_pct=1.0,
+    num_classes=D.NUM_CLASSES,
+    license="MIT (dgbench); data: UCI optdigits via scikit-learn (CC BY 4.0)",
+)
+
+
+def _weights(model: str) -> tuple[PretrainedCfg, ...]:
+    """Every shipped checkpoint of ``model``, the digits one first; without any, one config saying so."""
+    shipped = tuple(c for d in DIGIT_DOMAINS if (c := _weights_cfg(model, d)) is not None)
+    return shipped or (PretrainedCfg(source="no shipped checkpoint (run dgbench train --reproduce-builtin)",
+                                     **_DIGITS_INPUTS),)
 
 
 def _register(variant: str) -> None:
@@ -66,7 +88,7 @@ def _register(variant: str) -> None:
         family="small",
         backbone="small_resnet",
         variant="baseline" if v == "baseline" else f"ibn_{v}",
-        pretrained_cfg=_pretrained_cfg(name),
+        weights=_weights(name),
         aliases=(f"small_{'baseline' if v == 'baseline' else 'ibn_' + v}",),
         name=name,
     )(build)

@@ -139,7 +139,7 @@ def load_backbone_weights(backbone: ResNet, backbone_name: str, source: bool | s
     from .weights import load_state_dict_strict, read_state_dict, resolve_checkpoint
 
     info = model_info(backbone_name)
-    path, _prefix, origin = resolve_checkpoint(info, source)
+    path, _prefix, origin = resolve_checkpoint(info.pretrained_cfg, source)
     sd = {k: v for k, v in read_state_dict(path).items() if not k.startswith("fc.")}
     load_state_dict_strict(backbone, sd, str(path))
     return origin

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from .ibn import IBN, VariantError, _groups
-from .weights import register_released
+from .registry import register_released
 
 __all__ = ["DenseNet", "DenseLayer", "DenseBlock", "Transition"]
 

@@ -1,61 +1,37 @@
-"""The model registry: every network dgbench knows, with its pretrained configuration as data.
+"""The model registry: every network dgbench knows, with its weights and their metadata as data.
 
 Model modules decorate their constructors with :func:`register_model`; :func:`create_model` builds
 one by name (or short alias) and, when asked, loads its weights through :mod:`dgbench.models.weights`.
-The pretrained configuration (checkpoint URL and hash, input size, mean/std, interpolation, crop
-fraction, source, license) is what the evaluation's preprocessing reads, as timm's configs are.
+An architecture may have several sets of weights, each a tag (timm's ``name.tag``):
+``create_model("resnet50.tv2_in1k", pretrained=True)`` or ``create_model("resnet50",
+pretrained=True, weights="tv2_in1k")``; without a tag, the architecture's default (its first).
+Each tag's :class:`~dgbench.models.pretrained.PretrainedCfg` (checkpoint URL and hash, input size,
+mean/std, interpolation, crop fraction, source, license, published numbers) is what the
+evaluation's preprocessing reads, as timm's configs are.
 """
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import os
 import re
-from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
 
-from ..errors import DgbenchError, RefusedNameError, UnknownNameError
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass(frozen=True)
-class PretrainedCfg:
-    """How a published checkpoint was made and how its inputs must be prepared."""
-
-    url: str | None = None  # where the weights are published (None: no published weights)
-    file: str | None = None  # or a file shipped inside the package, relative to dgbench/assets
-    sha256_prefix: str | None = None  # hash prefix as in torch hub file names (name-<prefix>.pth)
-    input_size: tuple[int, int, int] = (3, 224, 224)
-    mean: tuple[float, ...] = IMAGENET_MEAN
-    std: tuple[float, ...] = IMAGENET_STD
-    interpolation: str = "bilinear"
-    crop_pct: float = 0.875  # resize the shorter side to input/crop_pct (224/0.875 = 256), then crop
-    num_classes: int = 1000
-    source: str = ""
-    license: str = ""
-
-    @property
-    def resize_size(self) -> int:
-        return int(round(self.input_size[-1] / self.crop_pct))
-
-    @property
-    def has_weights(self) -> bool:
-        return bool(self.url or self.file)
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["input_size"] = list(self.input_size)
-        d["mean"], d["std"] = list(self.mean), list(self.std)
-        return d
+from ..errors import DgbenchError, RefusedNameError, UnknownNameError, suggest
+from .pretrained import IMAGENET_MEAN, IMAGENET_STD, PretrainedCfg, released_weights  # noqa: F401 (mean/std: re-exported)
+from .weights import load_pretrained
 
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """A registry entry: constructor plus descriptive metadata (used by `dgbench models`)."""
+    """A registry entry: constructor plus descriptive metadata (used by `dgbench models`).
+
+    ``weights`` are every released set of weights (the default first); ``pretrained_cfg`` is the
+    one selected: the default, or the tag the name asked for (:func:`model_info`)."""
 
     name: str
     fn: Callable[..., nn.Module]
@@ -66,6 +42,31 @@ class ModelInfo:
     pretrained_cfg: PretrainedCfg = field(default_factory=PretrainedCfg)
     aliases: tuple[str, ...] = ()
     description: str = ""
+    weights: tuple[PretrainedCfg, ...] = ()
+
+    @property
+    def tags(self) -> tuple[str, ...]:
+        return tuple(w.tag for w in self.weights)
+
+    @property
+    def default_tag(self) -> str | None:
+        return self.weights[0].tag if self.weights else None
+
+    def weights_for(self, tag: str) -> PretrainedCfg:
+        """The weights tagged ``tag``; an unknown tag is one line with the tags there are."""
+        for w in self.weights:
+            if w.tag == tag:
+                return w
+        arch = self.pretrained_cfg.architecture or self.name
+        if not self.weights:
+            raise DgbenchError(f"{arch} has no released weights, so no tag {tag!r}; pass pretrained=<path> "
+                               "(`dgbench models --tags` lists every tag)")
+        err = UnknownNameError("weights tag", f"{arch}.{tag}", [f"{arch}.{t}" for t in self.tags])
+        close = suggest(tag, self.tags)
+        err.args = (f"unknown weights tag {tag!r} of {arch}"
+                    + (f"; did you mean {', '.join(f'{arch}.{t}' for t in close)}?" if close else "")
+                    + f" (its tags: {', '.join(self.tags)}; default {self.default_tag})",)
+        raise err
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
@@ -80,6 +81,9 @@ def refuse_model(name: str, reason: str, aliases: tuple[str, ...] = ()) -> None:
         _REFUSED[n] = reason
 
 
+DEFAULT_TAG = "default"  # the tag of weights registered without one (e.g. a plugin's single checkpoint)
+
+
 def register_model(
     *,
     family: str,
@@ -89,14 +93,18 @@ def register_model(
     pretrained_cfg: PretrainedCfg | None = None,
     aliases: tuple[str, ...] = (),
     name: str | None = None,
+    weights: Sequence[PretrainedCfg] = (),
 ) -> Callable[[Callable[..., nn.Module]], Callable[..., nn.Module]]:
-    """Register a model constructor under its function name (or ``name``)."""
+    """Register a model constructor under its function name (or ``name``), with its ``weights``
+    (each tagged, the default first) or one ``pretrained_cfg``."""
 
     def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         key = name or fn.__name__
         if key in _REGISTRY or key in _ALIASES:
             raise ValueError(f"model {key!r} registered twice")
         doc = (fn.__doc__ or "").strip().splitlines()
+        cfgs = _stamp(key, tuple(weights) or (pretrained_cfg or PretrainedCfg(),))
+        released = tuple(c for c in cfgs if c.has_weights)
         _REGISTRY[key] = ModelInfo(
             name=key,
             fn=fn,
@@ -104,9 +112,10 @@ def register_model(
             backbone=backbone,
             variant=variant,
             task=task,
-            pretrained_cfg=pretrained_cfg or PretrainedCfg(),
+            pretrained_cfg=released[0] if released else cfgs[0],
             aliases=tuple(aliases),
             description=doc[0] if doc else "",
+            weights=released,
         )
         for alias in aliases:
             if alias in _ALIASES or alias in _REGISTRY:
@@ -115,6 +124,24 @@ def register_model(
         return fn
 
     return deco
+
+
+def _stamp(key: str, cfgs: tuple[PretrainedCfg, ...]) -> tuple[PretrainedCfg, ...]:
+    """The configs with their architecture set and, where they hold weights, a tag (unique)."""
+    out = tuple(dataclasses.replace(c, architecture=key, tag=(c.tag or DEFAULT_TAG) if c.has_weights else "")
+                for c in cfgs)
+    tags = [c.tag for c in out if c.has_weights]
+    if len(tags) != len(set(tags)):
+        raise ValueError(f"model {key!r} registers the weights tags {tags}: each tag once")
+    return out
+
+
+def register_released(fn: Any, *, name: str, family: str, backbone: str, variant: str, doc: str) -> None:
+    """Register the zoo constructor ``fn`` as ``name``, with every released weights of it
+    (:data:`dgbench.models.pretrained.RELEASED`)."""
+    fn.__name__ = fn.__qualname__ = name
+    fn.__doc__ = doc
+    register_model(family=family, backbone=backbone, variant=variant, weights=released_weights(name), name=name)(fn)
 
 
 def _ensure_loaded() -> None:
@@ -126,9 +153,13 @@ def _ensure_loaded() -> None:
     load_group("dgbench.models")
 
 
-def resolve_name(name: str) -> str:
-    """The canonical registry name for ``name`` or one of its aliases."""
-    _ensure_loaded()
+def split_tag(name: str) -> tuple[str, str | None]:
+    """``resnet50.tv2_in1k`` -> ``("resnet50", "tv2_in1k")``; a name without a tag -> ``(name, None)``."""
+    arch, dot, tag = name.partition(".")
+    return (arch, tag) if dot and tag and arch else (name, None)
+
+
+def _resolve_architecture(name: str) -> str:
     if name in _REGISTRY:
         return name
     if name in _ALIASES:
@@ -138,8 +169,38 @@ def resolve_name(name: str) -> str:
     raise UnknownNameError("model", name, list(_REGISTRY) + list(_ALIASES))
 
 
+def resolve_name(name: str) -> str:
+    """The canonical registry name for ``name`` or one of its aliases, with a weights tag
+    (``resnet50.tv2_in1k``) kept unless it is the architecture's default: a record of the default
+    weights is keyed as before tags existed. An unknown tag is one line naming the tags there are."""
+    _ensure_loaded()
+    if name in _REGISTRY or name in _ALIASES or name in _REFUSED:
+        return _resolve_architecture(name)
+    arch, tag = split_tag(name)
+    canonical = _resolve_architecture(arch)
+    if tag is None:
+        return canonical
+    info = _REGISTRY[canonical]
+    info.weights_for(tag)
+    return canonical if tag == info.default_tag else f"{canonical}.{tag}"
+
+
 def model_info(name: str) -> ModelInfo:
-    return _REGISTRY[resolve_name(name)]
+    """The registry entry of ``name``; with a tag, its ``pretrained_cfg`` is that tag's weights."""
+    canonical = resolve_name(name)
+    if canonical in _REGISTRY:
+        return _REGISTRY[canonical]
+    arch, tag = split_tag(canonical)
+    info = _REGISTRY[arch]
+    return dataclasses.replace(info, name=canonical, pretrained_cfg=info.weights_for(tag or ""))
+
+
+def with_tag(name: str, weights: str) -> str:
+    """``name`` selecting the weights tagged ``weights`` (``create_model(..., weights=)``)."""
+    arch, tag = split_tag(name) if name not in _REGISTRY else (name, None)
+    if tag is not None and tag != weights:
+        raise DgbenchError(f"model {name!r} names the weights {tag!r} but weights={weights!r}: give the tag once")
+    return f"{arch}.{weights}"
 
 
 def get_pretrained_cfg(name: str) -> PretrainedCfg:
@@ -176,18 +237,22 @@ def create_model(
     name: str,
     pretrained: bool | str | os.PathLike = False,
     num_classes: int | None = None,
+    weights: str | None = None,
     **kwargs: Any,
 ) -> nn.Module:
     """Build a registered model.
 
     Args:
-        name: registry name (``resnet50_ibn_a``) or alias (``ibn_a``).
-        pretrained: ``True`` for the published weights (torch hub cache, hash-checked), or a path
-            / URL of a checkpoint to load instead. Loading is strict and ``weights_only``.
+        name: registry name (``resnet50_ibn_a``) or alias (``ibn_a``), optionally with a weights
+            tag (``resnet50.tv2_in1k``; ``dgbench models --tags`` lists them).
+        pretrained: ``True`` for the published weights of the tag (default: the architecture's
+            default tag; torch hub cache, hash-checked), or a path / URL of a checkpoint to load
+            instead. Loading is strict and ``weights_only``.
         num_classes: classifier size; defaults to the pretrained configuration's.
+        weights: a weights tag, as ``name.tag`` would give it.
         **kwargs: variant knobs the constructor accepts (``ibn_ratio``, ``ibn_groups``, ...).
     """
-    info = model_info(name)
+    info = model_info(name if weights is None else with_tag(name, weights))
     cfg = info.pretrained_cfg
     try:
         # 0 is a valid request (no classifier: a feature extractor), so only None means "default".
@@ -204,8 +269,8 @@ def create_model(
     model.pretrained_cfg = cfg  # type: ignore[assignment]
     model.variant_kwargs = dict(kwargs)  # type: ignore[assignment]
     model.weights_sha256 = None  # type: ignore[assignment]
+    # Which released weights ran (None: random init or a checkpoint given by path).
+    model.weights_tag = cfg.tag if pretrained is True and cfg.has_weights else None  # type: ignore[assignment]
     if pretrained:
-        from .weights import load_pretrained
-
-        model.weights_sha256 = load_pretrained(model, info, pretrained)  # type: ignore[assignment]
+        model.weights_sha256 = load_pretrained(model, cfg, pretrained)  # type: ignore[assignment]
     return model

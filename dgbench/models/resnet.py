@@ -20,7 +20,7 @@ from torch import Tensor, nn
 
 from .ibn import IBNConfig, Ratio, norm_out_channels, unsupported_reason
 from .registry import refuse_model, register_model
-from .weights import pretrained_cfg_for
+from .pretrained import released_weights
 
 __all__ = ["ResNet", "BasicBlock", "Bottleneck", "SELayer", "conv1x1", "conv3x3"]
 
@@ -362,7 +362,7 @@ def _register_resnets() -> None:
                 family="resnet",
                 backbone=f"resnet{depth}",
                 variant="baseline" if variant == "baseline" else f"ibn_{variant}",
-                pretrained_cfg=pretrained_cfg_for(name),
+                weights=released_weights(name),
                 aliases=aliases,
                 name=name,
             )(_make_constructor(name, build, doc))

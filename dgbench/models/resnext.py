@@ -10,7 +10,7 @@ from typing import Any
 
 from .resnet import Bottleneck, ResNet, RESNET_LAYERS
 from .registry import register_model
-from .weights import pretrained_cfg_for
+from .pretrained import released_weights
 
 __all__ = ["resnext"]
 
@@ -42,7 +42,7 @@ def _register() -> None:
             register_model(
                 family="resnext", backbone=base,
                 variant="baseline" if variant == "baseline" else "ibn_a",
-                pretrained_cfg=pretrained_cfg_for(name),
+                weights=released_weights(name),
                 aliases=() if variant == "baseline" else (f"{base}_ibn_a",),
                 name=name,
             )(fn)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .resnet import RESNET_LAYERS, ResNet, SELayer
-from .weights import register_released
+from .registry import register_released
 
 __all__ = ["SELayer", "se_resnet"]
 

@@ -1,11 +1,11 @@
-"""Published checkpoints and how dgbench loads them.
+"""How dgbench loads checkpoints (what they are is data: :mod:`dgbench.models.pretrained`).
 
-:data:`PUBLISHED` is the table of released ImageNet weights (URL whose file name carries the
-sha256 prefix, as torch hub names them). :func:`load_pretrained` loads a checkpoint into a model:
+:func:`load_pretrained` loads a checkpoint into a model:
 
-* ``pretrained=True``: the entry's ``url`` through torch hub's cache
-  (``torch.hub.load_state_dict_from_url(check_hash=True)``; the file lands in
-  ``$TORCH_HOME/hub/checkpoints``), or the entry's ``file`` shipped under ``dgbench/assets``;
+* ``pretrained=True``: the weights a :class:`~dgbench.models.pretrained.PretrainedCfg` describes:
+  its ``url`` through torch hub's cache (``torch.hub.load_state_dict_from_url(check_hash=True)``;
+  the file lands in ``$TORCH_HOME/hub/checkpoints``), or its ``file`` shipped under
+  ``dgbench/assets`` (checked against its full ``sha256`` where the config knows it);
 * ``pretrained=<path>`` (or ``file://``/``http(s)://`` URL): that checkpoint instead.
 
 Always ``weights_only=True`` (no pickled code runs), always ``strict``: a key that is missing or
@@ -23,7 +23,7 @@ import re
 import urllib.error
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlparse
 
 import torch
@@ -31,92 +31,8 @@ from torch import nn
 
 from ..config import asset_path, offline
 from ..errors import CheckpointError
-from .registry import PretrainedCfg, register_model
+from .pretrained import PretrainedCfg, hash_prefix_of
 from .state_fit import describe_state_dict, fit_problems
-
-if TYPE_CHECKING:
-    from .registry import ModelInfo
-
-_IBN = "https://github.com/XingangPan/IBN-Net/releases/download/v1.0/"
-_TV = "https://download.pytorch.org/models/"
-_IBN_SOURCE = "XingangPan/IBN-Net v1.0 release (Pan et al., ECCV 2018), ImageNet-1k"
-_IBN_LICENSE = "MIT, as stated by github.com/XingangPan/IBN-Net (not re-checked offline)"
-_TV_SOURCE = "torchvision IMAGENET1K_V1, ImageNet-1k"
-_TV_LICENSE = "BSD-3-Clause (torchvision)"
-
-# Short names of the weights' sources, for listings and tables. The baselines' ImageNet weights
-# are torchvision's V1 recipe, not the paper's re-implementation (Table 2: ResNet-50 24.27/7.08
-# top-1/top-5 error there, 23.87/7.14 for torchvision's): a measured IBN-vs-baseline gap mixes
-# two training recipes, so every table that puts them beside the paper says which weights ran.
-SOURCE_LABELS: dict[str, str] = {_TV_SOURCE: "torchvision V1", _IBN_SOURCE: "IBN-Net authors"}
-
-
-def weights_label(cfg: PretrainedCfg) -> str:
-    """Who trained a registered model's default weights: ``torchvision V1``, ``IBN-Net authors``,
-    ``dgbench built-in`` (shipped file), or ``none``."""
-    if not cfg.has_weights:
-        return "none"
-    return SOURCE_LABELS.get(cfg.source, "dgbench built-in" if cfg.file else cfg.source)
-
-
-# model name -> (file name of the release, source, license). The hash prefix is read off the name.
-PUBLISHED: dict[str, tuple[str, str, str]] = {
-    # The authors' release: every URL of their ibnnet/*.py.
-    "resnet18_ibn_a": (_IBN + "resnet18_ibn_a-2f571257.pth", _IBN_SOURCE, _IBN_LICENSE),
-    "resnet34_ibn_a": (_IBN + "resnet34_ibn_a-94bc1577.pth", _IBN_SOURCE, _IBN_LICENSE),
-    "resnet50_ibn_a": (_IBN + "resnet50_ibn_a-d9d0bb7b.pth", _IBN_SOURCE, _IBN_LICENSE),
-    "resnet101_ibn_a": (_IBN + "resnet101_ibn_a-59ea0ac6.pth", _IBN_SOURCE, _IBN_LICENSE),
-    "resnet18_ibn_b": (_IBN + "resnet18_ibn_b-bc2f3c11.pth", _IBN_SOURCE, _IBN_LICENSE),
-    "resnet34_ibn_b": (_IBN + "resnet34_ibn_b-04134c37.pth", _IBN_SOURCE, _IBN_LICENSE),
-    "resnet50_ibn_b": (_IBN + "resnet50_ibn_b-9ca61e85.pth", _IBN_SOURCE, _IBN_LICENSE),
-    "resnet101_ibn_b": (_IBN + "resnet101_ibn_b-c55f6dba.pth", _IBN_SOURCE, _IBN_LICENSE),
-    "resnext101_ibn_a": (_IBN + "resnext101_ibn_a-6ace051d.pth", _IBN_SOURCE, _IBN_LICENSE),
-    "se_resnet101_ibn_a": (_IBN + "se_resnet101_ibn_a-fabed4e2.pth", _IBN_SOURCE, _IBN_LICENSE),
-    "densenet121_ibn_a": (_IBN + "densenet121_ibn_a-e4af5cc1.pth", _IBN_SOURCE, _IBN_LICENSE),
-    "densenet169_ibn_a": (_IBN + "densenet169_ibn_a-9f32c161.pth", _IBN_SOURCE, _IBN_LICENSE),
-    # torchvision's baselines (the keys of our baselines are torchvision's).
-    "resnet18": (_TV + "resnet18-f37072fd.pth", _TV_SOURCE, _TV_LICENSE),
-    "resnet34": (_TV + "resnet34-b627a593.pth", _TV_SOURCE, _TV_LICENSE),
-    "resnet50": (_TV + "resnet50-0676ba61.pth", _TV_SOURCE, _TV_LICENSE),
-    "resnet101": (_TV + "resnet101-63fe2227.pth", _TV_SOURCE, _TV_LICENSE),
-    "resnet152": (_TV + "resnet152-394f9c45.pth", _TV_SOURCE, _TV_LICENSE),
-    "resnext50_32x4d": (_TV + "resnext50_32x4d-7cdf4587.pth", _TV_SOURCE, _TV_LICENSE),
-    "densenet121": (_TV + "densenet121-a639ec97.pth", _TV_SOURCE, _TV_LICENSE),
-    "densenet161": (_TV + "densenet161-8d451a50.pth", _TV_SOURCE, _TV_LICENSE),
-    "densenet169": (_TV + "densenet169-b2777c0a.pth", _TV_SOURCE, _TV_LICENSE),
-    "densenet201": (_TV + "densenet201-c1103571.pth", _TV_SOURCE, _TV_LICENSE),
-}
-
-# torch hub's rule for the hash prefix in a file name: name-<hex>.ext
-_HASH_IN_NAME = re.compile(r"-([a-f0-9]+)\.")
-
-
-def hash_prefix_of(url_or_name: str) -> str | None:
-    """The sha256 prefix torch hub reads off a checkpoint's file name, or None."""
-    m = _HASH_IN_NAME.search(os.path.basename(urlparse(url_or_name).path or url_or_name))
-    return m.group(1) if m else None
-
-
-def pretrained_cfg_for(name: str, **overrides: Any) -> PretrainedCfg:
-    """The pretrained configuration of a zoo model: its published checkpoint, if any.
-
-    ImageNet models all evaluate as released: resize the shorter side to 256 (bilinear), center
-    crop 224, ImageNet mean/std.
-    """
-    entry = PUBLISHED.get(name)
-    if entry is None:
-        return PretrainedCfg(source="no published weights", **overrides)
-    url, source, license_ = entry
-    return PretrainedCfg(url=url, sha256_prefix=hash_prefix_of(url), source=source, license=license_, **overrides)
-
-
-
-def register_released(fn: Any, *, name: str, family: str, backbone: str, variant: str, doc: str) -> None:
-    """Register the zoo constructor ``fn`` as ``name``, with the pretrained config of its release."""
-    fn.__name__ = fn.__qualname__ = name
-    fn.__doc__ = doc
-    register_model(family=family, backbone=backbone, variant=variant, pretrained_cfg=pretrained_cfg_for(name),
-                   name=name)(fn)
 
 
 def sha256_file(path: str | os.PathLike) -> str:
@@ -246,16 +162,17 @@ def load_state_dict_strict(model: nn.Module, state_dict: Mapping[str, torch.Tens
     return skipped
 
 
-def resolve_checkpoint(info: ModelInfo, pretrained: bool | str | os.PathLike) -> tuple[Path, str | None, str]:
-    """(local file, expected sha256 prefix or None, description) for ``pretrained``."""
-    cfg = info.pretrained_cfg
+def resolve_checkpoint(cfg: PretrainedCfg, pretrained: bool | str | os.PathLike) -> tuple[Path, str | None, str]:
+    """(local file, expected sha256 or its prefix, or None; description) for ``pretrained``: ``True``
+    for the weights ``cfg`` describes, else a path or URL."""
     if pretrained is True:
+        expected = cfg.sha256 or cfg.sha256_prefix
         if cfg.file:
-            return asset_path(cfg.file), cfg.sha256_prefix, f"{info.name}'s shipped file {cfg.file}"
+            return asset_path(cfg.file), expected, f"{cfg.full_name or 'the model'}'s shipped file {cfg.file}"
         if cfg.url:
-            return fetch(cfg.url, cfg.sha256_prefix), cfg.sha256_prefix, cfg.url
+            return fetch(cfg.url, expected), expected, cfg.url
         raise CheckpointError(
-            f"{info.name} has no published weights; pass pretrained=<path to a checkpoint> "
+            f"{cfg.architecture or 'this model'} has no published weights; pass pretrained=<path to a checkpoint> "
             f"(`dgbench models --pretrained` lists the models that have them)"
         )
     text = os.fspath(pretrained)  # type: ignore[arg-type]
@@ -269,9 +186,10 @@ def resolve_checkpoint(info: ModelInfo, pretrained: bool | str | os.PathLike) ->
     return path, None, str(path)
 
 
-def load_pretrained(model: nn.Module, info: ModelInfo, pretrained: bool | str | os.PathLike) -> str:
-    """Load ``pretrained`` into ``model`` (see the module docstring); return the file's sha256."""
-    path, prefix, origin = resolve_checkpoint(info, pretrained)
+def load_pretrained(model: nn.Module, cfg: PretrainedCfg, pretrained: bool | str | os.PathLike) -> str:
+    """Load ``pretrained`` into ``model`` (see the module docstring; ``True``: the weights ``cfg``
+    describes); return the file's sha256."""
+    path, prefix, origin = resolve_checkpoint(cfg, pretrained)
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path} ({origin}) does not exist")
     digest = verify_checkpoint(path, prefix, origin)

@@ -357,7 +357,7 @@ class _Run:
                 **base, shift=s.name, shift_spec=s.to_dict(), reference=None if is_ref else ref_spec.name,
                 metrics=metrics, drop={} if is_ref else {m_: metrics[m_] - ref_metrics[m_] for m_ in metrics},
                 num_samples=res.num_samples, skipped_corrupt=res.skipped_corrupt, skipped_files=res.skipped_files[:100],
-                weights_source=weights_source(name, req.checkpoint, req.pretrained),
+                weights_source=weights_source(name, req.checkpoint, req.pretrained), weights_tag=getattr(m, "weights_tag", None),
                 dataset_info=ds.describe(), device=res.device, batch_size=req.batch_size, world_size=res.world_size,
                 duration_s=res.duration_s, images_per_s=res.images_per_s,
                 forward_images_per_s=res.num_samples * len(todo) / res.duration_s if res.duration_s else None,

@@ -102,7 +102,7 @@ def cross_domain(
         model = models[train.name]
         ds = _dataset_of(test, model)
         base: dict[str, Any] = dict(
-            weights_source=getattr(model, "weights_source", None),
+            weights_source=getattr(model, "weights_source", None), weights_tag=getattr(model, "weights_tag", None),
             task=task, protocol=PROTOCOL, model=model_name,
             model_kwargs=getattr(model, "variant_kwargs", {}) or {},
             weights_sha256=getattr(model, "weights_sha256", None),

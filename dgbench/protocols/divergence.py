@@ -187,6 +187,7 @@ class _Run:
             precision=self.rt.precision, limit=req.limit, subset=req.subset, seed=model_seed(m, req.seed),
         )
         extra = dict(weights_source=weights_source(name, req.checkpoint, req.pretrained), dataset_info=ds.describe(),
+                     weights_tag=getattr(m, "weights_tag", None),
                      device=str(self.rt.device), batch_size=req.batch_size, world_size=self.rt.world_size,
                      num_layers=len(probes), **self.stamp)
         return base, extra

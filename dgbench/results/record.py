@@ -20,6 +20,8 @@ Fields (units in names where they matter; metrics are percentages):
     schema_version, key, code, kind (the result kind: results.kinds; not hashed),
     task ("classification" | "segmentation"), protocol,
     model, model_kwargs, weights_sha256, weights_source,
+    weights_tag,                        # which released weights ran (models.pretrained; not hashed:
+                                        #   weights_sha256 is, and a non-default tag is in model)
     dataset, dataset_fingerprint, dataset_info,
     train_domain, test_domain,          # cross-domain protocols (None otherwise)
     shift, shift_spec,                  # appearance protocols ("origin" for the clean reference)

@@ -195,7 +195,7 @@ def _source_cell(model: str, src: str) -> str:
     if src != MEASURED:
         return src
     from ..models.registry import get_pretrained_cfg
-    from ..models.weights import weights_label
+    from ..models.pretrained import weights_label
 
     try:
         label = weights_label(get_pretrained_cfg(model))
