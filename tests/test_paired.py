@@ -97,8 +97,8 @@ def test_table_intervals_wilson_and_paired_bootstrap(tmp_path: Path) -> None:
     """`dgbench table --intervals`: the error's Wilson interval (scipy), the drop's paired bootstrap
     interval (scipy's bootstrap on the images), one metric per table, the caption saying so."""
     truth = store_pair(tmp_path)
-    res = CliRunner().invoke(app, ["table", "--protocol", "appearance", "--results", str(tmp_path), "--intervals",
-                                   "--format", "csv", "--metric", "top1"])
+    res = CliRunner().invoke(app, ["table", "--protocol", "appearance", "--results", str(tmp_path),
+                                   "--format", "csv", "--metric", "top1"])  # intervals are the default
     assert res.exit_code == 0, res.output
     cells = {row.split(",", 1)[0]: row for row in res.output.splitlines()}
     a_origin, a_rgb = truth[("a", "origin")], truth[("a", "rgb+50")]
@@ -113,12 +113,18 @@ def test_table_intervals_wilson_and_paired_bootstrap(tmp_path: Path) -> None:
     got = re.search(r"\((-?[\d.]+) \[(-?[\d.]+), (-?[\d.]+)\]\)", cells["a"].split('"')[-2] if '"' in cells["a"] else cells["a"])
     assert float(got[1]) == pytest.approx(drop, abs=0.01)
     assert float(got[2]) == pytest.approx(100 * boot.low, abs=0.6) and float(got[3]) == pytest.approx(100 * boot.high, abs=0.6)
-    plain = CliRunner().invoke(app, ["table", "--protocol", "appearance", "--results", str(tmp_path), "--format", "csv"])
-    assert "[" not in plain.output  # the default table is unchanged
-    wide = CliRunner().invoke(app, ["table", "--protocol", "appearance", "--results", str(tmp_path), "--intervals"],
-                              env={"COLUMNS": "80"})
-    assert wide.exit_code == 0 and "top-5 error" in wide.output and "Wilson" in wide.output  # a table per metric
-    assert max(len(line) for line in wide.output.splitlines()) <= 80
+    plain = CliRunner().invoke(app, ["table", "--protocol", "appearance", "--results", str(tmp_path), "--format", "csv",
+                                     "--no-intervals"])
+    assert plain.exit_code == 0 and "[" not in plain.output
+    narrow = CliRunner().invoke(app, ["table", "--protocol", "appearance", "--results", str(tmp_path)],
+                                env={"COLUMNS": "80"})
+    assert narrow.exit_code == 0 and "top-5 error" in narrow.output and "Wilson" in narrow.output  # a table per metric
+    assert max(len(line) for line in narrow.output.splitlines()) <= 80
+    # Too narrow for the brackets: compact, the interval as one word lo–hi under its value.
+    tight = CliRunner().invoke(app, ["table", "--protocol", "appearance", "--results", str(tmp_path)],
+                               env={"COLUMNS": "40"})
+    assert f"{100 * ci.low:.1f}–{100 * ci.high:.1f}" in tight.output and "stands under its value" in tight.output
+    assert max(len(line) for line in tight.output.splitlines()) <= 40
 
 
 def test_error_consistency_table(tmp_path: Path) -> None:
