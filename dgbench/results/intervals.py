@@ -62,6 +62,8 @@ def drop_interval(root: Any, ref: dict[str, Any], rec: dict[str, Any], k: int) -
 def add_intervals(summary: pd.DataFrame, frame: pd.DataFrame, records: dict[str, dict[str, Any]],
                   root: str | os.PathLike) -> pd.DataFrame:
     """``summary`` with interval columns for its single-run top-k error cells (see the module docstring)."""
+    if frame.empty or "order" not in frame.columns:  # nothing measured (a --with-paper table only)
+        return summary
     out = summary.copy()
     latest = _latest_records(frame, records)
     metrics = [m for m in METRIC_K if m in out.columns]
