@@ -151,3 +151,36 @@ def test_other_protocol_kinds_are_one_line(tmp_path: Path) -> None:
     for cmd in (["compare", "a", "b"], ["consistency"]):
         res = CliRunner().invoke(app, [*cmd, "--protocol", "cross-domain", "--results", str(tmp_path)])
         assert res.exit_code != 0 and "--protocol cross-domain: a cross-domain protocol" in str(res.exception)
+
+
+def test_table_vs_marks_significant_cells_holm_over_the_table(tmp_path: Path) -> None:
+    """`dgbench table --vs a`: each of b's errors tested against a's by exact McNemar (scipy's
+    binomial test), Holm over the table's comparisons; only rgb+50 is marked."""
+    from dgbench.results.frame import load_results, summarize
+    from dgbench.results.versus import add_versus
+
+    truth = store_pair(tmp_path)
+    frame = load_results(tmp_path)
+    records = {r["key"]: r for r in ResultStore(tmp_path).iter_records("appearance")}
+    got = add_versus(summarize(frame), frame, records, tmp_path, "a").set_index(["model", "shift"])
+    raw = {}
+    for shift in ("origin", "rgb+50"):
+        a, b = truth[("a", shift)], truth[("b", shift)]
+        flips = int((a & ~b).sum()), int((b & ~a).sum())
+        raw[shift] = sps.binomtest(flips[0], sum(flips), 0.5).pvalue
+    lo, hi = sorted(raw, key=raw.get)
+    want = {lo: min(1, 2 * raw[lo]), hi: max(min(1, 2 * raw[lo]), raw[hi])}
+    assert [got.loc[("b", s), "top1_err_vs_p"] for s in ("origin", "rgb+50")] == pytest.approx([want["origin"], want["rgb+50"]])
+    assert np.isnan(got.loc[("a", "origin"), "top1_err_vs_p"])  # the reference is not compared with itself
+    assert got.loc[("b", "origin"), "top5_err_vs_p"] == 1.0  # both all right: no discordant image
+    res = CliRunner().invoke(app, ["table", "--results", str(tmp_path), "--vs", "a", "--metric", "top1", "--format", "csv",
+                                   "--no-intervals"])
+    assert res.exit_code == 0, res.output
+    cells = {row.split(",", 1)[0]: row.split(",")[1:] for row in res.output.splitlines()}
+    assert cells["b"][0] == f"{100 * (1 - truth[('b', 'origin')].mean()):.2f}"  # 3 flips: unmarked
+    assert cells["b"][1].startswith(f"{100 * (1 - truth[('b', 'rgb+50')].mean()):.2f}*")
+    assert "*" not in ",".join(cells["a"])
+    md = CliRunner().invoke(app, ["table", "--results", str(tmp_path), "--vs", "a", "--format", "markdown"])
+    assert "differs from a" in md.output and "Holm-adjusted over the table's 2 comparisons" in md.output
+    bad = CliRunner().invoke(app, ["table", "--results", str(tmp_path), "--vs", "zz"])
+    assert bad.exit_code != 0 and "--vs zz: no stored result of that model" in str(bad.exception or bad.output)

@@ -67,6 +67,7 @@ def table_cmd(
     with_paper: bool = typer.Option(False, "--with-paper", help="Add the paper's reported numbers (rows marked 'paper')."),
     results: Optional[Path] = typer.Option(None, "--results", help=_RESULTS_HELP),
     intervals: bool = typer.Option(True, "--intervals/--no-intervals", help="95 % intervals (default on): Wilson for an error, paired bootstrap over images for a drop (single-run top-k errors)."),
+    vs: Optional[str] = typer.Option(None, "--vs", help="Mark with * the errors that differ significantly from this model's (exact McNemar per cell, Holm over the table)."),
 ) -> None:
     """Stored results in the paper's shapes: models x shifts (Table 1), train x test domain (Table 6)."""
     from ..results.frame import summarize
@@ -86,12 +87,15 @@ def table_cmd(
                 paper = paper[paper["dataset"] == dataset]
     width = console.width if fmt == "rich" else None  # joined cells that would not fit: a table per metric
     summary = summarize(frame)
-    if intervals:
+    if intervals or vs:
         from ..results.intervals import add_intervals
         from ..results.store import ResultStore
+        from ..results.versus import add_versus
 
         store = ResultStore(results_dir(results))
-        summary = add_intervals(summary, frame, {r["key"]: r for r in store.iter_records(protocol)}, store.root)
+        records = {r["key"]: r for r in store.iter_records(protocol)}
+        summary = add_intervals(summary, frame, records, store.root) if intervals else summary
+        summary = add_versus(summary, frame, records, store.root, vs) if vs else summary
     tables = build_tables(summary, metric=metric, paper=paper, width=width) + hooked_tables(frame, metric=metric)
     if not tables:
         raise NoResultsError("no results (measured or reported) match these options")

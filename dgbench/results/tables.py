@@ -64,12 +64,23 @@ def _interval(row: Mapping[str, Any], metrics: list[str], part: str = "") -> str
 
 
 def _has_intervals(frame: pd.DataFrame) -> bool:
-    return any(c.endswith("_lo") and frame[c].notna().any() for c in frame.columns)
+    """Intervals or --vs marks: shown one metric per cell, so such a table is split per metric."""
+    return any((c.endswith("_lo") or c.endswith("_vs_p")) and frame[c].notna().any() for c in frame.columns)
+
+
+def _vs_mark(row: Mapping[str, Any], metrics: list[str]) -> str:
+    """``*`` where the row's error differs significantly from the --vs model's (results.versus)."""
+    if len(metrics) != 1:
+        return ""
+    from .versus import ALPHA, MARK
+
+    p = row.get(f"{metrics[0]}_vs_p", math.nan)
+    return MARK if p is not None and not math.isnan(p) and p < ALPHA else ""
 
 
 def _cell(row: Mapping[str, Any], metrics: Iterable[str], with_drop: bool) -> str:
     metrics = list(metrics)
-    text = _joined(row, metrics) + _interval(row, metrics)
+    text = _joined(row, metrics) + _vs_mark(row, metrics) + _interval(row, metrics)
     if with_drop:
         drops = [f"{m}_drop" for m in metrics]
         if any(not math.isnan(row.get(d, math.nan)) for d in drops):
@@ -270,14 +281,18 @@ def _appearance(both: pd.DataFrame, dataset: str, protocol: str, metrics: list[s
         title=f"{dataset} · {protocol}: {what} % (drop from {reference}, points)",
         columns=columns, rows=rows, sources=sources,
         caption="drop = shifted minus reference error; mean ± standard error over n runs where n > 1"
-                + selection_note(both) + (_interval_caption() if _has_intervals(both) else ""),
+                + selection_note(both) + _interval_caption(both),
     )
 
 
-def _interval_caption() -> str:
+def _interval_caption(both: pd.DataFrame) -> str:
     from .intervals import CAPTION
+    from .versus import caption
 
-    return CAPTION
+    text = CAPTION if any(c.endswith("_lo") and both[c].notna().any() for c in both.columns) else ""
+    if "vs_model" in both.columns and both["vs_model"].notna().any():
+        text += caption(str(both["vs_model"].dropna().iloc[0]), int(both["vs_tests"].max()))
+    return text
 
 
 def _cross_domain(both: pd.DataFrame, dataset: str, protocol: str, metrics: list[str],
