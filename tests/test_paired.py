@@ -184,3 +184,37 @@ def test_table_vs_marks_significant_cells_holm_over_the_table(tmp_path: Path) ->
     assert "differs from a" in md.output and "Holm-adjusted over the table's 2 comparisons" in md.output
     bad = CliRunner().invoke(app, ["table", "--results", str(tmp_path), "--vs", "zz"])
     assert bad.exit_code != 0 and "--vs zz: no stored result of that model" in str(bad.exception or bad.output)
+
+
+def test_rows_over_several_seeds_resample_runs_and_images(tmp_path: Path) -> None:
+    """A row averaged over three seeds gets the two-level bootstrap interval of its error and drop
+    (the function, on the stored outcomes), shown in the table with mean ± se."""
+    from dgbench.metrics.stats import replicate_bootstrap
+    from dgbench.results.frame import load_results, summarize
+    from dgbench.results.intervals import N_REPLICATE, add_intervals
+
+    truth, recs = {}, []
+    for seed in range(3):
+        for shift, acc in (("origin", 0.9), ("rgb+50", 0.7 + 0.05 * seed)):
+            c = np.random.default_rng(10 * seed + len(shift)).random(N) < acc
+            truth[(seed, shift)] = c
+            origin = 100 * (1 - truth[(seed, "origin")].mean())
+            rec = appearance("a", shift, 100 * (1 - c.mean()), 0.0, (origin, 0.0), dataset="digits", seed=seed,
+                             dataset_fingerprint="fp", num_samples=N)
+            outcomes.write(tmp_path, "appearance", rec["key"], SampleOutcomes(np.ones(N, bool), np.where(c, 1, 2),
+                                                                               {1: c, 5: np.ones(N, bool)}), "order")
+            recs.append(rec)
+    ResultStore(tmp_path).append(recs)
+    frame = load_results(tmp_path)
+    records = {r["key"]: r for r in ResultStore(tmp_path).iter_records("appearance")}
+    got = add_intervals(summarize(frame), frame, records, tmp_path).set_index("shift")
+    assert got.loc["rgb+50", "n"] == 3
+    wrong = np.stack([~truth[(s, "rgb+50")] for s in range(3)]).astype(float)
+    _, lo, hi = replicate_bootstrap(wrong, n_boot=N_REPLICATE)
+    assert (got.loc["rgb+50", "top1_err_lo"], got.loc["rgb+50", "top1_err_hi"]) == pytest.approx((100 * lo, 100 * hi))
+    drop = np.stack([truth[(s, "origin")].astype(float) - truth[(s, "rgb+50")] for s in range(3)])
+    _, dlo, dhi = replicate_bootstrap(drop, n_boot=N_REPLICATE)
+    assert (got.loc["rgb+50", "top1_err_drop_lo"], got.loc["rgb+50", "top1_err_drop_hi"]) == pytest.approx((100 * dlo, 100 * dhi))
+    assert dlo < got.loc["rgb+50", "top1_err_drop"] / 100 < dhi
+    res = CliRunner().invoke(app, ["table", "--results", str(tmp_path), "--metric", "top1", "--format", "csv"])
+    assert f"[{100 * lo:.1f}, {100 * hi:.1f}]" in res.output and "n=3" in res.output and "±" in res.output
