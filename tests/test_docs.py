@@ -245,6 +245,37 @@ def test_readme_table_is_the_published_leaderboard() -> None:
                 assert np.isclose(100 * d.diff, float(got[5]), atol=0.01)
 
 
+def test_readme_compare_table_is_the_shipped_outcomes() -> None:
+    # The README's `dgbench compare small_resnet small_resnet_ibn_b` table, recomputed from the
+    # leaderboard's shipped per-image outcomes: errors, flips, exact McNemar (scipy), Holm, and
+    # the paired bootstrap as `compare` draws it.
+    import re
+
+    from scipy import stats as sps
+
+    from dgbench.metrics.stats import holm, paired_bootstrap_diff
+    from dgbench.results.leaderboard_outcomes import load_sidecar
+    from dgbench.results.paired import N_BOOT, fmt_p
+
+    side = load_sidecar(REPO / "leaderboards" / "digits-appearance.csv")
+    lines = [line for line in README.read_text().splitlines()
+             if re.match(r"\| (origin|rgb\+50|r\+50|std-x1\.5|cv-stylize) \| ", line)]
+    assert len(lines) == 5, "README shows the compare table's five conditions"
+    rows, raw = [], []
+    for line in lines:
+        cond, *cells = [c.strip() for c in line.strip("|").split("|")]
+        a, b = (side.correct((m, "", cond), 1)[1] for m in ("small_resnet", "small_resnet_ibn_b"))
+        a_only, b_only = int((a & ~b).sum()), int((b & ~a).sum())
+        raw.append(sps.binomtest(a_only, a_only + b_only, 0.5).pvalue)
+        d = paired_bootstrap_diff(a, b, n_boot=N_BOOT)
+        rows.append((cells, [f"{100 * (1 - a.mean()):.2f}", f"{100 * (1 - b.mean()):.2f}",
+                             f"{100 * d.diff:+.2f} [{100 * d.lo:+.2f}, {100 * d.hi:+.2f}]", fmt_p(raw[-1]), None,
+                             str(a_only), str(b_only)]))
+    for (cells, want), p_holm in zip(rows, holm(raw)):
+        want[4] = fmt_p(p_holm)
+        assert cells == want
+
+
 def slugify(heading: str) -> str:
     """A heading's anchor, as Python-Markdown's toc extension (mkdocs) makes it."""
     text = re.sub(r"[`*_]|\[([^\]]*)\]\([^)]*\)", r"\1", heading)  # markup: the text only
