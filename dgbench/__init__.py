@@ -23,6 +23,10 @@ _API = {
     "publish_leaderboard": "dgbench.results.leaderboard",
     "load_leaderboard": "dgbench.results.leaderboard",
     "check_leaderboard": "dgbench.results.check",
+    "check": "dgbench.results.check",
+    "compare": "dgbench.results.paired",
+    "consistency": "dgbench.results.consistency",
+    "load_outcomes": "dgbench.results.outcomes",
     "DgbenchError": "dgbench.errors",
     "score_predictions": "dgbench.protocols.prediction_scoring",
     "evaluate_segmentation": "dgbench.engine",
@@ -50,7 +54,7 @@ _API = {
     "rerun_leaderboard": "dgbench.protocols.rerun",
 }
 
-_RENAMED = {"list_protocol_infos": "list_infos"}  # public name -> the module's own name
+_RENAMED = {"list_protocol_infos": "list_infos", "load_outcomes": "load"}  # public name -> the module's own name
 
 __all__ = sorted(_API) + ["__version__"]
 

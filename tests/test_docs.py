@@ -205,23 +205,75 @@ def test_readme_is_a_front_page() -> None:
 
 
 def test_readme_table_is_the_published_leaderboard() -> None:
-    # The README's built-in table quotes leaderboards/digits-appearance.csv cell for cell.
+    # The README's built-in table quotes leaderboards/digits-appearance.csv cell for cell (top-1
+    # error, drop), with the intervals computed from its shipped per-image outcomes: the error's
+    # Wilson interval (scipy) and the drop's paired bootstrap (dgbench's, seeded) over the images.
     import csv
+    import re
 
-    with open(REPO / "leaderboards" / "digits-appearance.csv", newline="") as f:
+    import numpy as np
+    from scipy import stats as sps
+
+    from dgbench.metrics.stats import paired_bootstrap_diff
+    from dgbench.results.leaderboard_outcomes import load_sidecar
+
+    csv_path = REPO / "leaderboards" / "digits-appearance.csv"
+    with open(csv_path, newline="") as f:
         published = {(r["model"], r["shift"]): r for r in csv.DictReader(f)}
+    side = load_sidecar(csv_path)
     rows = [line.strip("|").split("|") for line in README.read_text().splitlines()
             if line.startswith("| small_resnet")]
     header = next(line for line in README.read_text().splitlines() if line.startswith("| model |"))
     shifts = [c.strip() for c in header.strip("|").split("|")[1:]]
     assert len(rows) == len({m for m, _ in published}) and shifts, "README shows every published model"
+    num = r"(-?\d+\.\d+)"
+    cell_re = re.compile(rf"{num} \[{num}, {num}\]( \({num} \[{num}, {num}\]\))?$")
     for model, *cells in ([c.strip() for c in row] for row in rows):
         for shift, cell in zip(shifts, cells, strict=True):
-            r = published[(model, shift)]
-            want = f"{r['top1_err_pct']}/{r['top5_err_pct']}"
-            if r["top1_err_drop_pct"]:
-                want += f" ({r['top1_err_drop_pct']}/{r['top5_err_drop_pct']})"
-            assert cell == want, f"README.md: {model} {shift} shows {cell!r}, the leaderboard {want!r}"
+            r, got = published[(model, shift)], cell_re.match(cell)
+            assert got, f"README.md: {model} {shift} shows {cell!r}, not 'err [lo, hi] (drop [lo, hi])'"
+            evaluated, correct = side.correct((model, "", shift), 1)
+            wrong, n = int((evaluated & ~correct).sum()), int(evaluated.sum())
+            assert f"{100 * wrong / n:.2f}" == r["top1_err_pct"] == got[1], f"README.md: {model} {shift}"
+            ci = sps.binomtest(wrong, n).proportion_ci(method="wilson")
+            assert (got[2], got[3]) == (f"{100 * ci.low:.1f}", f"{100 * ci.high:.1f}"), f"README.md: {model} {shift}"
+            assert (got[5] or "") == r["top1_err_drop_pct"], f"README.md: {model} {shift} drop"
+            if got[5]:
+                _, ref = side.correct((model, "", "origin"), 1)
+                d = paired_bootstrap_diff(ref, correct, n_boot=10_000)
+                assert (got[6], got[7]) == (f"{100 * d.lo:.1f}", f"{100 * d.hi:.1f}"), f"README.md: {model} {shift}"
+                assert np.isclose(100 * d.diff, float(got[5]), atol=0.01)
+
+
+def test_readme_compare_table_is_the_shipped_outcomes() -> None:
+    # The README's `dgbench compare small_resnet small_resnet_ibn_b` table, recomputed from the
+    # leaderboard's shipped per-image outcomes: errors, flips, exact McNemar (scipy), Holm, and
+    # the paired bootstrap as `compare` draws it.
+    import re
+
+    from scipy import stats as sps
+
+    from dgbench.metrics.stats import holm, paired_bootstrap_diff
+    from dgbench.results.leaderboard_outcomes import load_sidecar
+    from dgbench.results.paired import N_BOOT, fmt_p
+
+    side = load_sidecar(REPO / "leaderboards" / "digits-appearance.csv")
+    lines = [line for line in README.read_text().splitlines()
+             if re.match(r"\| (origin|rgb\+50|r\+50|std-x1\.5|cv-stylize) \| ", line)]
+    assert len(lines) == 5, "README shows the compare table's five conditions"
+    rows, raw = [], []
+    for line in lines:
+        cond, *cells = [c.strip() for c in line.strip("|").split("|")]
+        a, b = (side.correct((m, "", cond), 1)[1] for m in ("small_resnet", "small_resnet_ibn_b"))
+        a_only, b_only = int((a & ~b).sum()), int((b & ~a).sum())
+        raw.append(sps.binomtest(a_only, a_only + b_only, 0.5).pvalue)
+        d = paired_bootstrap_diff(a, b, n_boot=N_BOOT)
+        rows.append((cells, [f"{100 * (1 - a.mean()):.2f}", f"{100 * (1 - b.mean()):.2f}",
+                             f"{100 * d.diff:+.2f} [{100 * d.lo:+.2f}, {100 * d.hi:+.2f}]", fmt_p(raw[-1]), None,
+                             str(a_only), str(b_only)]))
+    for (cells, want), p_holm in zip(rows, holm(raw)):
+        want[4] = fmt_p(p_holm)
+        assert cells == want
 
 
 def slugify(heading: str) -> str:

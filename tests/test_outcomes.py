@@ -193,8 +193,8 @@ def test_cli_run_intervals(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     root = folder_tree(tmp_path / "val", [0, 1, 2, 0])
     args = ["run", "--model", "resnet18", "--protocol", "appearance-lite", "--data", str(root), "--no-pretrained",
             "--no-progress", "--workers", "0", "--shifts", "rgb+50", "--results", str(tmp_path / "r")]
-    plain = CliRunner().invoke(app, args, env={"COLUMNS": "80"})
+    plain = CliRunner().invoke(app, [*args, "--no-intervals"], env={"COLUMNS": "80"})
     assert plain.exit_code == 0 and "Wilson" not in plain.output
-    res = CliRunner().invoke(app, [*args, "--intervals"], env={"COLUMNS": "80"})
+    res = CliRunner().invoke(app, args, env={"COLUMNS": "80"})  # intervals are the default
     assert res.exit_code == 0, res.output
     assert "Wilson" in res.output and "[" in res.output and max(len(x) for x in res.output.splitlines()) <= 80

@@ -80,7 +80,7 @@ def _shipped_files() -> dict[str, Path]:
     files: dict[str, Path] = {}
     for folder, pattern in (("transforms", "*.toml"), ("leaderboards", "*.csv"), ("leaderboards", "*.md"),
                             ("leaderboards", "paper/*.csv"), ("leaderboards", "paper/comparisons/*.csv"),
-                            ("leaderboards", "*.provenance.json")):
+                            ("leaderboards", "*.provenance.json"), ("leaderboards", "*.outcomes.json")):
         files.update({f"dgbench/{folder}/{f.relative_to(REPO / folder).as_posix()}": f
                       for f in (REPO / folder).glob(pattern)})
     assets = REPO / "dgbench" / "assets"

@@ -97,8 +97,8 @@ def test_table_intervals_wilson_and_paired_bootstrap(tmp_path: Path) -> None:
     """`dgbench table --intervals`: the error's Wilson interval (scipy), the drop's paired bootstrap
     interval (scipy's bootstrap on the images), one metric per table, the caption saying so."""
     truth = store_pair(tmp_path)
-    res = CliRunner().invoke(app, ["table", "--protocol", "appearance", "--results", str(tmp_path), "--intervals",
-                                   "--format", "csv", "--metric", "top1"])
+    res = CliRunner().invoke(app, ["table", "--protocol", "appearance", "--results", str(tmp_path),
+                                   "--format", "csv", "--metric", "top1"])  # intervals are the default
     assert res.exit_code == 0, res.output
     cells = {row.split(",", 1)[0]: row for row in res.output.splitlines()}
     a_origin, a_rgb = truth[("a", "origin")], truth[("a", "rgb+50")]
@@ -113,12 +113,18 @@ def test_table_intervals_wilson_and_paired_bootstrap(tmp_path: Path) -> None:
     got = re.search(r"\((-?[\d.]+) \[(-?[\d.]+), (-?[\d.]+)\]\)", cells["a"].split('"')[-2] if '"' in cells["a"] else cells["a"])
     assert float(got[1]) == pytest.approx(drop, abs=0.01)
     assert float(got[2]) == pytest.approx(100 * boot.low, abs=0.6) and float(got[3]) == pytest.approx(100 * boot.high, abs=0.6)
-    plain = CliRunner().invoke(app, ["table", "--protocol", "appearance", "--results", str(tmp_path), "--format", "csv"])
-    assert "[" not in plain.output  # the default table is unchanged
-    wide = CliRunner().invoke(app, ["table", "--protocol", "appearance", "--results", str(tmp_path), "--intervals"],
-                              env={"COLUMNS": "80"})
-    assert wide.exit_code == 0 and "top-5 error" in wide.output and "Wilson" in wide.output  # a table per metric
-    assert max(len(line) for line in wide.output.splitlines()) <= 80
+    plain = CliRunner().invoke(app, ["table", "--protocol", "appearance", "--results", str(tmp_path), "--format", "csv",
+                                     "--no-intervals"])
+    assert plain.exit_code == 0 and "[" not in plain.output
+    narrow = CliRunner().invoke(app, ["table", "--protocol", "appearance", "--results", str(tmp_path)],
+                                env={"COLUMNS": "80"})
+    assert narrow.exit_code == 0 and "top-5 error" in narrow.output and "Wilson" in narrow.output  # a table per metric
+    assert max(len(line) for line in narrow.output.splitlines()) <= 80
+    # Too narrow for the brackets: compact, the interval as one word lo–hi under its value.
+    tight = CliRunner().invoke(app, ["table", "--protocol", "appearance", "--results", str(tmp_path)],
+                               env={"COLUMNS": "40"})
+    assert f"{100 * ci.low:.1f}–{100 * ci.high:.1f}" in tight.output and "stands under its value" in tight.output
+    assert max(len(line) for line in tight.output.splitlines()) <= 40
 
 
 def test_error_consistency_table(tmp_path: Path) -> None:
@@ -145,3 +151,70 @@ def test_other_protocol_kinds_are_one_line(tmp_path: Path) -> None:
     for cmd in (["compare", "a", "b"], ["consistency"]):
         res = CliRunner().invoke(app, [*cmd, "--protocol", "cross-domain", "--results", str(tmp_path)])
         assert res.exit_code != 0 and "--protocol cross-domain: a cross-domain protocol" in str(res.exception)
+
+
+def test_table_vs_marks_significant_cells_holm_over_the_table(tmp_path: Path) -> None:
+    """`dgbench table --vs a`: each of b's errors tested against a's by exact McNemar (scipy's
+    binomial test), Holm over the table's comparisons; only rgb+50 is marked."""
+    from dgbench.results.frame import load_results, summarize
+    from dgbench.results.versus import add_versus
+
+    truth = store_pair(tmp_path)
+    frame = load_results(tmp_path)
+    records = {r["key"]: r for r in ResultStore(tmp_path).iter_records("appearance")}
+    got = add_versus(summarize(frame), frame, records, tmp_path, "a").set_index(["model", "shift"])
+    raw = {}
+    for shift in ("origin", "rgb+50"):
+        a, b = truth[("a", shift)], truth[("b", shift)]
+        flips = int((a & ~b).sum()), int((b & ~a).sum())
+        raw[shift] = sps.binomtest(flips[0], sum(flips), 0.5).pvalue
+    lo, hi = sorted(raw, key=raw.get)
+    want = {lo: min(1, 2 * raw[lo]), hi: max(min(1, 2 * raw[lo]), raw[hi])}
+    assert [got.loc[("b", s), "top1_err_vs_p"] for s in ("origin", "rgb+50")] == pytest.approx([want["origin"], want["rgb+50"]])
+    assert np.isnan(got.loc[("a", "origin"), "top1_err_vs_p"])  # the reference is not compared with itself
+    assert got.loc[("b", "origin"), "top5_err_vs_p"] == 1.0  # both all right: no discordant image
+    res = CliRunner().invoke(app, ["table", "--results", str(tmp_path), "--vs", "a", "--metric", "top1", "--format", "csv",
+                                   "--no-intervals"])
+    assert res.exit_code == 0, res.output
+    cells = {row.split(",", 1)[0]: row.split(",")[1:] for row in res.output.splitlines()}
+    assert cells["b"][0] == f"{100 * (1 - truth[('b', 'origin')].mean()):.2f}"  # 3 flips: unmarked
+    assert cells["b"][1].startswith(f"{100 * (1 - truth[('b', 'rgb+50')].mean()):.2f}*")
+    assert "*" not in ",".join(cells["a"])
+    md = CliRunner().invoke(app, ["table", "--results", str(tmp_path), "--vs", "a", "--format", "markdown"])
+    assert "differs from a" in md.output and "Holm-adjusted over the table's 2 comparisons" in md.output
+    bad = CliRunner().invoke(app, ["table", "--results", str(tmp_path), "--vs", "zz"])
+    assert bad.exit_code != 0 and "--vs zz: no stored result of that model" in str(bad.exception or bad.output)
+
+
+def test_rows_over_several_seeds_resample_runs_and_images(tmp_path: Path) -> None:
+    """A row averaged over three seeds gets the two-level bootstrap interval of its error and drop
+    (the function, on the stored outcomes), shown in the table with mean ± se."""
+    from dgbench.metrics.stats import replicate_bootstrap
+    from dgbench.results.frame import load_results, summarize
+    from dgbench.results.intervals import N_REPLICATE, add_intervals
+
+    truth, recs = {}, []
+    for seed in range(3):
+        for shift, acc in (("origin", 0.9), ("rgb+50", 0.7 + 0.05 * seed)):
+            c = np.random.default_rng(10 * seed + len(shift)).random(N) < acc
+            truth[(seed, shift)] = c
+            origin = 100 * (1 - truth[(seed, "origin")].mean())
+            rec = appearance("a", shift, 100 * (1 - c.mean()), 0.0, (origin, 0.0), dataset="digits", seed=seed,
+                             dataset_fingerprint="fp", num_samples=N)
+            outcomes.write(tmp_path, "appearance", rec["key"], SampleOutcomes(np.ones(N, bool), np.where(c, 1, 2),
+                                                                               {1: c, 5: np.ones(N, bool)}), "order")
+            recs.append(rec)
+    ResultStore(tmp_path).append(recs)
+    frame = load_results(tmp_path)
+    records = {r["key"]: r for r in ResultStore(tmp_path).iter_records("appearance")}
+    got = add_intervals(summarize(frame), frame, records, tmp_path).set_index("shift")
+    assert got.loc["rgb+50", "n"] == 3
+    wrong = np.stack([~truth[(s, "rgb+50")] for s in range(3)]).astype(float)
+    _, lo, hi = replicate_bootstrap(wrong, n_boot=N_REPLICATE)
+    assert (got.loc["rgb+50", "top1_err_lo"], got.loc["rgb+50", "top1_err_hi"]) == pytest.approx((100 * lo, 100 * hi))
+    drop = np.stack([truth[(s, "origin")].astype(float) - truth[(s, "rgb+50")] for s in range(3)])
+    _, dlo, dhi = replicate_bootstrap(drop, n_boot=N_REPLICATE)
+    assert (got.loc["rgb+50", "top1_err_drop_lo"], got.loc["rgb+50", "top1_err_drop_hi"]) == pytest.approx((100 * dlo, 100 * dhi))
+    assert dlo < got.loc["rgb+50", "top1_err_drop"] / 100 < dhi
+    res = CliRunner().invoke(app, ["table", "--results", str(tmp_path), "--metric", "top1", "--format", "csv"])
+    assert f"[{100 * lo:.1f}, {100 * hi:.1f}]" in res.output and "n=3" in res.output and "±" in res.output

@@ -10,6 +10,7 @@ from dgbench.cli import app
 from dgbench.errors import DgbenchError, UnknownNameError
 from dgbench.results.check import (
     DIFF_COLUMNS,
+    NOISE_COLUMNS,
     check,
     check_leaderboard,
     parse_tolerances,
@@ -42,7 +43,7 @@ def _regressed(delta: float = 1.0) -> list[dict]:
 
 def test_unchanged_run_passes(baseline: Path) -> None:
     result = check_leaderboard(baseline, table1_records("digits"))
-    assert result.ok and list(result.diff.columns) == DIFF_COLUMNS
+    assert result.ok and list(result.diff.columns) == DIFF_COLUMNS + NOISE_COLUMNS
     assert len(result.diff) == 6 * 4 and (result.diff["delta"].fillna(0) == 0).all()
     assert result.missing.empty and result.extra.empty
 

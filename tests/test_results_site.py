@@ -68,7 +68,8 @@ def test_builtin_site_is_byte_stable_and_self_contained(tmp_path: Path) -> None:
     assert "<script src" not in page and "fetch(" not in page
     assert page.count("data:image/png;base64,") == 2  # top-1 and top-5 drop plots
     # Real table markup, as many tables as the leaderboard publishes metrics.
-    assert page.count('<table class="board"') == 2 and '<th scope="col" class="num">' in page
+    # and the error-consistency heat map from the shipped per-image outcomes.
+    assert page.count('<table class="board"') == 3 and 'data-metric="kappa"' in page and '<th scope="col" class="num">' in page
     assert '<th scope="row"' in page and "<caption>" in page
 
 

@@ -88,8 +88,8 @@ def test_dom_numbers_equal_the_csv(driver, site: Path) -> None:
         "});"
         "return out;")
     rows = list(csv.DictReader(LEADERBOARD.open()))
-    assert set(cells) == {"top1_err", "top5_err"}
-    for metric, table in cells.items():
+    assert set(cells) == {"top1_err", "top5_err", "kappa"}  # kappa: the error-consistency heat map
+    for metric, table in ((m, t) for m, t in cells.items() if m != "kappa"):
         expected = {}
         for r in rows:
             drop = r[f"{metric}_drop_pct"]
@@ -140,8 +140,11 @@ def test_the_filter_hides_rows(driver, site: Path) -> None:
     for table in (0, 1):  # every table of the page follows the one box
         assert column(driver, table, 0) == ["small_resnet_ibn_a", "small_resnet_ibn_ad"]
     assert f"Showing 2 of {n_models()} rows" in driver.find_element(By.ID, "filter-status").text
-    hidden = driver.execute_script("return document.querySelectorAll('table.board tbody tr[hidden]').length")
+    hidden = driver.execute_script("return document.querySelectorAll('table.board:not([data-metric=kappa]) tbody tr[hidden]').length")
     assert hidden == 2 * (n_models() - 2)
+    # The heat map follows too: the pairs with a model matching the box stay.
+    pairs = column(driver, 2, 0)
+    assert pairs and all("ibn_a" in p for p in pairs) and len(pairs) < n_models() * (n_models() - 1) // 2
     box.clear()
     box.send_keys(" ")  # blank: everything again
     assert len(column(driver, 0, 0)) == n_models()
@@ -218,3 +221,43 @@ def test_new_pages_load_and_read_in_the_protocol_order(driver, site: Path) -> No
     open_page(driver, site / "index.html")
     links = {a.get_attribute("href").rsplit("/", 1)[-1] for a in driver.find_elements(By.CSS_SELECTOR, "table.index a")}
     assert {"digit-scenes-finetune.html", "digits-divergence.html"} <= links
+
+
+def test_intervals_on_hover_and_the_error_consistency_heat_map(driver, site: Path) -> None:
+    """Each measured error's hover text is its 95 % Wilson interval (scipy) and its drop's paired
+    bootstrap interval; the heat map's kappas are those of the shipped per-image outcomes."""
+    from scipy import stats as sps
+
+    from dgbench.metrics.stats import error_consistency, paired_bootstrap_diff
+    from dgbench.results.leaderboard_outcomes import load_sidecar
+
+    side = load_sidecar(LEADERBOARD)
+    open_page(driver, site / "digits-appearance.html")
+    got = driver.execute_script(
+        "var t = document.querySelector('table.board[data-metric=top1_err]'), out = {};"
+        "var heads = Array.prototype.map.call(t.tHead.rows[0].cells, function (h) { return h.textContent; });"
+        "Array.prototype.forEach.call(t.tBodies[0].rows, function (r) {"
+        "  Array.prototype.forEach.call(r.cells, function (c, i) {"
+        "    if (c.title) out[r.getAttribute('data-model') + '|' + heads[i]] = c.title; }); });"
+        "return out;")
+    assert len(got) == len(side.rows)  # every measured top-1 cell
+    evaluated, correct = side.correct(("small_resnet", "", "rgb+50"), 1)
+    ci = sps.binomtest(int((~correct).sum()), correct.size).proportion_ci(method="wilson")
+    d = paired_bootstrap_diff(side.correct(("small_resnet", "", "origin"), 1)[1], correct, n_boot=10_000)
+    assert got["small_resnet|rgb+50"] == (f"95 % interval {100 * ci.low:.1f}–{100 * ci.high:.1f} (Wilson, 599 images); "
+                                          f"drop {100 * d.lo:.1f}–{100 * d.hi:.1f} (paired bootstrap over the images)")
+    assert "drop" not in got["small_resnet|origin"]
+    kappa = driver.execute_script(
+        "var t = document.querySelector('table.board[data-metric=kappa]'), out = {};"
+        "var heads = Array.prototype.map.call(t.tHead.rows[0].cells, function (h) { return h.textContent; });"
+        "Array.prototype.forEach.call(t.tBodies[0].rows, function (r) {"
+        "  Array.prototype.forEach.call(r.cells, function (c, i) {"
+        "    var v = c.querySelector('.v');"
+        "    if (v) out[r.getAttribute('data-model') + '|' + heads[i]] = [v.textContent, c.style.backgroundColor]; }); });"
+        "return out;")
+    models = sorted({m for m, _, _ in side.rows})
+    assert len(kappa) == len(models) * (len(models) - 1) // 2 * 5
+    a, b = side.correct(("small_resnet", "", "cv-stylize"), 1)[1], side.correct(("small_resnet_ibn_b", "", "cv-stylize"), 1)[1]
+    value, colour = kappa["small_resnet · small_resnet_ibn_b|cv-stylize"]
+    assert value == f"{error_consistency(a, b):.2f}" and colour  # shaded
+    assert "Error consistency" in driver.page_source and console_errors(driver) == []

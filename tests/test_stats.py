@@ -128,3 +128,27 @@ def test_error_consistency_by_hand_and_against_sklearn():
 def test_binom_cdf_against_scipy():
     for k, n, p in [(0, 5, 0.5), (3, 10, 0.2), (100, 50_000, 0.003), (25_000, 50_000, 0.5)]:
         assert stats.binom_cdf(k, n, p) == pytest.approx(sps.binom.cdf(k, n, p), rel=1e-9, abs=1e-300)
+
+
+def test_replicate_bootstrap_seeds_by_hand_and_images_against_scipy():
+    # No variation between images: only the runs vary. Two runs at 10 % and 30 % error: a
+    # replicate's mean is 10, 20 or 30 % with probabilities 1/4, 1/2, 1/4, so the 95 % interval
+    # is exactly [10, 30] and the mean 20.
+    v = np.array([[0.1] * 40, [0.3] * 40])
+    assert stats.replicate_bootstrap(v) == pytest.approx((0.2, 0.1, 0.3))
+    # One run: an image bootstrap of a mean, as scipy's percentile bootstrap gives it.
+    wrong = (np.random.default_rng(3).random(500) < 0.25).astype(float)
+    mean, lo, hi = stats.replicate_bootstrap(wrong[None, :], n_boot=4_000)
+    ref = sps.bootstrap((wrong,), np.mean, n_resamples=4_000, method="percentile",
+                        random_state=np.random.default_rng(1)).confidence_interval
+    assert mean == pytest.approx(wrong.mean()) and lo == pytest.approx(ref.low, abs=0.006)
+    assert hi == pytest.approx(ref.high, abs=0.006)
+    # All correct in every run (ties everywhere): a zero-width interval at 0.
+    assert stats.replicate_bootstrap(np.zeros((3, 100))) == (0.0, 0.0, 0.0)
+    # Both levels add up: wider than the images alone or the runs alone.
+    runs = np.stack([(np.random.default_rng(s).random(500) < p).astype(float) for s, p in ((0, 0.2), (1, 0.3), (2, 0.25))])
+    _, lo3, hi3 = stats.replicate_bootstrap(runs)
+    _, lo1, hi1 = stats.replicate_bootstrap(runs[:1])
+    assert hi3 - lo3 > hi1 - lo1
+    with pytest.raises(ValueError, match="non-empty"):
+        stats.replicate_bootstrap(np.zeros(5))

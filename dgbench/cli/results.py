@@ -66,7 +66,8 @@ def table_cmd(
     fmt: str = typer.Option("rich", "--format", "-f", help="rich|csv|markdown|latex."),
     with_paper: bool = typer.Option(False, "--with-paper", help="Add the paper's reported numbers (rows marked 'paper')."),
     results: Optional[Path] = typer.Option(None, "--results", help=_RESULTS_HELP),
-    intervals: bool = typer.Option(False, "--intervals", help="95 % intervals: Wilson for an error, paired bootstrap over images for a drop (single-run top-k errors)."),
+    intervals: bool = typer.Option(True, "--intervals/--no-intervals", help="95 % intervals (default on): Wilson for an error, paired bootstrap over images for a drop (single-run top-k errors)."),
+    vs: Optional[str] = typer.Option(None, "--vs", help="Mark with * the errors that differ significantly from this model's (exact McNemar per cell, Holm over the table)."),
 ) -> None:
     """Stored results in the paper's shapes: models x shifts (Table 1), train x test domain (Table 6)."""
     from ..results.frame import summarize
@@ -86,12 +87,15 @@ def table_cmd(
                 paper = paper[paper["dataset"] == dataset]
     width = console.width if fmt == "rich" else None  # joined cells that would not fit: a table per metric
     summary = summarize(frame)
-    if intervals:
+    if intervals or vs:
         from ..results.intervals import add_intervals
         from ..results.store import ResultStore
+        from ..results.versus import add_versus
 
         store = ResultStore(results_dir(results))
-        summary = add_intervals(summary, frame, {r["key"]: r for r in store.iter_records(protocol)}, store.root)
+        records = {r["key"]: r for r in store.iter_records(protocol)}
+        summary = add_intervals(summary, frame, records, store.root) if intervals else summary
+        summary = add_versus(summary, frame, records, store.root, vs) if vs else summary
     tables = build_tables(summary, metric=metric, paper=paper, width=width) + hooked_tables(frame, metric=metric)
     if not tables:
         raise NoResultsError("no results (measured or reported) match these options")
@@ -111,8 +115,10 @@ def publish_cmd(
     html: bool = typer.Option(False, "--html", help="Also write the static site into --out: index.html, "
                               "one page per leaderboard there, and each run's provenance (.provenance.json)."),
 ) -> None:
-    """Write leaderboards/<dataset>-<protocol>.csv (fixed schema) and its Markdown page."""
+    """Write leaderboards/<dataset>-<protocol>.csv (fixed schema) and its Markdown page, and, where
+    the records kept per-image outcomes, <dataset>-<protocol>.outcomes.json (for `dgbench check`)."""
     from ..results.leaderboard import publish
+    from ..results.leaderboard_outcomes import publish_outcomes
 
     frame = _load(results, protocol, dataset)
     written = publish(frame, out)
@@ -122,6 +128,7 @@ def publish_cmd(
 
         records = {r["key"]: r for r in ResultStore(results_dir(results)).iter_records()}
         written += publish_site(frame, records, out)
+    written += publish_outcomes(frame, results_dir(results), out)
     for path in written:
         console.print(f"wrote {path}", highlight=False)
 
@@ -149,8 +156,13 @@ def check_cmd(
     results: Optional[Path] = typer.Option(None, "--results", help=_RESULTS_HELP),
     rerun: bool = typer.Option(False, "--rerun", help="Re-run the protocol behind the leaderboard instead of reading stored results."),
     show_all: bool = typer.Option(False, "--all", help="Show every compared value, not only the failures."),
+    significance: bool = typer.Option(True, "--significance/--no-significance",
+                                      help="Also fail an error whose change is significant: exact McNemar on the images "
+                                           "that flipped (the leaderboard's .outcomes.json vs the run's), Holm-adjusted. "
+                                           "--no-significance: the fixed tolerance only."),
 ) -> None:
-    """Compare a leaderboard with measured results: exit 0 within tolerance, 1 with a diff table."""
+    """Compare a leaderboard with measured results: exit 0 within tolerance (and, with per-image
+    outcomes, no significant change), 1 with a diff table."""
     from ..results.check import check, get_rerun, parse_tolerances, render_check
 
     if baseline is None:
@@ -163,7 +175,7 @@ def check_cmd(
         from ..protocols.rerun import rerun_leaderboard
 
         fn = get_rerun() or rerun_leaderboard  # a runner installed with set_rerun wins (tests)
-    result = check(baseline, results_dir(results), parse_tolerances(tolerance), rerun=fn)
+    result = check(baseline, results_dir(results), parse_tolerances(tolerance), rerun=fn, significance=significance)
     console.print(render_check(result, show_all=show_all))
     if not result.ok:
         raise typer.Exit(1)

@@ -101,7 +101,7 @@ def run_cmd(
     gta5_split_file: Optional[Path] = typer.Option(None, "--gta5-split-file", help="GTA5 split: split.mat or a text list (default <root>/split.mat)"),
     fractions: Optional[str] = typer.Option(None, "--fractions", help="finetune: fractions of the target's train split, e.g. 0.1,0.2,0.3,1.0 (default: the protocol's)"),
     seeds: Optional[str] = typer.Option(None, "--seeds", help="finetune: seeds of the subsets and training, e.g. 0,1,2 (default: the protocol's)"),
-    intervals: bool = typer.Option(False, "--intervals", help="appearance: show 95 % intervals in the table (Wilson for errors, paired bootstrap for drops)"),
+    intervals: bool = typer.Option(True, "--intervals/--no-intervals", help="appearance: 95 % intervals in the table (default on; Wilson for errors, paired bootstrap for drops)"),
     no_outcomes: bool = typer.Option(False, "--no-outcomes", help="appearance: do not keep per-image outcomes beside the records (they feed `dgbench compare` and intervals of drops)"),
 ) -> None:
     """Measure models under a protocol and print the result in the paper's table shape.

@@ -7,6 +7,8 @@ models disagree (McNemar; a bootstrap over images), not as if the samples were i
 * :func:`clopper_pearson`, :func:`wilson`: a 95 % interval for one error rate (k errors of n);
 * :func:`paired_bootstrap_diff`: the difference of two error rates over the same images with a
   percentile interval from resampling images (also a drop: shifted minus clean, same model);
+* :func:`replicate_bootstrap`: a mean over seed replicates and images with an interval that
+  resamples both the runs and the images (rows aggregated over n > 1 runs);
 * :func:`mcnemar_exact`: the exact two-sided McNemar p-value (binomial on the discordant pairs);
 * :func:`holm`: Holm's step-down adjustment of several p-values;
 * :func:`error_consistency`: Cohen's kappa of two models' correctness (Geirhos et al. 2020).
@@ -137,6 +139,33 @@ def paired_bootstrap_diff(correct_a: Sequence[bool] | np.ndarray, correct_b: Seq
     tail = (1.0 - level) / 2 * 100
     lo, hi = np.percentile(reps, [tail, 100 - tail])
     return PairedDiff(diff, float(lo), float(hi), b_only, a_only, n)
+
+
+def replicate_bootstrap(values: np.ndarray, n_boot: int = 2_000, level: float = LEVEL, seed: int = 0,
+                        chunk: int = 100) -> tuple[float, float, float]:
+    """``(mean, lo, hi)`` of ``values`` [runs, images] (e.g. 1 - correct: an error; correct under
+    the reference minus correct under the shift: a drop), the mean over runs of the mean over
+    images, with a percentile interval from a two-level bootstrap: each replicate draws the runs
+    with replacement and, once for all of them (the runs saw the same images), the images.
+
+    Image draws are multinomial weights, ``chunk`` replicates at a time, so memory stays
+    ``chunk x images`` for any number of images. Seeded: the same inputs give the same interval.
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim != 2 or not v.size:
+        raise ValueError(f"replicate_bootstrap needs a non-empty [runs, images] array, got shape {v.shape}")
+    runs, n = v.shape
+    rng = np.random.default_rng(seed)
+    reps = []
+    for start in range(0, n_boot, chunk):
+        b = min(chunk, n_boot - start)
+        weights = rng.multinomial(n, np.full(n, 1.0 / n), size=b)  # [b, images]
+        per_run = v @ weights.T / n  # [runs, b]: each run's mean over the drawn images
+        picks = rng.integers(0, runs, size=(b, runs))  # the drawn runs of each replicate
+        reps.append(per_run[picks, np.arange(b)[:, None]].mean(axis=1))
+    tail = (1.0 - level) / 2 * 100
+    lo, hi = np.percentile(np.concatenate(reps), [tail, 100 - tail])
+    return float(v.mean()), float(lo), float(hi)
 
 
 def mcnemar_exact(b: int, c: int) -> float:

@@ -36,6 +36,10 @@ RerunFn = Callable[[pd.DataFrame, Path], "pd.DataFrame | Iterable[Mapping[str, A
 _RERUN: RerunFn | None = None
 
 DIFF_COLUMNS = ["key", "metric", "baseline", "measured", "delta", "tolerance", "ok"]
+NOISE_COLUMNS = ["flips", "p_holm"]  # per error value: (right -> wrong, wrong -> right) images, Holm-adjusted p
+ALPHA = 0.05  # a change whose Holm-adjusted McNemar p is below this fails the check
+# (baseline row, error column) -> (images right before and wrong now, wrong before and right now), or None
+FlipsFn = Callable[[Mapping[str, Any], str], "tuple[int, int] | None"]
 EPS = 1e-9  # float slack: 25.54 - 25.54 must be within a tolerance of 0
 
 
@@ -131,8 +135,13 @@ def measured_leaderboard(baseline: pd.DataFrame, measured: Any) -> pd.DataFrame:
 
 
 def check_leaderboard(baseline: str | os.PathLike | pd.DataFrame, measured: Any,
-                      tolerances: Mapping[str, float] | None = None) -> CheckResult:
-    """Compare a baseline leaderboard with measured records; see the module docstring."""
+                      tolerances: Mapping[str, float] | None = None, flips: FlipsFn | None = None,
+                      alpha: float = ALPHA) -> CheckResult:
+    """Compare a baseline leaderboard with measured records; see the module docstring.
+
+    With ``flips`` (the images that changed between the baseline's run and this one, per error
+    value), a value also fails when its change is significant: exact McNemar on the flips,
+    Holm-adjusted over every value tested, below ``alpha``."""
     base = baseline if isinstance(baseline, pd.DataFrame) else load_leaderboard(baseline)
     kind, metrics = base.attrs["kind"], base.attrs["metrics"]
     if get_kind(kind).hooks is not None:  # a kind of another shape (divergence) compares its own
@@ -161,14 +170,28 @@ def check_leaderboard(baseline: str | os.PathLike | pd.DataFrame, measured: Any,
             else:
                 delta = round(mv - bv, DECIMALS + 2)
                 ok = abs(delta) <= tol + EPS
-            diff_rows.append([_row_key(b, kind), col, _nan(bv), _nan(mv), delta, tol, ok])
+            flipped = flips(b, col.removesuffix("_pct")) if flips is not None and "_drop" not in col else None
+            diff_rows.append([_row_key(b, kind), col, _nan(bv), _nan(mv), delta, tol, ok, flipped, math.nan])
     extra = [{c: r[c] for c in keys} for _, r in meas.iterrows() if tuple(r[c] for c in keys) not in seen]
     return CheckResult(
         baseline=str(base.attrs.get("path", "baseline")),
-        diff=pd.DataFrame(diff_rows, columns=DIFF_COLUMNS).astype({"ok": bool}),
+        diff=_judge_flips(pd.DataFrame(diff_rows, columns=DIFF_COLUMNS + NOISE_COLUMNS).astype({"ok": bool}), alpha),
         missing=pd.DataFrame(missing, columns=keys),
         extra=pd.DataFrame(extra, columns=keys),
     )
+
+
+def _judge_flips(diff: pd.DataFrame, alpha: float) -> pd.DataFrame:
+    """Exact McNemar p of every value with flips, Holm-adjusted over them; a significant one fails."""
+    from ..metrics import stats
+
+    tested = [i for i, f in zip(diff.index, diff["flips"]) if f is not None]
+    if not tested:
+        return diff
+    raw = [stats.mcnemar_exact(*diff.at[i, "flips"]) for i in tested]
+    diff.loc[tested, "p_holm"] = stats.holm(raw)
+    diff.loc[tested, "ok"] = diff.loc[tested, "ok"] & ~(diff.loc[tested, "p_holm"] < alpha)
+    return diff
 
 
 def _missing(x: Any) -> bool:
@@ -180,8 +203,13 @@ def _nan(x: Any) -> float:
 
 
 def check(baseline_path: str | os.PathLike, results_dir: str | os.PathLike,
-          tolerances: Mapping[str, float] | None = None, rerun: RerunFn | None = None) -> CheckResult:
-    """Check a leaderboard against stored results, or against a fresh run when ``rerun`` is given."""
+          tolerances: Mapping[str, float] | None = None, rerun: RerunFn | None = None,
+          significance: bool = True, alpha: float = ALPHA) -> CheckResult:
+    """Check a leaderboard against stored results, or against a fresh run when ``rerun`` is given.
+
+    With ``significance`` and per-image outcomes on both sides (the leaderboard's sidecar, the
+    measured records'), each error value also reports its flipped images and fails when the
+    change is significant (see :func:`check_leaderboard`)."""
     base = load_leaderboard(baseline_path)
     if set(base["source"]) != {MEASURED}:
         raise DgbenchError(f"{baseline_path}: a baseline holds numbers dgbench measured "
@@ -190,23 +218,35 @@ def check(baseline_path: str | os.PathLike, results_dir: str | os.PathLike,
         measured = rerun(base, Path(results_dir))
     else:
         measured = load_results(results_dir)
-    return check_leaderboard(base, measured, tolerances)
+    flips = None
+    if significance:
+        from .leaderboard_outcomes import flips_against
+
+        flips = flips_against(baseline_path, base, measured, results_dir)
+    return check_leaderboard(base, measured, tolerances, flips=flips, alpha=alpha)
 
 
 def render_check(result: CheckResult, show_all: bool = False) -> RenderableType:
-    """A rich diff table of what moved and by how much (every row with ``show_all``)."""
+    """A rich diff table of what moved and by how much (every row with ``show_all``); with
+    per-image outcomes, the images that flipped and the Holm-adjusted McNemar p of each error."""
     shown = result.diff if show_all else result.failures
     parts: list[RenderableType] = []
     n_bad, n = int((~result.diff["ok"]).sum()), len(result.diff)
+    tested = result.diff["flips"].notna() if "flips" in result.diff.columns else pd.Series(False, result.diff.index)
     if not shown.empty:
-        t = Table(title=f"check against {result.baseline}", title_justify="left")
-        for c in ("row", "metric", "baseline", "measured", "delta", "tolerance", "ok"):
-            t.add_column(c, justify="left" if c in ("row", "metric") else "right")
-        for _, r in shown.iterrows():
+        # No rules, numbers unwrapped: with the flips and p columns it still fits 80 columns.
+        t = Table(title=f"check against {result.baseline}", title_justify="left", box=None, padding=(0, 1),
+                  pad_edge=False, header_style="bold")
+        cols = ("row", "metric", "baseline", "measured", "delta", "tolerance") + (("flips", "p") if tested.any() else ())
+        for c in cols + ("ok",):
+            t.add_column(c, justify="left" if c in ("row", "metric") else "right", no_wrap=c != "row",
+                         overflow="fold")
+        for i, r in shown.iterrows():
             style = None if r["ok"] else "bold red"
             delta = "–" if math.isnan(r["delta"]) else f"{r['delta']:+.{DECIMALS}f}"
-            t.add_row(r["key"], r["metric"], _num(r["baseline"]), _num(r["measured"]), delta,
-                      f"{r['tolerance']:.{DECIMALS}f}", "ok" if r["ok"] else "FAIL", style=style)
+            noise = [_flips_cell(r["flips"]), _p_cell(r["p_holm"])] if tested.any() else []
+            t.add_row(r["key"], r["metric"].removesuffix("_pct"), _num(r["baseline"]), _num(r["measured"]), delta,
+                      f"{r['tolerance']:.{DECIMALS}f}", *noise, "ok" if r["ok"] else "FAIL", style=style)
         parts.append(t)
     for label, frame, style in (("missing (in the baseline, not measured)", result.missing, "bold red"),
                                 ("extra (measured, not in the baseline)", result.extra, "yellow")):
@@ -214,11 +254,24 @@ def render_check(result: CheckResult, show_all: bool = False) -> RenderableType:
             parts.append(Text(f"{label}: {len(frame)} row(s)", style=style))
             for _, r in frame.iterrows():
                 parts.append(Text("  " + ", ".join(f"{c}={r[c]}" for c in frame.columns if r[c]), style=style))
+    if tested.any():
+        flipped = sum(sum(f) for f in result.diff.loc[tested, "flips"])
+        parts.append(Text(f"{int(tested.sum())} error value(s) paired image by image with the leaderboard's outcomes: "
+                          f"{flipped} image flip(s) in all (flips: right→wrong/wrong→right); p: exact McNemar on "
+                          f"the flips, Holm-adjusted over the {int(tested.sum())}; p < {ALPHA} fails"))
     verdict = (Text(f"check passed: {n} value(s) within tolerance", style="bold green") if result.ok else
-               Text(f"check FAILED: {n_bad} of {n} value(s) out of tolerance, "
+               Text(f"check FAILED: {n_bad} of {n} value(s) out of tolerance or significantly changed, "
                     f"{len(result.missing)} row(s) missing", style="bold red"))
     parts.append(verdict)
     return Group(*parts)
+
+
+def _flips_cell(f: Any) -> str:
+    return "–" if f is None or (isinstance(f, float) and math.isnan(f)) else f"{f[0]}/{f[1]}"
+
+
+def _p_cell(p: float) -> str:
+    return "–" if p is None or math.isnan(p) else "<1e-4" if p < 1e-4 else f"{p:.3g}"
 
 
 def _num(x: float) -> str:

@@ -8,7 +8,9 @@ top-k error metrics of single-run rows (n = 1):
 * a drop: the paired bootstrap interval over images of shifted minus reference error of the
   same model, from the two records' per-image outcomes (NaN where a record has none).
 
-Rows aggregated over several runs (seeds) keep mean ± standard error and get no interval here.
+Rows aggregated over several runs (seeds, n > 1) get a two-level bootstrap interval instead, for
+the error and the drop alike: the runs and the images resampled together
+(:func:`dgbench.metrics.stats.replicate_bootstrap`), where every run kept per-image outcomes.
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import math
 import os
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..metrics import stats
@@ -23,10 +26,22 @@ from . import outcomes
 from .paired import N_BOOT
 
 METRIC_K = {"top1_err": 1, "top5_err": 5}
+N_REPLICATE = 2_000
 # No letters in brackets: rich would read "[a, b]" as markup.
 CAPTION = ("; in brackets: the error's 95 % Wilson interval, and the drop's paired bootstrap 95 % interval over "
-           f"images ({N_BOOT:,} resamples; where both records kept per-image outcomes); none where n > 1")
+           f"images ({N_BOOT:,} resamples; where both records kept per-image outcomes); where n > 1, both from "
+           f"resampling the runs and the images together ({N_REPLICATE:,} resamples)")
 _ROW = ("dataset", "protocol", "model", "model_kwargs", "shift")
+
+
+def _records_by_seed(frame: pd.DataFrame, records: dict[str, dict[str, Any]]) -> dict[tuple, dict[Any, dict[str, Any]]]:
+    """The latest record of each seed of each (dataset, protocol, model, kwargs, shift)."""
+    out: dict[tuple, dict[Any, dict[str, Any]]] = {}
+    for _, row in frame.sort_values("order").iterrows():
+        rec = records.get(row["key"])
+        if rec is not None:
+            out.setdefault(tuple("" if row[c] is None else str(row[c]) for c in _ROW), {})[rec.get("seed")] = rec
+    return out
 
 
 def _latest_records(frame: pd.DataFrame, records: dict[str, dict[str, Any]]) -> dict[tuple, dict[str, Any]]:
@@ -37,6 +52,29 @@ def _latest_records(frame: pd.DataFrame, records: dict[str, dict[str, Any]]) -> 
         if rec is not None:
             out[tuple("" if row[c] is None else str(row[c]) for c in _ROW)] = rec
     return out
+
+
+def replicate_intervals(root: Any, runs: dict[Any, dict[str, Any]], refs: dict[Any, dict[str, Any]] | None,
+                        k: int) -> tuple[float, float, float, float]:
+    """(error lo, hi, drop lo, hi) in percent of a row averaged over runs: the runs and the images
+    resampled together; NaN where a run (or its reference run of the same seed) has no outcomes."""
+    nan4 = (math.nan,) * 4
+    got = {s: outcomes.read(root, r["protocol"], r["key"]) for s, r in runs.items()}
+    if any(g is None for g in got.values()) or len({g[1] for g in got.values()}) != 1:
+        return nan4
+    seeds = sorted(got, key=str)
+    both = np.logical_and.reduce([got[s][0].evaluated for s in seeds])
+    wrong = np.stack([~got[s][0].correct[k][both] for s in seeds]).astype(float)
+    _, lo, hi = stats.replicate_bootstrap(wrong, n_boot=N_REPLICATE)
+    drop = (math.nan, math.nan)
+    if refs is not None and set(refs) >= set(seeds):
+        ref = {s: outcomes.read(root, refs[s]["protocol"], refs[s]["key"]) for s in seeds}
+        if all(g is not None and g[1] == got[s][1] for s, g in ref.items()):
+            both_ref = both & np.logical_and.reduce([ref[s][0].evaluated for s in seeds])
+            diff = np.stack([ref[s][0].correct[k][both_ref].astype(float) - got[s][0].correct[k][both_ref]
+                             for s in seeds])
+            drop = stats.replicate_bootstrap(diff, n_boot=N_REPLICATE)[1:]
+    return 100 * lo, 100 * hi, 100 * drop[0], 100 * drop[1]
 
 
 def error_interval(err_pct: float, n: int) -> tuple[float, float]:
@@ -61,19 +99,27 @@ def drop_interval(root: Any, ref: dict[str, Any], rec: dict[str, Any], k: int) -
 
 def add_intervals(summary: pd.DataFrame, frame: pd.DataFrame, records: dict[str, dict[str, Any]],
                   root: str | os.PathLike) -> pd.DataFrame:
-    """``summary`` with interval columns for its single-run top-k error cells (see the module docstring)."""
+    """``summary`` with interval columns for its top-k error cells (see the module docstring)."""
+    if frame.empty or "order" not in frame.columns:  # nothing measured (a --with-paper table only)
+        return summary
     out = summary.copy()
-    latest = _latest_records(frame, records)
+    by_seed = _records_by_seed(frame, records)
     metrics = [m for m in METRIC_K if m in out.columns]
     for col in [f"{m}{s}" for m in metrics for s in ("_lo", "_hi", "_drop_lo", "_drop_hi")]:
         out[col] = math.nan
     for i, row in out.iterrows():
-        rec = latest.get(tuple(str(row[c]) for c in _ROW))
-        if rec is None or row.get("n") != 1 or row.get("task") != "classification":
+        runs = by_seed.get(tuple(str(row[c]) for c in _ROW), {})
+        if not runs or row.get("task") != "classification" or row.get("n") != len(runs):
             continue
-        ref = latest.get(tuple(str(row[c]) for c in _ROW[:-1]) + (str(row["reference"]),)) if row["reference"] else None
+        refs = by_seed.get(tuple(str(row[c]) for c in _ROW[:-1]) + (str(row["reference"]),)) if row["reference"] else None
         for m in metrics:
+            if len(runs) > 1:
+                out.loc[i, [f"{m}{s}" for s in ("_lo", "_hi", "_drop_lo", "_drop_hi")]] = replicate_intervals(
+                    root, runs, refs, METRIC_K[m])
+                continue
+            rec = next(iter(runs.values()))
             out.loc[i, [f"{m}_lo", f"{m}_hi"]] = error_interval(row[m], int(rec.get("num_samples") or 0))
+            ref = refs.get(rec.get("seed")) if refs else None  # the reference run of the same seed
             if ref is not None:
                 out.loc[i, [f"{m}_drop_lo", f"{m}_drop_hi"]] = drop_interval(root, ref, rec, METRIC_K[m])
     return out

@@ -7,8 +7,10 @@ file) and the top-1 predicted class in the smallest integer type that holds it.
 
 Atomicity: :func:`write` writes a temporary file, fsyncs it and ``os.replace``s it into place,
 and the protocol calls it *before* appending the record. So a record never exists without its
-outcomes; a run killed between the two leaves an orphan file, which readers ignore (they start
-from records). A record made with ``--no-outcomes`` (or before outcomes existed) simply has none.
+outcomes; a run killed between the two leaves a file whose key has no record, which readers
+never open (they start from records) and the resumed run overwrites when it computes that key
+(tests/test_kill9.py kills real runs with SIGKILL to check both). A record made with
+``--no-outcomes`` (or before outcomes existed) simply has none.
 
 :func:`load` reads them as a pandas frame, one row per image per condition.
 """
@@ -62,7 +64,10 @@ def encode(out: SampleOutcomes, sample_order: str) -> bytes:
 
 
 def write(root: str | os.PathLike, protocol: str, key: str, out: SampleOutcomes, sample_order: str) -> Path:
-    """Write one record's outcomes atomically (temp file, fsync, rename); returns the path."""
+    """Write one record's outcomes atomically (temp file, fsync, rename); returns the path.
+
+    A temp file of the same key left by a killed writer (SIGKILL skips ``finally``) is removed
+    once ours is in place; readers never open temp files."""
     path = path_for(root, protocol, key)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -72,9 +77,14 @@ def write(root: str | os.PathLike, protocol: str, key: str, out: SampleOutcomes,
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except FileNotFoundError:
+        if not path.exists():  # our temp file was removed by a writer of the same key that finished first
+            raise
     finally:
         if tmp.exists():
             tmp.unlink()
+    for stale in path.parent.glob(f".{path.name}.*.tmp"):
+        stale.unlink(missing_ok=True)
     return path
 
 

@@ -164,10 +164,25 @@ def build_board(csv_path: Path, paper: pd.DataFrame | None) -> Board:
     sidecar = read_sidecar(csv_path)
     grids = [build_grid(both, kind, protocol, m, metrics, sidecar) for m in metrics]
     measured = _in_page_order(measured, kind, grids[0].conditions)  # plots: bars as the columns
+    grids, after = _with_statistics(csv_path, grids)
     return Board(csv_path.stem, dataset, protocol, kind.name, task, metrics, csv_path.name, grids,
                  _plots(measured, metrics), sidecar is not None, paper_csvs,
-                 summaries=corruption_grids(summary, protocol),
+                 summaries=corruption_grids(summary, protocol), after=after,
                  conditions=f"{len(grids[0].conditions)} {kind.column.replace('_', ' ')}s")
+
+
+def _with_statistics(csv_path: Path, grids: list[Grid]) -> tuple[list[Grid], list[Grid]]:
+    """With per-image outcomes beside the CSV: each error's intervals on hover, and the error
+    consistency heat map after the tables (:mod:`.site_stats`)."""
+    from .leaderboard_outcomes import load_sidecar
+    from .site_pages import shade
+    from .site_stats import consistency_grid, with_intervals
+
+    side = load_sidecar(csv_path)
+    if side is None:
+        return grids, []
+    kappa = consistency_grid(side, grids[0].conditions, shade)
+    return [with_intervals(g, side) for g in grids], [kappa] if kappa is not None else []
 
 
 def _in_page_order(summary: pd.DataFrame, kind: ResultKind, conditions: list[str]) -> pd.DataFrame:

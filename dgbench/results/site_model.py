@@ -18,7 +18,8 @@ class Cell:
     se: str  # its standard error ("" for one run)
     n: int | None  # runs averaged (None for numbers dgbench did not measure)
     mark: str = ""  # a word after the number (divergence: "IN" where the model has IN there)
-    title: str = ""  # a tooltip (a missing mCE: why)
+    title: str = ""  # a tooltip (a missing mCE: why; a measured error: its 95 % intervals)
+    shade: str = ""  # a background colour of its own (a heat map), instead of the drop's
 
     @property
     def drop_value(self) -> float | None:
@@ -83,6 +84,7 @@ class Board:
     provenance: bool = False  # a sidecar was found
     paper_csvs: list[str] = field(default_factory=list)
     summaries: list[Grid] = field(default_factory=list)  # shown before the grids (corruptions: per family)
+    after: list[Grid] = field(default_factory=list)  # shown after the grids (error consistency)
     conditions: str = ""  # what the index says the columns are ("5 shifts")
     plot_note: str = ""  # what the plots show ("{title} drop per model (points)" unless given)
 

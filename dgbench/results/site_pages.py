@@ -61,8 +61,9 @@ def _cell_html(cell: Cell | None, col: int, scale: float) -> str:
     if cell is None or not cell.value:
         why = cell.title if cell is not None and cell.title else "not measured"
         return f'<td data-col="{col}" data-sort=""><span class="missing" title="{e(why)}">–</span></td>'
-    bg = shade(cell.drop_value, scale)
+    bg = cell.shade or shade(cell.drop_value, scale)
     style = f' style="background-color:{bg}"' if bg else ""
+    style += f' title="{e(cell.title)}" class="ci"' if cell.title else ""
     parts = [f'<span class="v">{e(cell.value)}</span>']
     if cell.se:
         parts.append(f' <span class="se">± {e(cell.se)}</span>')
@@ -107,7 +108,7 @@ def _row_html(row: Row, grid: Grid, with_source: bool, recorded: bool) -> str:
     cls = ' class="paper"' if paper else ""
     mark = ' <span class="badge">paper</span>' if paper else ""
     cells = [f'<th scope="row" data-col="0" data-sort="{e(row.label)}">'
-             f'<span class="model">{e(row.label)}</span>{mark}{_provenance(row, recorded)}</th>']
+             f'<span class="model">{e(row.label)}</span>{mark}{_provenance(row, recorded and grid.kind != "consistency")}</th>']
     col = 1
     if with_source:
         cells.append(f'<td class="text" data-col="{col}" data-sort="{e(row.source)}">{e(row.source)}</td>')
@@ -169,7 +170,7 @@ def board_page(board: Board) -> str:
             "fingerprint, precision, dgbench version, git commit, date)." if board.provenance else
             "This leaderboard was published without a provenance sidecar, so its runs' provenance "
             "is not shown.")
-    grids = "".join(_grid_html(board, g, i) for i, g in enumerate(board.summaries + board.grids))
+    grids = "".join(_grid_html(board, g, i) for i, g in enumerate(board.summaries + board.grids + board.after))
     shading = ('Cells are shaded by their drop: <span class="swatch loss">warmer: a larger loss</span> '
                '<span class="swatch gain">cooler: a gain</span>, relative to the largest drop in the table. '
                if any(g.max_drop > 0 for g in board.grids) else "")  # fine-tuning, divergence: no drops

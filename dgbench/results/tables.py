@@ -19,6 +19,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
@@ -35,6 +36,7 @@ from .frame import MEASURED, as_text, records_to_frame, row_label, summarize
 from .kinds import all_kinds, fraction_title, get_kind, kind_names, resolve, resolve_metric, shown_metrics
 
 FORMATS = ("rich", "csv", "markdown", "latex")
+_BRACKETS = re.compile(r"\[(-?[\d.]+), (-?[\d.]+)\]")  # a 95 % interval in a cell (see _interval)
 _TEXT_COLUMNS = ("source", "train \\ test")  # left-aligned; numbers are right-aligned
 PAPER = "paper"
 
@@ -62,12 +64,23 @@ def _interval(row: Mapping[str, Any], metrics: list[str], part: str = "") -> str
 
 
 def _has_intervals(frame: pd.DataFrame) -> bool:
-    return any(c.endswith("_lo") and frame[c].notna().any() for c in frame.columns)
+    """Intervals or --vs marks: shown one metric per cell, so such a table is split per metric."""
+    return any((c.endswith("_lo") or c.endswith("_vs_p")) and frame[c].notna().any() for c in frame.columns)
+
+
+def _vs_mark(row: Mapping[str, Any], metrics: list[str]) -> str:
+    """``*`` where the row's error differs significantly from the --vs model's (results.versus)."""
+    if len(metrics) != 1:
+        return ""
+    from .versus import ALPHA, MARK
+
+    p = row.get(f"{metrics[0]}_vs_p", math.nan)
+    return MARK if p is not None and not math.isnan(p) and p < ALPHA else ""
 
 
 def _cell(row: Mapping[str, Any], metrics: Iterable[str], with_drop: bool) -> str:
     metrics = list(metrics)
-    text = _joined(row, metrics) + _interval(row, metrics)
+    text = _joined(row, metrics) + _vs_mark(row, metrics) + _interval(row, metrics)
     if with_drop:
         drops = [f"{m}_drop" for m in metrics]
         if any(not math.isnan(row.get(d, math.nan)) for d in drops):
@@ -268,14 +281,18 @@ def _appearance(both: pd.DataFrame, dataset: str, protocol: str, metrics: list[s
         title=f"{dataset} · {protocol}: {what} % (drop from {reference}, points)",
         columns=columns, rows=rows, sources=sources,
         caption="drop = shifted minus reference error; mean ± standard error over n runs where n > 1"
-                + selection_note(both) + (_interval_caption() if _has_intervals(both) else ""),
+                + selection_note(both) + _interval_caption(both),
     )
 
 
-def _interval_caption() -> str:
+def _interval_caption(both: pd.DataFrame) -> str:
     from .intervals import CAPTION
+    from .versus import caption
 
-    return CAPTION
+    text = CAPTION if any(c.endswith("_lo") and both[c].notna().any() for c in both.columns) else ""
+    if "vs_model" in both.columns and both["vs_model"].notna().any():
+        text += caption(str(both["vs_model"].dropna().iloc[0]), int(both["vs_tests"].max()))
+    return text
 
 
 def _cross_domain(both: pd.DataFrame, dataset: str, protocol: str, metrics: list[str],
@@ -332,11 +349,23 @@ def _finetune(both: pd.DataFrame, dataset: str, protocol: str, metrics: list[str
 def to_rich(t: TableData, width: int | None = None) -> Table:
     """A rich table; given the terminal ``width`` and a table wider than it, the columns get the
     widths of :func:`_fit_widths`, so cells wrap at their spaces (a drop under its value) and
-    nothing is cut to "…" (rich's own squeezing cuts headers or overruns the width)."""
-    table = Table(title=t.title, caption=t.caption, title_justify="left", caption_justify="left")
+    nothing is cut to "…" (rich's own squeezing cuts headers or overruns the width).
+
+    A table with 95 % intervals that does not fit is drawn compact: no rules, and each interval
+    as one word ``lo–hi`` under its value, so six numbers a cell fit five shifts in 80 columns."""
     cols = list(zip(t.columns, *t.rows)) if t.rows else [(c,) for c in t.columns]
     natural = sum(max(len(x) for x in col) + 3 for col in cols) + 1
-    widths = _fit_widths(cols, width) if width is not None and natural > width else [None] * len(cols)
+    compact = width is not None and natural > width and any(_BRACKETS.search(x) for col in cols[1:] for x in col[1:])
+    if compact:
+        t = TableData(title=t.title, columns=t.columns, sources=t.sources,
+                      rows=[[_BRACKETS.sub(r"\1–\2", c) for c in row] for row in t.rows],
+                      caption=t.caption + "; here each interval lo–hi stands under its value")
+        cols = list(zip(t.columns, *t.rows)) if t.rows else [(c,) for c in t.columns]
+    table = (Table(title=t.title, caption=t.caption, title_justify="left", caption_justify="left", box=None,
+                   padding=(0, 1), pad_edge=False, header_style="bold") if compact else
+             Table(title=t.title, caption=t.caption, title_justify="left", caption_justify="left"))
+    rules = dict(per_column=2, edge=-2) if compact else {}
+    widths = _fit_widths(cols, width, **rules) if width is not None and natural > width else [None] * len(cols)
     for i, c in enumerate(t.columns):
         table.add_column(c, justify="left" if i == 0 or c in _TEXT_COLUMNS else "right",
                          no_wrap=i == 0 and widths[i] is None, overflow="fold", width=widths[i])
@@ -345,15 +374,16 @@ def to_rich(t: TableData, width: int | None = None) -> Table:
     return table
 
 
-def _fit_widths(cols: list[tuple[str, ...]], width: int) -> list[int | None]:
+def _fit_widths(cols: list[tuple[str, ...]], width: int, per_column: int = 3, edge: int = 1) -> list[int | None]:
     """Column widths for a terminal ``width``: every cell's longest word, then, while room is left,
     each header's longest word, then the first column's texts whole (a model name on one line);
-    a word still longer than its column folds."""
+    a word still longer than its column folds. ``per_column`` and ``edge``: what the rules and
+    padding take (3 a column + 1 with rules; 2 a column - 2 without rules or outer padding)."""
     widths = [_word_width(col[1:]) for col in cols]
     targets = ([_word_width(col[:1]) for col in cols], [max(len(x) for x in cols[0])] + widths[1:])
     for target in targets:
         for i, want in enumerate(target):
-            spare = width - (sum(widths) + 3 * len(widths) + 1)
+            spare = width - (sum(widths) + per_column * len(widths) + edge)
             widths[i] += max(0, min(want - widths[i], spare))
     return list(widths)
 
