@@ -74,7 +74,8 @@ def expected(s: NaturalSet) -> str:
     if s.layout == "objectnet":
         return f"images/<class folder>/ and the dataset's mappings/ ({', '.join(OBJECTNET_MAPPINGS)})"
     wnids = subset_synsets(s.subset) if s.subset else synsets()
-    return f"{len(wnids)} synset folders ({wnids[0]}/ ...) of images" + (f", the synsets of dgbench/assets/{s.subset}" if s.subset else "")
+    listed = f", the synsets of dgbench/assets/{s.subset}" if s.subset else ""
+    return f"{len(wnids)} synset folders ({wnids[0]}/ ...) of images{listed}"
 
 
 def where(s: NaturalSet) -> str:
@@ -110,7 +111,8 @@ def _images(folder: Path) -> list[Path]:
     return sorted(Path(e.path) for e in os.scandir(folder) if e.is_file() and e.name.lower().endswith(IMAGE_EXTS))
 
 
-def scan_class_folders(root: Path, folders: dict[str, int], s: NaturalSet, ignore_others: bool = False) -> list[tuple[Path, int]]:
+def scan_class_folders(root: Path, folders: dict[str, int], s: NaturalSet,
+                       ignore_others: bool = False) -> list[tuple[Path, int]]:
     """``(image, label)`` of every image under the expected class folders ``{folder: label}``.
 
     Every expected folder must be there (a missing one is named); another folder is refused

@@ -44,7 +44,8 @@ class NaturalShiftsProtocol(Protocol):
                 raise SpecError(f"{where}: needs `shifted = [test set, ...]`")
             extra = set(group) - {"shifted", "optional", "description"}
             if extra:
-                raise SpecError(f"{where}: unknown field(s) {', '.join(sorted(extra))} (shifted, optional, description)")
+                raise SpecError(f"{where}: unknown field(s) {', '.join(sorted(extra))} "
+                                "(known: shifted, optional, description)")
 
     def sets(self) -> dict[str, dict[str, Any]]:
         return dict(self.spec.params["sets"])
