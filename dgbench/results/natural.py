@@ -180,4 +180,7 @@ RESULT_KIND = ResultKind(
     shown={"classification": ("top1_err",)},
     aliases={"top1": "top1_err", "top5": "top5_err"}, row_head="test set",
     drop_from="the clean test set", describe="rows: models; columns: test sets (the clean one first)",
+    # its leaderboards share the appearance header; its rows are those whose drops are measured
+    # from the dataset itself (appearance's are from a shift: origin)
+    infer=lambda rec: bool(rec.get("reference")) and rec.get("reference") == rec.get("dataset"),
     table="dgbench.results.natural:natural_tables", panels="dgbench.results.natural:er_panels")
