@@ -20,8 +20,9 @@ from dgbench.models.registry import PretrainedCfg
 from dgbench.protocols.base import RunRequest, run
 from dgbench.results.natural import effective_robustness, fit_line
 
-# sha256 of the shipped lists (one WNID a line), checked against copies of the lists taken from two
-# other public repositories than the ones the assets were written from (ImageNet-A's in another order).
+# sha256 of the 200 sorted WNIDs, one a line. Each list was taken from one public repository's copy of
+# the datasets' evaluation lists and compared, entry by entry, with a second repository's copy (the
+# second ImageNet-A copy in the original, unsorted order) before these hashes were computed.
 R_SHA256 = "a6a0729f7a99230280639cab6e51e01485a3b41a676ea35621a501c9d6e83ca4"
 A_SHA256 = "9826a24166e74ce62fb87b27889874ca26917542c745712309d6e25855d63bc2"
 ENV = {"imagenet-v2": "DGBENCH_IMAGENET_V2", "imagenet-sketch": "DGBENCH_IMAGENET_SKETCH",
