@@ -13,6 +13,12 @@ ENV_VARS = {
     "imagenet": "DGBENCH_IMAGENET",
     "cityscapes": "DGBENCH_CITYSCAPES",
     "gta5": "DGBENCH_GTA5",
+    # natural distribution shifts of ImageNet (dgbench.data.natural)
+    "imagenet-v2": "DGBENCH_IMAGENET_V2",
+    "imagenet-sketch": "DGBENCH_IMAGENET_SKETCH",
+    "imagenet-r": "DGBENCH_IMAGENET_R",
+    "imagenet-a": "DGBENCH_IMAGENET_A",
+    "objectnet": "DGBENCH_OBJECTNET",
     "results": "DGBENCH_RESULTS",
     "cache": "DGBENCH_CACHE",
     "offline": "DGBENCH_OFFLINE",

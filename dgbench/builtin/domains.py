@@ -10,7 +10,10 @@ from __future__ import annotations
 DIGIT_DOMAINS: tuple[str, ...] = ("digits", "typeset-digits")
 # Segmentation: each scene domain pastes the digits of one classification domain.
 SCENE_DOMAINS: dict[str, str] = {"digit-scenes": "digits", "typeset-digit-scenes": "typeset-digits"}
-BUILTIN_DOMAINS: tuple[str, ...] = DIGIT_DOMAINS + tuple(SCENE_DOMAINS)
+# Natural-shift test sets of the digits (evaluation only; no checkpoint is trained on them):
+# handwritten test digits cut from the digit scenes, off-centre, with neighbours' strokes.
+NATURAL_DIGIT_DOMAINS: tuple[str, ...] = ("scene-digit-crops",)
+BUILTIN_DOMAINS: tuple[str, ...] = DIGIT_DOMAINS + tuple(SCENE_DOMAINS) + NATURAL_DIGIT_DOMAINS
 
 
 def is_builtin(dataset: object) -> bool:

@@ -67,13 +67,14 @@ def synset_index() -> dict[str, int]:
     return {w: i for i, w in enumerate(synsets())}
 
 
-def decode_crop(path: str | os.PathLike, preprocess: Preprocess) -> torch.Tensor:
+def decode_crop(path: str | os.PathLike, preprocess: Preprocess, border: int = 0) -> torch.Tensor:
     """Decode an image file to a uint8 ``[3, crop, crop]`` tensor exactly as the authors' eval did.
 
     PIL decode -> RGB -> resize the shorter side to ``resize_size`` with PIL's antialiased
     bilinear filter -> center crop: the same calls torchvision's ``Resize``/``CenterCrop`` make on a
     PIL image, so the result is bit-identical (tested against torchvision). A corrupt or truncated
-    file raises :class:`CorruptImageError` naming it.
+    file raises :class:`CorruptImageError` naming it. ``border`` pixels are cut from every side
+    first (ObjectNet's images carry a 1-pixel red frame that is not part of the photo).
     """
     from torchvision.transforms import InterpolationMode
     from torchvision.transforms import functional as TF
@@ -81,6 +82,8 @@ def decode_crop(path: str | os.PathLike, preprocess: Preprocess) -> torch.Tensor
     try:
         with Image.open(path) as im:
             im = im.convert("RGB")
+            if border:
+                im = im.crop((border, border, im.width - border, im.height - border))
     except Exception as exc:  # PIL raises many kinds (UnidentifiedImageError, OSError, SyntaxError)
         raise CorruptImageError(f"{path}: cannot decode image ({type(exc).__name__}: {exc})") from None
     interp = InterpolationMode(preprocess.interpolation)

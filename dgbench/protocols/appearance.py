@@ -127,6 +127,19 @@ def offline_styles_only(ds: Any) -> bool:
     return bool(getattr(ds, "offline_styles_only", getattr(ds, "name", "") in BUILTIN_OFFLINE))
 
 
+def model_names(req: RunRequest, ds_name: str) -> list[Any]:
+    """The models a request names, on ``ds_name`` (on the built-in digits ``ibn_a`` is the small one)."""
+    wanted = req.model
+    if ds_name in BUILTIN_OFFLINE and isinstance(wanted, (str, list, tuple)) and wanted != "all":
+        names = split_names(wanted)
+        names = [names] if isinstance(names, str) else list(names)
+        wanted = [n if is_external(n) else builtin_model_name(n, ds_name) for n in names]  # ibn_a: the small one
+    names = list(dict.fromkeys(resolve_models(wanted, pretrained=req.pretrained)))
+    if not names:
+        raise DgbenchError(f"no model matches {req.model!r}")
+    return names
+
+
 # ----------------------------------------------------------------------------- image shifts
 def image_source(spec: ShiftSpec, ds: Any, prep: Preprocess, cache_root: Path | None = None,
                  progress: bool = True, data_c: str | os.PathLike | None = None) -> tuple[ShiftSpec, Any]:
@@ -244,15 +257,7 @@ class _Run:
     images: int = 0
 
     def model_names(self) -> list[Any]:
-        wanted = self.req.model
-        if self.ds_name in BUILTIN_OFFLINE and isinstance(wanted, (str, list, tuple)) and wanted != "all":
-            names = split_names(wanted)
-            names = [names] if isinstance(names, str) else list(names)
-            wanted = [n if is_external(n) else builtin_model_name(n, self.ds_name) for n in names]  # ibn_a: the small one
-        names = list(dict.fromkeys(resolve_models(wanted, pretrained=self.req.pretrained)))
-        if not names:
-            raise DgbenchError(f"no model matches {self.req.model!r}")
-        return names
+        return model_names(self.req, self.ds_name)
 
     def dataset_for(self, prep: Preprocess) -> Any:
         if prep not in self.datasets:

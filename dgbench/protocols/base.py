@@ -39,6 +39,7 @@ KINDS: dict[str, str] = {
     "cross-domain": "dgbench.protocols.cross_domain:CrossDomainProtocol",
     "divergence": "dgbench.protocols.divergence:DivergenceProtocol",
     "finetune": "dgbench.protocols.finetune:FinetuneProtocol",
+    "natural-shifts": "dgbench.protocols.natural:NaturalShiftsProtocol",
 }
 ENTRY_POINT_GROUP = "dgbench.protocols"
 

@@ -211,6 +211,7 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
     """
     metrics = metric_names(frame)
     cols = list(SUMMARY_KEY) + ["kind", "task", "reference", "n", "order", "family", "severity", "selection"]
+    cols += ["num_samples"]  # images behind the (latest) measurement: intervals need it
     cols += [f"{m}{s}" for m in metrics for s in ("", "_se", "_drop", "_drop_se")]
     if "kind" in frame.columns:  # kinds of other shapes (divergence: a row per layer) summarize their own
         frame = frame[~frame["kind"].isin([k.name for k in all_kinds() if k.hooks is not None])]
@@ -237,6 +238,8 @@ def summarize(frame: pd.DataFrame) -> pd.DataFrame:
                    n=len(g), order=int(g["order"].min()))
         row["family"], row["severity"] = severity_of(row["shift"], first.get("shift_spec"))
         row["selection"] = selection_label(first.get("subset"), first.get("limit"))
+        ns = first.get("num_samples")
+        row["num_samples"] = float(ns) if ns is not None and pd.notna(ns) else math.nan
         ref_key = _reference_key(row) if row["reference"] else None
         for m in metrics:
             row[m], row[f"{m}_se"], _ = stat(g[f"metrics.{m}"])

@@ -78,6 +78,7 @@ class ResultKind:
     page_per_metric: bool = False  # its Markdown page shows one table per published metric
     plot_curve: bool = False  # plots draw the metric against the column's value (else: bars of drops)
     metrics: tuple[catalogue.Metric, ...] = ()  # metrics the kind adds to the catalogue
+    panels: str = ""  # "module:function" (summary group, title, metric) -> drawing functions; "" = bars of drops
     hooks: KindHooks | None = None
 
     @property
@@ -189,7 +190,7 @@ def fraction_title(fraction: str) -> str:
 
 
 # Built-in kinds whose ResultKind lives with their own results module ("module:attribute").
-BUILTIN_ELSEWHERE = ("dgbench.results.divergence:RESULT_KIND",)
+BUILTIN_ELSEWHERE = ("dgbench.results.divergence:RESULT_KIND", "dgbench.results.natural:RESULT_KIND")
 
 BUILTIN = (
     ResultKind(

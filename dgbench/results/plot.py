@@ -144,16 +144,21 @@ def drops_figure(summary: pd.DataFrame, metric: str | None = None, extra: list |
         m = resolve_metrics(metric, g["kind"].iloc[0], available)[0]
         panels.append(lambda ax, g=g, m=m, t=f"{dataset} · {protocol}": _fraction_curve(ax, g, m, t))
     for (dataset, protocol), g in shifted.groupby(["dataset", "protocol"], sort=True):
-        panels += _drop_panels(g, f"{dataset} · {protocol}", metric)
+        whole = summary[(summary["dataset"] == dataset) & (summary["protocol"] == protocol)]  # references too
+        panels += _drop_panels(g, f"{dataset} · {protocol}", metric, whole)
     panels += extra
     if not panels:
         raise NoResultsError("nothing to plot: the stored results carry no drops")
     return panel_figure(panels)
 
 
-def _drop_panels(g: pd.DataFrame, title: str, metric: str | None) -> list:
+def _drop_panels(g: pd.DataFrame, title: str, metric: str | None, whole: pd.DataFrame | None = None) -> list:
     """Bars of each model's drop per condition, and a curve per severity sweep among them."""
     kind = get_kind(g["kind"].iloc[0])
+    if kind.panels:  # a kind with a figure of its own (natural shifts: effective robustness)
+        from .kinds import resolve
+
+        return resolve(kind.panels)(g if whole is None else whole, title, metric)
     metrics = [m for m in catalogue.METRICS if m in g.columns and f"{m}_drop" in g.columns and g[f"{m}_drop"].notna().any()]
     if not metrics:
         return []

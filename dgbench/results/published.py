@@ -61,6 +61,17 @@ def load_leaderboard(path: str | os.PathLike) -> pd.DataFrame:
         raise LeaderboardError(f"{p}: not a readable CSV file ({exc})") from None
 
 
+def _kind_of_rows(header: list[str], rows: list[tuple[int, list[str]]], first: str, task: str) -> str:
+    """The kind of a leaderboard whose header several kinds share (natural shifts publish the
+    appearance schema): the first other kind whose ``infer`` recognizes one of its rows, else ``first``."""
+    sharing = [k for (k, t), cols in schemas().items() if cols == header and t == task and k != first]
+    for k in sharing:
+        infer = get_kind(k).infer
+        if infer is not None and any(infer(dict(zip(header, row))) for _, row in rows):
+            return k
+    return first
+
+
 def _read_leaderboard(p: Path) -> pd.DataFrame:
     # utf-8-sig: a spreadsheet that saved the file with a byte-order mark still reads.
     with open(p, newline="", encoding="utf-8-sig") as f:
@@ -75,8 +86,10 @@ def _read_leaderboard(p: Path) -> pd.DataFrame:
         kind, task = kind_task
         if get_kind(kind).hooks is not None:  # a schema of its own shape, read by its kind
             return get_kind(kind).hooks.read(p, reader)
+        rows = list(csv_rows(reader))
+        kind = _kind_of_rows(header, rows, kind, task)
         metrics = get_kind(kind).published[task]
-        records = [_parse_row(p, line, header, row, kind, task, metrics) for line, row in csv_rows(reader)]
+        records = [_parse_row(p, line, header, row, kind, task, metrics) for line, row in rows]
     check_unique(p, records, KEY_COLUMNS)
     frame = pd.DataFrame(records, columns=header + ["line"])
     frame.attrs.update(kind=kind, task=task, metrics=metrics, path=str(p))
