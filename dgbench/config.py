@@ -13,6 +13,7 @@ ENV_VARS = {
     "imagenet": "DGBENCH_IMAGENET",
     "cityscapes": "DGBENCH_CITYSCAPES",
     "gta5": "DGBENCH_GTA5",
+    "cue-conflict": "DGBENCH_CUE_CONFLICT",
     "results": "DGBENCH_RESULTS",
     "cache": "DGBENCH_CACHE",
     "offline": "DGBENCH_OFFLINE",

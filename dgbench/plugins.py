@@ -29,7 +29,7 @@ _loaded: set[str] = set()
 # group -> dgbench's own modules that register into it, imported like entry points.
 BUILTIN: dict[str, tuple[str, ...]] = {
     "dgbench.models": ("dgbench.builtin.small", "dgbench.builtin.scene_models"),
-    "dgbench.datasets": ("dgbench.builtin.digits", "dgbench.builtin.digit_scenes"),
+    "dgbench.datasets": ("dgbench.builtin.digits", "dgbench.builtin.digit_scenes", "dgbench.builtin.cue_conflict"),
 }
 
 

@@ -11,6 +11,9 @@ DIGIT_DOMAINS: tuple[str, ...] = ("digits", "typeset-digits")
 # Segmentation: each scene domain pastes the digits of one classification domain.
 SCENE_DOMAINS: dict[str, str] = {"digit-scenes": "digits", "typeset-digit-scenes": "typeset-digits"}
 BUILTIN_DOMAINS: tuple[str, ...] = DIGIT_DOMAINS + tuple(SCENE_DOMAINS)
+# Cue-conflict sets (shape of one digit, texture of another): each made from, and scored with the
+# models of, one classification domain. Not a domain of the other protocols.
+CUE_CONFLICT_DOMAINS: dict[str, str] = {"digit-cue-conflict": "digits"}
 
 
 def is_builtin(dataset: object) -> bool:

@@ -4,4 +4,5 @@ The built-in benchmark's datasets (digits, digit scenes) register from :mod:`dgb
 loaded with the installed packages' datasets (see :mod:`dgbench.plugins`).
 """
 from . import imagenet  # noqa: F401  (registers "imagenet")
+from . import cue_conflict  # noqa: F401,E402  (registers "cue-conflict")
 from . import seg_registry  # noqa: F401,E402  (registers the segmentation datasets)
