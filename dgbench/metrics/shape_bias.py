@@ -51,7 +51,7 @@ class CategoryMap:
         """Category indices (int64 ``[N]``) for logits ``[N, num_outputs]``."""
         if logits.ndim != 2 or logits.shape[1] != self.num_outputs:
             raise ValueError(f"logits of shape {tuple(logits.shape)}; this category map needs [N, {self.num_outputs}]")
-        probs = torch.softmax(logits.float(), dim=1)
+        probs = torch.softmax(logits.double(), dim=1)  # float64: means of many tiny probabilities
         means = torch.stack([probs[:, list(idx)].mean(dim=1) for idx in self.members], dim=1)
         return means.argmax(dim=1)  # torch returns the first maximal index: the first category wins a tie
 

@@ -14,7 +14,6 @@ repeats (seeds) give the metrics' mean and standard error, and the counts summed
 """
 from __future__ import annotations
 
-import csv
 import math
 import os
 from collections.abc import Iterable, Mapping
@@ -25,16 +24,13 @@ import pandas as pd
 
 from ..errors import UnknownNameError
 from .catalogue import Metric
-from .check import DIFF_COLUMNS, EPS, CheckResult
 from .conditions import natural
-from .csvio import (LeaderboardError, check_unique, csv_rows, csv_text, fmt_number, output_dir, row_record,
-                    write_if_changed)
+from .csvio import fmt_number, row_record
+from .fixed_schema import compare_rows, publish_pages, read_rows
 from .frame import MEASURED, as_text, latest_config, records_to_frame, stat, variant_label
 from .kinds import KindHooks, ResultKind
-from .leaderboard import leaderboard_name
 from .site_model import Board, Cell, Grid, Row
 from .tabledata import NoResultsError, TableData
-from .tables import to_markdown
 
 KIND = "shape-bias"
 METRICS = ("shape_bias", "cue_acc", "shape_match", "texture_match")
@@ -169,35 +165,14 @@ def leaderboard_rows(frame: pd.DataFrame) -> dict[tuple[str, str], tuple[list[st
 
 def publish_shape_bias(frame: pd.DataFrame, out_dir: str | os.PathLike) -> list[Path]:
     """Write ``<dataset>-<protocol>.csv`` and its ``.md`` page per shape-bias protocol run."""
-    out = output_dir(out_dir)
-    written: list[Path] = []
-    for (dataset, protocol), (header, rows) in leaderboard_rows(frame).items():
-        stem = leaderboard_name(dataset, protocol)
-        csv_path, md_path = out / f"{stem}.csv", out / f"{stem}.md"
-        write_if_changed(csv_path, csv_text(header, rows))
-        lb = read_leaderboard(csv_path)  # the page is rendered from the CSV just written
-        parts = [f"# Leaderboard: {dataset}, {protocol} (shape bias)", "",
-                 f"Measured by dgbench; generated from [`{csv_path.name}`]({csv_path.name}) by "
-                 "`dgbench leaderboard publish` (do not edit by hand). Schema: `README.md`.", ""]
-        parts += [to_markdown(t) for t in shape_bias_tables(leaderboard_summary(lb))]
-        write_if_changed(md_path, "\n".join(parts))
-        written += [csv_path, md_path]
-    return written
+    return publish_pages(leaderboard_rows(frame), out_dir, "shape bias", read_leaderboard,
+                         lambda lb: shape_bias_tables(leaderboard_summary(lb)))
 
 
 def read_leaderboard(p: Path, reader: Any = None) -> pd.DataFrame:
     """Read and validate a shape-bias leaderboard (header :data:`HEADER`); errors name file and line."""
-    if reader is None:
-        with open(p, newline="", encoding="utf-8-sig") as f:
-            rd = csv.reader(f)
-            if next(rd, None) != HEADER:
-                raise LeaderboardError(f"{p}:1: not a shape-bias leaderboard (expected {','.join(HEADER)})")
-            return read_leaderboard(p, rd)
-    records = [_parse_row(p, line, row) for line, row in csv_rows(reader)]
-    check_unique(p, records, (*KEY, "source"))
-    frame = pd.DataFrame(records, columns=HEADER + ["line"])
-    frame.attrs.update(kind=KIND, task="classification", metrics=METRICS, path=str(p))
-    return frame
+    return read_rows(p, reader, HEADER, "shape-bias", _parse_row, KEY,
+                     dict(kind=KIND, task="classification", metrics=METRICS))
 
 
 def _parse_row(p: Path, line: int, row: list[str]) -> dict[str, Any]:
@@ -237,45 +212,20 @@ def leaderboard_summary(lb: pd.DataFrame) -> pd.DataFrame:
 
 
 # ----------------------------------------------------------------------------- check
-def check_shape_bias(base: pd.DataFrame, measured: Any, tolerances: Mapping[str, float]) -> CheckResult:
+def check_shape_bias(base: pd.DataFrame, measured: Any, tolerances: Mapping[str, float]) -> Any:
     """Compare a shape-bias leaderboard with measured records (absolute tolerances, points)."""
     names = [*(f"{m}_pct" for m in METRICS), *METRICS, "all"]
     for name in tolerances:
         if name not in names:
             raise UnknownNameError("tolerance metric", name, names)
-
-    def tol(m: str) -> float:
-        return next((float(tolerances[n]) for n in (f"{m}_pct", m, "all") if n in tolerances), 0.0)
-
+    tol = {f"{m}_pct": next((float(tolerances[n]) for n in (f"{m}_pct", m, "all") if n in tolerances), 0.0)
+           for m in METRICS}
     frame = measured if isinstance(measured, pd.DataFrame) else records_to_frame(measured)
     mine = set(zip(base["dataset"], base["protocol"]))
     s = summarize_shape_bias(frame)
     s = s[[(d, p) in mine for d, p in zip(s["dataset"], s["protocol"])]] if not s.empty else s
-    got = {tuple(r[HEADER.index(c)] for c in KEY): r
-           for _, (_, rows) in (leaderboard_rows(s).items() if not s.empty else []) for r in rows}
-    diff, missing, seen = [], [], set()
-    for _, b in base.iterrows():
-        k = tuple(b[c] for c in KEY)
-        m = got.get(k)
-        if m is None:
-            missing.append(dict(zip(KEY, k)))
-            continue
-        seen.add(k)
-        for metric in METRICS:
-            col = f"{metric}_pct"
-            bv, text = b[col], m[HEADER.index(col)]
-            if bv is None and not text:
-                continue
-            mv = float(text) if text else math.nan
-            delta = round(mv - (math.nan if bv is None else float(bv)), 4)
-            ok = not math.isnan(delta) and abs(delta) <= tol(metric) + EPS
-            diff.append([f"{variant_label(b['model'], b['model_kwargs'])} · {b['dataset']}", col,
-                         bv, mv, delta, tol(metric), ok])
-    extra = [dict(zip(KEY, k)) for k in got if k not in seen]
-    return CheckResult(baseline=str(base.attrs.get("path", "baseline")),
-                       diff=pd.DataFrame(diff, columns=DIFF_COLUMNS).astype({"ok": bool}),
-                       missing=pd.DataFrame(missing, columns=list(KEY)),
-                       extra=pd.DataFrame(extra, columns=list(KEY)))
+    return compare_rows(base, leaderboard_rows(s) if not s.empty else {}, KEY, tol,
+                        lambda b: variant_label(b["model"], b["model_kwargs"]), 4)
 
 
 # ----------------------------------------------------------------------------- site
