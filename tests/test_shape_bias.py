@@ -158,6 +158,10 @@ def test_a_fixture_tree_runs_end_to_end(tmp_path: Path) -> None:
     again = run_protocol("shape-bias", RunRequest(model=Oracle(), data=tree, results=tmp_path / "res",
                                                   device="cpu", progress=False))
     assert again.computed == 0 and again.reused == 1  # stored: skipped
+    digits_net = Oracle()
+    digits_net.pretrained_cfg = PretrainedCfg(input_size=(3, 32, 32), crop_pct=1.0, num_classes=10)
+    with pytest.raises(DgbenchError, match="10 outputs; cue-conflict's category map reads 1000"):
+        run_protocol("shape-bias", RunRequest(model=digits_net, data=tree, store=False, device="cpu", progress=False))
 
 
 def test_bad_trees_are_one_line_naming_the_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -85,6 +85,10 @@ def decide_all(model: nn.Module, ds: Any, cmap: CategoryMap, rt: Runtime, batch_
     return out
 
 
+class _Unfit(Exception):
+    """A model whose number of outputs the dataset's category map does not read."""
+
+
 class _Run:
     def __init__(self, proto: ShapeBiasProtocol, request: RunRequest, runtime: Runtime):
         self.proto, self.req, self.rt = proto, request, runtime
@@ -102,10 +106,21 @@ class _Run:
         probe = self._dataset(None)  # fails here, once, when the data are missing
         out: list[dict[str, Any]] = []
         images = 0
-        for name in self._models(probe):
-            rec, computed = self._model(name)
+        names = self._models(probe)
+        unfit: list[str] = []
+        for name in names:
+            try:
+                rec, computed = self._model(name)
+            except _Unfit as exc:
+                if len(names) == 1:
+                    raise DgbenchError(str(exc)) from None
+                unfit.append(str(name))
+                continue
             out.append(rec)
             images += computed
+        if unfit:  # `--model all` on ImageNet's set: the small digit nets have 10 outputs
+            self.req.say(f"skipped {len(unfit)} model(s) whose outputs {self.ds_name}'s category map cannot read: "
+                         + ", ".join(unfit[:4]) + (", ..." if len(unfit) > 4 else ""))
         return RunSummary(out, self.loop.computed, self.loop.reused, time.perf_counter() - t0, images,
                           self.ds_name, KIND)
 
@@ -157,6 +172,10 @@ class _Run:
         req = self.req
         m = build_model(name, pretrained=req.pretrained, checkpoint=req.checkpoint, seed=req.seed,
                         kwargs=req.model_kwargs)
+        outputs = getattr(m.pretrained_cfg, "num_classes", None)  # type: ignore[attr-defined]
+        if outputs is not None and outputs != self.datasets[None].num_outputs:
+            raise _Unfit(f"{name}: {outputs} outputs; {self.ds_name}'s category map reads "
+                         f"{self.datasets[None].num_outputs}")
         prep = Preprocess.from_cfg(m.pretrained_cfg)  # type: ignore[attr-defined]
         ds = self._dataset(prep)
         base, extra = self._identity(m, name, prep, ds)
