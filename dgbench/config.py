@@ -19,6 +19,7 @@ ENV_VARS = {
     "imagenet-r": "DGBENCH_IMAGENET_R",
     "imagenet-a": "DGBENCH_IMAGENET_A",
     "objectnet": "DGBENCH_OBJECTNET",
+    "cue-conflict": "DGBENCH_CUE_CONFLICT",
     "results": "DGBENCH_RESULTS",
     "cache": "DGBENCH_CACHE",
     "offline": "DGBENCH_OFFLINE",

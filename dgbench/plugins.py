@@ -30,7 +30,7 @@ _loaded: set[str] = set()
 BUILTIN: dict[str, tuple[str, ...]] = {
     "dgbench.models": ("dgbench.builtin.small", "dgbench.builtin.scene_models"),
     "dgbench.datasets": ("dgbench.builtin.digits", "dgbench.builtin.digit_scenes",
-                         "dgbench.builtin.digit_crops"),
+                         "dgbench.builtin.digit_crops", "dgbench.builtin.cue_conflict"),
 }
 
 

@@ -14,6 +14,9 @@ SCENE_DOMAINS: dict[str, str] = {"digit-scenes": "digits", "typeset-digit-scenes
 # handwritten test digits cut from the digit scenes, off-centre, with neighbours' strokes.
 NATURAL_DIGIT_DOMAINS: tuple[str, ...] = ("scene-digit-crops",)
 BUILTIN_DOMAINS: tuple[str, ...] = DIGIT_DOMAINS + tuple(SCENE_DOMAINS) + NATURAL_DIGIT_DOMAINS
+# Cue-conflict sets (shape of one digit, texture of another): each made from, and scored with the
+# models of, one classification domain. Not a domain of the other protocols.
+CUE_CONFLICT_DOMAINS: dict[str, str] = {"digit-cue-conflict": "digits"}
 
 
 def is_builtin(dataset: object) -> bool:

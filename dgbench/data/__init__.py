@@ -5,4 +5,5 @@ loaded with the installed packages' datasets (see :mod:`dgbench.plugins`).
 """
 from . import imagenet  # noqa: F401  (registers "imagenet")
 from . import natural  # noqa: F401  (registers ImageNet-V2/-Sketch/-R/-A and ObjectNet)
+from . import cue_conflict  # noqa: F401,E402  (registers "cue-conflict")
 from . import seg_registry  # noqa: F401,E402  (registers the segmentation datasets)

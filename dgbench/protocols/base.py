@@ -40,6 +40,7 @@ KINDS: dict[str, str] = {
     "divergence": "dgbench.protocols.divergence:DivergenceProtocol",
     "finetune": "dgbench.protocols.finetune:FinetuneProtocol",
     "natural-shifts": "dgbench.protocols.natural:NaturalShiftsProtocol",
+    "shape-bias": "dgbench.protocols.shape_bias:ShapeBiasProtocol",
 }
 ENTRY_POINT_GROUP = "dgbench.protocols"
 

@@ -190,7 +190,8 @@ def fraction_title(fraction: str) -> str:
 
 
 # Built-in kinds whose ResultKind lives with their own results module ("module:attribute").
-BUILTIN_ELSEWHERE = ("dgbench.results.divergence:RESULT_KIND", "dgbench.results.natural:RESULT_KIND")
+BUILTIN_ELSEWHERE = ("dgbench.results.divergence:RESULT_KIND", "dgbench.results.natural:RESULT_KIND",
+                     "dgbench.results.shape_bias:RESULT_KIND")
 
 BUILTIN = (
     ResultKind(
