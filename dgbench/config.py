@@ -13,6 +13,12 @@ ENV_VARS = {
     "imagenet": "DGBENCH_IMAGENET",
     "cityscapes": "DGBENCH_CITYSCAPES",
     "gta5": "DGBENCH_GTA5",
+    # multi-domain sets (dgbench.data.domain_folders.DOMAIN_SETS names each one's variable)
+    "pacs": "DGBENCH_PACS",
+    "vlcs": "DGBENCH_VLCS",
+    "office-home": "DGBENCH_OFFICE_HOME",
+    "terra-incognita": "DGBENCH_TERRA_INCOGNITA",
+    "domainnet": "DGBENCH_DOMAINNET",
     "results": "DGBENCH_RESULTS",
     "cache": "DGBENCH_CACHE",
     "offline": "DGBENCH_OFFLINE",

@@ -10,7 +10,10 @@ from __future__ import annotations
 DIGIT_DOMAINS: tuple[str, ...] = ("digits", "typeset-digits")
 # Segmentation: each scene domain pastes the digits of one classification domain.
 SCENE_DOMAINS: dict[str, str] = {"digit-scenes": "digits", "typeset-digit-scenes": "typeset-digits"}
-BUILTIN_DOMAINS: tuple[str, ...] = DIGIT_DOMAINS + tuple(SCENE_DOMAINS)
+# Multi-domain (leave-one-domain-out): the two digit domains and a third drawn from typeset glyphs
+# of another generator seed in random ink and background colours (dgbench.builtin.digits_dg).
+DG_SETS: dict[str, tuple[str, ...]] = {"digits-dg": (*DIGIT_DOMAINS, "stylized-digits")}
+BUILTIN_DOMAINS: tuple[str, ...] = DIGIT_DOMAINS + tuple(SCENE_DOMAINS) + tuple(DG_SETS)
 
 
 def is_builtin(dataset: object) -> bool:

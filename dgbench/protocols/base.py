@@ -37,6 +37,7 @@ KINDS: dict[str, str] = {
     "cross-domain": "dgbench.protocols.cross_domain:CrossDomainProtocol",
     "divergence": "dgbench.protocols.divergence:DivergenceProtocol",
     "finetune": "dgbench.protocols.finetune:FinetuneProtocol",
+    "leave-one-out": "dgbench.protocols.leave_one_out:LeaveOneOutProtocol",
 }
 ENTRY_POINT_GROUP = "dgbench.protocols"
 

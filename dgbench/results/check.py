@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import os
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -65,6 +65,38 @@ class CheckResult:
     @property
     def failures(self) -> pd.DataFrame:
         return self.diff[~self.diff["ok"]]
+
+
+def one_tolerance(tolerances: Mapping[str, float], names: tuple[str, ...]) -> float:
+    """The tolerance of a one-metric kind: the first of ``names`` (most specific first) given; an
+    unknown name is an error naming the known ones."""
+    for name in tolerances:
+        if name not in names:
+            raise UnknownNameError("tolerance metric", name, names)
+    return next((float(tolerances[n]) for n in names if n in tolerances), 0.0)
+
+
+def compare_keyed(base: pd.DataFrame, got: Mapping[tuple, Sequence[str]], key: Sequence[str], header: Sequence[str],
+                  columns: Sequence[str], tol: float, decimals: int, label: Callable[[Any], str]) -> CheckResult:
+    """Compare a kind-shaped leaderboard (``base``) with measured rows of the same ``header``
+    keyed by ``key`` (``got``): a diff per (row, column), baseline rows not measured, extra rows."""
+    diff, missing, seen = [], [], set()
+    for _, b in base.iterrows():
+        k = tuple(b[c] for c in key)
+        m = got.get(k)
+        if m is None:
+            missing.append(dict(zip(key, k)))
+            continue
+        seen.add(k)
+        for col in columns:
+            bv, mv = float(b[col]), float(m[list(header).index(col)])
+            delta = round(mv - bv, decimals + 2)
+            diff.append([label(b), col, bv, mv, delta, tol, abs(delta) <= tol + EPS])
+    extra = [dict(zip(key, k)) for k in got if k not in seen]
+    return CheckResult(baseline=str(base.attrs.get("path", "baseline")),
+                       diff=pd.DataFrame(diff, columns=DIFF_COLUMNS).astype({"ok": bool}),
+                       missing=pd.DataFrame(missing, columns=list(key)),
+                       extra=pd.DataFrame(extra, columns=list(key)))
 
 
 def parse_tolerances(items: Iterable[str]) -> dict[str, float]:

@@ -135,3 +135,31 @@ def fmt_number(x: Any) -> str:
         return ""
     s = f"{float(x):.{DECIMALS}f}"
     return "0." + "0" * DECIMALS if s == "-0." + "0" * DECIMALS else s  # no "-0.00"
+
+
+def read_with_header(p: Path, header: Sequence[str], what: str, parse: Callable[[Path, Any], Any]) -> Any:
+    """Open ``p``, check its first line is ``header`` (else one line naming the file and ``what``
+    it is not), and return ``parse(p, reader)`` over the remaining rows (kinds with their own schema)."""
+    with open(p, newline="", encoding="utf-8-sig") as f:
+        rd = csv.reader(f)
+        if next(rd, None) != list(header):
+            raise LeaderboardError(f"{p}:1: not a {what} leaderboard (expected {','.join(header)})")
+        return parse(p, rd)
+
+
+def publish_pages(groups: dict[tuple[str, str], tuple[list[str], list[list[str]]]], out_dir: str | os.PathLike,
+                  what: str, render: Callable[[Path], list[str]], leaderboard_name: Callable[[str, str], str]) -> list[Path]:
+    """Write ``<stem>.csv`` per (dataset, protocol) group (``leaderboard_name`` names the stem) and
+    its ``.md`` page, rendered (``render(csv path)`` -> Markdown blocks) from the CSV just written."""
+    out = output_dir(out_dir)
+    written: list[Path] = []
+    for (dataset, protocol), (header, rows) in groups.items():
+        stem = leaderboard_name(dataset, protocol)
+        csv_path, md_path = out / f"{stem}.csv", out / f"{stem}.md"
+        write_if_changed(csv_path, csv_text(header, rows))
+        parts = [f"# Leaderboard: {dataset}, {protocol} ({what})", "",
+                 f"Measured by dgbench; generated from [`{csv_path.name}`]({csv_path.name}) by "
+                 "`dgbench leaderboard publish` (do not edit by hand). Schema: `README.md`.", ""]
+        write_if_changed(md_path, "\n".join(parts + render(csv_path)))
+        written += [csv_path, md_path]
+    return written

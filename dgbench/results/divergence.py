@@ -14,7 +14,6 @@ variant kwargs, pair, layer), repeats (seeds) aggregated into mean, standard err
 """
 from __future__ import annotations
 
-import csv
 import math
 import os
 from collections.abc import Iterable, Mapping
@@ -23,10 +22,9 @@ from typing import Any
 
 import pandas as pd
 
-from ..errors import UnknownNameError
-from .check import DIFF_COLUMNS, EPS, CheckResult
+from .check import compare_keyed, one_tolerance
 from .conditions import natural
-from .csvio import LeaderboardError, check_unique, csv_rows, csv_text, output_dir, row_record, write_if_changed
+from .csvio import check_unique, csv_rows, publish_pages, read_with_header, row_record
 from .frame import MEASURED, as_text, latest_config, records_to_frame, stat, variant_label
 from .kinds import KindHooks, ResultKind
 from .leaderboard import leaderboard_name
@@ -206,31 +204,14 @@ def leaderboard_rows(frame: pd.DataFrame) -> dict[tuple[str, str], tuple[list[st
 
 def publish_divergence(frame: pd.DataFrame, out_dir: str | os.PathLike) -> list[Path]:
     """Write ``<dataset>-<protocol>.csv`` and its ``.md`` page per divergence protocol run."""
-
-    out = output_dir(out_dir)
-    written: list[Path] = []
-    for (dataset, protocol), (header, rows) in leaderboard_rows(frame).items():
-        stem = leaderboard_name(dataset, protocol)
-        csv_path, md_path = out / f"{stem}.csv", out / f"{stem}.md"
-        write_if_changed(csv_path, csv_text(header, rows))
-        lb = read_leaderboard(csv_path)  # the page is rendered from the CSV just written
-        parts = [f"# Leaderboard: {dataset}, {protocol} (feature divergence)", "",
-                 f"Measured by dgbench; generated from [`{csv_path.name}`]({csv_path.name}) by "
-                 "`dgbench leaderboard publish` (do not edit by hand). Schema: `README.md`.", ""]
-        parts += [to_markdown(t) for t in divergence_tables(leaderboard_summary(lb))]
-        write_if_changed(md_path, "\n".join(parts))
-        written += [csv_path, md_path]
-    return written
+    return publish_pages(leaderboard_rows(frame), out_dir, "feature divergence", lambda csv_path: [
+        to_markdown(t) for t in divergence_tables(leaderboard_summary(read_leaderboard(csv_path)))], leaderboard_name)
 
 
 def read_leaderboard(p: Path, reader: Any = None) -> pd.DataFrame:
     """Read and validate a divergence leaderboard (header :data:`HEADER`); errors name file and line."""
     if reader is None:
-        with open(p, newline="", encoding="utf-8-sig") as f:
-            rd = csv.reader(f)
-            if next(rd, None) != HEADER:
-                raise LeaderboardError(f"{p}:1: not a divergence leaderboard (expected {','.join(HEADER)})")
-            return read_leaderboard(p, rd)
+        return read_with_header(p, HEADER, "divergence", read_leaderboard)
     records = [_parse_row(p, line, row) for line, row in csv_rows(reader)]
     check_unique(p, records, (*KEY, "source"))
     frame = pd.DataFrame(records, columns=HEADER + ["line"])
@@ -282,12 +263,7 @@ def leaderboard_summary(lb: pd.DataFrame) -> pd.DataFrame:
 def check_divergence(base: pd.DataFrame, measured: Any, tolerances: Mapping[str, float]) -> Any:
     """Compare a divergence leaderboard with measured records (absolute tolerances, nats)."""
 
-    columns = ["divergence_nats"]
-    names = ("divergence_nats", METRIC, "all")  # most specific first
-    for name in tolerances:
-        if name not in names:
-            raise UnknownNameError("tolerance metric", name, names)
-    tol = next((float(tolerances[n]) for n in names if n in tolerances), 0.0)
+    tol = one_tolerance(tolerances, ("divergence_nats", METRIC, "all"))  # most specific first
     frame = measured if isinstance(measured, pd.DataFrame) else records_to_frame(measured)
     mine = {(d, p) for d, p in zip(base["dataset"], base["protocol"])}
     s = summarize_divergence(frame)
@@ -296,24 +272,8 @@ def check_divergence(base: pd.DataFrame, measured: Any, tolerances: Mapping[str,
     for (_, _), (_, rows) in leaderboard_rows(s).items() if not s.empty else []:
         for r in rows:
             got[tuple(r[HEADER.index(c)] for c in KEY)] = r
-    diff, missing, seen = [], [], set()
-    for _, b in base.iterrows():
-        k = tuple(b[c] for c in KEY)
-        m = got.get(k)
-        if m is None:
-            missing.append(dict(zip(KEY, k)))
-            continue
-        seen.add(k)
-        for col in columns:
-            bv, mv = float(b[col]), float(m[HEADER.index(col)])
-            delta = round(mv - bv, DECIMALS + 2)
-            label = f"{variant_label(b['model'], b['model_kwargs'])} · {b['pair']} · {b['layer']}"
-            diff.append([label, col, bv, mv, delta, tol, abs(delta) <= tol + EPS])
-    extra = [dict(zip(KEY, k)) for k in got if k not in seen]
-    return CheckResult(baseline=str(base.attrs.get("path", "baseline")),
-                       diff=pd.DataFrame(diff, columns=DIFF_COLUMNS).astype({"ok": bool}),
-                       missing=pd.DataFrame(missing, columns=list(KEY)),
-                       extra=pd.DataFrame(extra, columns=list(KEY)))
+    return compare_keyed(base, got, KEY, HEADER, ["divergence_nats"], tol, DECIMALS,
+                         lambda b: f"{variant_label(b['model'], b['model_kwargs'])} · {b['pair']} · {b['layer']}")
 
 
 # ----------------------------------------------------------------------------- site
