@@ -185,7 +185,7 @@ def test_bad_input_is_one_line_naming_it(tmp_path):
     with pytest.raises(DgbenchError, match=r"classes of .*b differ .*not in both: cat, horse"):
         load_folder_domains(GENERIC, odd)
     ok = make_tree(tmp_path / "ok", ("a", "b"))
-    with pytest.raises(DgbenchError, match=r"domain of folder-domains.*'z'"):
+    with pytest.raises(DgbenchError, match=r"--held-out z: not a domain of folder-domains \(its domains: a, b\)"):
         run_tiny(tmp_path, GENERIC, ok, held_out="z")
     with pytest.raises(DgbenchError, match=r"pacs: no data root; .*--data .*\$DGBENCH_PACS"):
         load_folder_domains("pacs", None)
@@ -198,3 +198,21 @@ def test_bad_input_is_one_line_naming_it(tmp_path):
 def test_held_out_sets_singles_then_pairs():
     assert held_out_sets(("a", "b", "c"), ["a"], True) == [("a",), ("a", "b"), ("a", "c")]
     assert held_out_sets(("a", "b", "c"), ["a", "b", "c"], False) == [("a",), ("b",), ("c",)]
+
+
+def test_mixstyle_is_one_class_mixing_only_while_training():
+    from dgbench.models import create_model
+    from dgbench.train.dg_algorithms import MixStyle, hparams
+
+    torch.manual_seed(0)
+    hp = {**hparams("mixstyle", 0, 0, True), "mixstyle_p": 1.0}
+    algo = MixStyle(create_model("small_resnet", num_classes=10), hp)
+    x, y = torch.randn(8, 3, 16, 16), torch.randint(0, 10, (8,))
+    algo.eval()
+    assert torch.equal(algo.predict(x), algo.network(x))  # a no-op at evaluation
+    algo.train()
+    torch.manual_seed(1)
+    mixed = algo.predict(x)
+    assert not torch.allclose(mixed, algo.network.eval()(x))
+    algo.train()
+    assert algo.update([(x[:4], y[:4]), (x[4:], y[4:])])["loss"] > 0

@@ -103,7 +103,7 @@ def run_cmd(
     held_out: Optional[str] = typer.Option(None, "--held-out", help="leave-one-out: only these held-out domains, comma-separated (default: each in turn)"),
     trials: Optional[int] = typer.Option(None, "--trials", help="leave-one-out: trials (splits and hyperparameter draws; default: the protocol's)"),
     hparam_sets: Optional[int] = typer.Option(None, "--hparam-sets", help="leave-one-out: hyperparameter sets per trial, 0 = defaults, then random draws (default: the protocol's)"),
-    algorithms: Optional[str] = typer.Option(None, "--algorithms", help="leave-one-out: training algorithms, comma-separated (default: the protocol's; erm)"),
+    algorithms: Optional[str] = typer.Option(None, "--algorithms", help="leave-one-out: training algorithms, comma-separated: erm, mixstyle (default: the protocol's)"),
     intervals: bool = typer.Option(False, "--intervals", help="appearance: show 95 % intervals in the table (Wilson for errors, paired bootstrap for drops)"),
     no_outcomes: bool = typer.Option(False, "--no-outcomes", help="appearance: do not keep per-image outcomes beside the records (they feed `dgbench compare` and intervals of drops)"),
 ) -> None:

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 from ..config import ENV_VARS, data_root
-from ..errors import DgbenchError, UnknownNameError
+from ..errors import DgbenchError
 from .base import ClassificationDataset, Preprocess, indices_sha256, register_dataset
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -100,7 +100,7 @@ class DomainData:
 
     def check_domain(self, domain: str) -> str:
         if domain not in self.domains:
-            raise UnknownNameError(f"domain of {self.name}", domain, self.domains)
+            raise DgbenchError(f"--held-out {domain}: not a domain of {self.name} (its domains: {', '.join(self.domains)})")
         return domain
 
     def splits(self, seed: int, fraction: float = HOLDOUT_FRACTION) -> dict[str, dict[str, list[int]]]:

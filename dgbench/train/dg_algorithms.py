@@ -2,8 +2,9 @@
 
 An :class:`Algorithm` owns a network and its optimizer; each training step it gets one minibatch
 per training domain (``update``) and at evaluation it predicts (``predict``). That is all the
-trainer calls, so a method that changes what a step does (MixStyle-like feature mixing between
-domains' batches, a penalty across domains) is one subclass added to :data:`ALGORITHMS`.
+trainer calls, so a method that changes what a step does is one subclass added to
+:data:`ALGORITHMS`: :class:`ERM`, and :class:`MixStyle` (feature statistics mixed across the
+domains' images, 25 lines) as the example of one more.
 
 Hyperparameters (:func:`hparams`): set 0 is the defaults; set ``h > 0`` is a seeded random draw
 from DomainBed's distributions (``domainbed/hparams_registry.py``), one generator per
@@ -28,7 +29,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from ..errors import UnknownNameError
+from ..errors import DgbenchError
 
 Draw = Callable[[np.random.RandomState], Any]
 Minibatches = list[tuple[Tensor, Tensor]]
@@ -87,12 +88,44 @@ class ERM(Algorithm):
         return {"loss": float(loss.detach())}
 
 
-ALGORITHMS: dict[str, type[Algorithm]] = {ERM.name: ERM}
+class MixStyle(ERM):
+    """ERM with MixStyle (Zhou et al., ICLR 2021): while training, after the first two residual
+    groups (``layer1``, ``layer2``), with probability ``mixstyle_p`` each image's channel means and
+    deviations are replaced by a Beta(``mixstyle_alpha``)-weighted mix of its own and those of a
+    random other image of the batch, which holds every training domain. A no-op at evaluation.
+    Its two hyperparameters are fixed at the paper's values (no random draw)."""
+
+    name = "mixstyle"
+    LAYERS = ("layer1", "layer2")
+
+    @classmethod
+    def space(cls, small_images: bool) -> dict[str, tuple[Any, Draw]]:
+        return {**super().space(small_images), "mixstyle_p": (0.5, lambda r: 0.5),
+                "mixstyle_alpha": (0.1, lambda r: 0.1)}
+
+    def __init__(self, network: nn.Module, hp: dict[str, Any]):
+        super().__init__(network, hp)
+        alpha = float(hp["mixstyle_alpha"])
+        self.beta = torch.distributions.Beta(alpha, alpha)
+        for layer in self.LAYERS:
+            getattr(network, layer).register_forward_hook(self._mix)
+
+    def _mix(self, module: nn.Module, inputs: Any, out: Tensor) -> Tensor:
+        if not self.training or float(torch.rand(1)) > float(self.hp["mixstyle_p"]):
+            return out
+        mu = out.mean((2, 3), keepdim=True).detach()
+        sig = (out.var((2, 3), keepdim=True) + 1e-6).sqrt().detach()
+        lam = self.beta.sample((out.size(0), 1, 1, 1)).to(out.device)
+        perm = torch.randperm(out.size(0))
+        return (out - mu) / sig * (lam * sig + (1 - lam) * sig[perm]) + lam * mu + (1 - lam) * mu[perm]
+
+
+ALGORITHMS: dict[str, type[Algorithm]] = {ERM.name: ERM, MixStyle.name: MixStyle}
 
 
 def algorithm_class(name: str) -> type[Algorithm]:
     if name.lower() not in ALGORITHMS:
-        raise UnknownNameError("algorithm", name, ALGORITHMS)
+        raise DgbenchError(f"unknown algorithm {name!r} (known: {', '.join(ALGORITHMS)})")
     return ALGORITHMS[name.lower()]
 
 
