@@ -62,8 +62,10 @@ def test_pair_runs_and_all_three_selections(tmp_path):
     from dgbench.results.leave_one_out import summary_rows
 
     root = make_tree(tmp_path / "data", ("a", "b", "c"))
-    summary = run_tiny(tmp_path, GENERIC, root, pairs=True, held_out="a")
-    assert sorted(r["test_domain"] for r in summary.records) == ["a", "a+b", "a+c"]
+    summary = run_tiny(tmp_path, GENERIC, root, pairs=True, held_out="a", hparam_sets=2)
+    assert sorted(r["test_domain"] for r in summary.records) == ["a", "a", "a+b", "a+b", "a+c", "a+c"]
+    drawn = {r["dg_run"]["hparams_seed"]: r["dg_run"]["hparams"] for r in summary.records}
+    assert drawn[0]["lr"] == 5e-5 and drawn[1] != drawn[0]  # set 0: the defaults; set 1: a draw
     runs = [{**r["dg_run"], "model": r["model"], "model_kwargs": ""} for r in summary.records]
     rows = summary_rows(GENERIC, "loo-test", runs)
     assert {r["selection"] for r in rows} == set(ms.METHODS)

@@ -210,7 +210,31 @@ def site_board(csv_path: Path, lb: pd.DataFrame) -> Board:
 
 
 def panels(frame: pd.DataFrame) -> list[Any]:
-    return []  # the tables are the figure of this experiment (DomainBed prints tables only)
+    """One drawing function ``f(ax)`` per (dataset, protocol, selection method): grouped bars of
+    held-out accuracy per domain (and the average), a bar per model/algorithm, ± one SE."""
+    s = _summary(frame)
+    out = []
+    for (dataset, protocol, method), g in sorted(s.groupby(["dataset", "protocol", "selection"]),
+                                                 key=lambda kv: (kv[0][:2], list(METHODS).index(kv[0][2]))):
+        out.append(lambda ax, g=g, t=f"{dataset} · {method}": _bars(ax, g, t))
+    return out
+
+
+def _bars(ax: Any, g: pd.DataFrame, title: str) -> None:
+    cols, models = _columns(g), _models(g)
+    width = 0.8 / max(1, len(models))
+    for i, (model, kw, algo) in enumerate(models):
+        by = {r["test_domain"]: r for _, r in g[(g["model"] == model) & (g["model_kwargs"] == kw)
+                                               & (g["algorithm"] == algo)].iterrows()}
+        xs = [j + (i - (len(models) - 1) / 2) * width for j in range(len(cols))]
+        ax.bar(xs, [by[c]["acc"] if c in by else math.nan for c in cols], width, color=f"C{i % 10}",
+               yerr=[0 if c not in by or pd.isna(by[c]["se"]) else by[c]["se"] for c in cols], capsize=2,
+               label=f"{variant_label(model, kw)} / {algo.upper()}")
+    ax.set_xticks(range(len(cols)), cols, fontsize=7)
+    ax.set_ylabel("held-out accuracy (%)")
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=6)
 
 
 # Registered by results.kinds on first use (BUILTIN_ELSEWHERE).
