@@ -5,4 +5,3 @@ loaded with the installed packages' datasets (see :mod:`dgbench.plugins`).
 """
 from . import imagenet  # noqa: F401  (registers "imagenet")
 from . import seg_registry  # noqa: F401,E402  (registers the segmentation datasets)
-from . import domain_folders  # noqa: F401,E402  (registers the multi-domain folder sets)

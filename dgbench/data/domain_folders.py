@@ -1,8 +1,9 @@
 """Multi-domain image folders (``root/<domain>/<class>/*.jpg``): the standard domain-generalization sets.
 
-The sets DomainBed trains on are declared once in :data:`DOMAIN_SETS` (their domain folders as
+The sets DomainBed trains on are registered once in :data:`DOMAIN_SETS` (their domain folders as
 DomainBed's download script leaves them); ``folder-domains`` takes any tree of that layout, its
-domains being its sub-folders. Nothing is downloaded: a missing root is one line naming where to
+domains being its sub-folders. They are multi-domain sets, read by the leave-one-out protocol
+(:func:`load_folder_domains`), not single test sets of the classification dataset registry. Nothing is downloaded: a missing root is one line naming where to
 get the data and the flag / environment variable that points dgbench at it.
 
 Splits (:func:`holdout_split`, as DomainBed's 80/20 "in"/"out" split of every domain): the
@@ -25,7 +26,7 @@ import torch
 
 from ..config import ENV_VARS, data_root
 from ..errors import DgbenchError
-from .base import ClassificationDataset, Preprocess, indices_sha256, register_dataset
+from .base import indices_sha256
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 HOLDOUT_FRACTION = 0.2  # DomainBed's holdout_fraction: 20 % of every domain is its "out" split
@@ -183,41 +184,3 @@ def load_folder_domains(name: str, root: str | os.PathLike | None, size: int = 2
         images[d] = [str(root / d / rel) for rel, _ in pairs]
     return DomainData(name, domains, classes, labels, keys, images, size, (0.485, 0.456, 0.406),
                       (0.229, 0.224, 0.225), info={"root": str(root), "layout": "root/<domain>/<class>/*"})
-
-
-class DomainImages(ClassificationDataset):
-    """One domain of a multi-domain set through the dataset registry (``--dataset pacs`` elsewhere)."""
-
-    def __init__(self, data: DomainData, domain: str):
-        self.data, self.domain = data, data.check_domain(domain)
-        self.name, self.num_classes = f"{data.name}/{domain}", len(data.classes)
-
-    def __len__(self) -> int:
-        return len(self.data.keys[self.domain])
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        return self.data.load(self.domain, [index])[0], int(self.data.labels[self.domain][index])
-
-    def fingerprint(self) -> str:
-        return self.data.fingerprint()
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": self.data.name, "domain": self.domain, **self.data.info}
-
-
-def _builder(name: str):
-    def build(root: Any, *, split: str = "val", preprocess: Preprocess | None = None, domain: str | None = None,
-              **options: Any) -> DomainImages:
-        if options:
-            raise DgbenchError(f"unknown option(s) for {name!r}: {', '.join(sorted(options))}")
-        data = load_folder_domains(name, root, (preprocess or Preprocess()).crop_size)
-        if domain is None:
-            raise DgbenchError(f"{name}: name a domain (domain=...): {', '.join(data.domains)}")
-        return DomainImages(data, domain)
-
-    build.__name__ = f"build_{name.replace('-', '_')}"
-    return build
-
-
-for _name in (*DOMAIN_SETS, GENERIC):
-    register_dataset(_name)(_builder(_name))
