@@ -143,6 +143,10 @@ class LeaveOneOutProtocol(Protocol):
         from ..train.dg_algorithms import algorithm_class
 
         reject_options(req, self.name, OPTIONS)
+        unused = [f for f, given in (("--shifts", req.shifts), ("--limit", req.limit), ("--subset", req.subset),
+                                     ("--checkpoint", req.checkpoint), ("--skip-corrupt", req.skip_corrupt)) if given]
+        if unused:
+            raise DgbenchError(f"{', '.join(unused)}: not used by the {self.name} protocol")
         dataset = req.dataset or self.datasets()[0]
         if dataset not in self.datasets():
             raise DgbenchError(f"--dataset {dataset}: the {self.name} protocol runs on {', '.join(self.datasets())}")

@@ -32,6 +32,8 @@ from .tables import to_markdown
 
 KIND = "leave-one-out"
 AVERAGE = "average"
+# How tables spell the built-in algorithms (others: their registered name).
+ALGORITHM_TITLES = {"erm": "ERM", "mixstyle": "MixStyle"}
 KEY = ("dataset", "protocol", "model", "model_kwargs", "algorithm", "selection", "test_domain")
 HEADER = ["dataset", "protocol", "task", "model", "model_kwargs", "algorithm", "selection", "test_domain",
           "n_runs", "hparam_sets", "acc_pct", "acc_se_pct", "source", "note"]
@@ -107,7 +109,7 @@ def tables(frame: pd.DataFrame) -> list[TableData]:
         for model, kw, algo in _models(g):
             mine = g[(g["model"] == model) & (g["model_kwargs"] == kw) & (g["algorithm"] == algo)]
             by = {r["test_domain"]: r for _, r in mine.iterrows()}
-            rows.append([f"{variant_label(model, kw)} / {algo.upper()}",
+            rows.append([f"{variant_label(model, kw)} / {ALGORITHM_TITLES.get(algo, algo)}",
                          *(fmt_stat(by[c]["acc"], by[c]["se"]) if c in by else "–" for c in cols)])
         n = int(g["n"].max())
         out.append(TableData(
@@ -197,7 +199,7 @@ def site_board(csv_path: Path, lb: pd.DataFrame) -> Board:
         for model, kw, algo in _models(g):
             by = {r["test_domain"]: r for _, r in g[(g["model"] == model) & (g["model_kwargs"] == kw)
                                                    & (g["algorithm"] == algo)].iterrows()}
-            rows.append(Row(f"{variant_label(model, kw)} / {algo.upper()}", MEASURED, "",
+            rows.append(Row(f"{variant_label(model, kw)} / {ALGORITHM_TITLES.get(algo, algo)}", MEASURED, "",
                             [Cell(_num(by[c]["acc"]), "", _num(by[c]["se"]), int(by[c]["n"])) if c in by else None
                              for c in cols], None))
         grids.append(Grid("top1_acc", KIND, cols, rows, heading=f"Held-out domain accuracy (%), selection: {method}",
@@ -229,7 +231,7 @@ def _bars(ax: Any, g: pd.DataFrame, title: str) -> None:
         xs = [j + (i - (len(models) - 1) / 2) * width for j in range(len(cols))]
         ax.bar(xs, [by[c]["acc"] if c in by else math.nan for c in cols], width, color=f"C{i % 10}",
                yerr=[0 if c not in by or pd.isna(by[c]["se"]) else by[c]["se"] for c in cols], capsize=2,
-               label=f"{variant_label(model, kw)} / {algo.upper()}")
+               label=f"{variant_label(model, kw)} / {ALGORITHM_TITLES.get(algo, algo)}")
     ax.set_xticks(range(len(cols)), cols, fontsize=7)
     ax.set_ylabel("held-out accuracy (%)")
     ax.set_title(title, fontsize=9)
