@@ -20,6 +20,12 @@ ENV_VARS = {
     "imagenet-a": "DGBENCH_IMAGENET_A",
     "objectnet": "DGBENCH_OBJECTNET",
     "cue-conflict": "DGBENCH_CUE_CONFLICT",
+    # multi-domain sets (dgbench.data.domain_folders.DOMAIN_SETS names each one's variable)
+    "pacs": "DGBENCH_PACS",
+    "vlcs": "DGBENCH_VLCS",
+    "office-home": "DGBENCH_OFFICE_HOME",
+    "terra-incognita": "DGBENCH_TERRA_INCOGNITA",
+    "domainnet": "DGBENCH_DOMAINNET",
     "results": "DGBENCH_RESULTS",
     "cache": "DGBENCH_CACHE",
     "offline": "DGBENCH_OFFLINE",

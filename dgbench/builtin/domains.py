@@ -13,10 +13,13 @@ SCENE_DOMAINS: dict[str, str] = {"digit-scenes": "digits", "typeset-digit-scenes
 # Natural-shift test sets of the digits (evaluation only; no checkpoint is trained on them):
 # handwritten test digits cut from the digit scenes, off-centre, with neighbours' strokes.
 NATURAL_DIGIT_DOMAINS: tuple[str, ...] = ("scene-digit-crops",)
-BUILTIN_DOMAINS: tuple[str, ...] = DIGIT_DOMAINS + tuple(SCENE_DOMAINS) + NATURAL_DIGIT_DOMAINS
 # Cue-conflict sets (shape of one digit, texture of another): each made from, and scored with the
 # models of, one classification domain. Not a domain of the other protocols.
 CUE_CONFLICT_DOMAINS: dict[str, str] = {"digit-cue-conflict": "digits"}
+# Multi-domain (leave-one-domain-out): the two digit domains and a third drawn from typeset glyphs
+# of another generator seed in random ink and background colours (dgbench.builtin.digits_dg).
+DG_SETS: dict[str, tuple[str, ...]] = {"digits-dg": (*DIGIT_DOMAINS, "stylized-digits")}
+BUILTIN_DOMAINS: tuple[str, ...] = DIGIT_DOMAINS + tuple(SCENE_DOMAINS) + NATURAL_DIGIT_DOMAINS + tuple(DG_SETS)
 
 
 def is_builtin(dataset: object) -> bool:

@@ -102,6 +102,10 @@ def run_cmd(
     fractions: Optional[str] = typer.Option(None, "--fractions", help="finetune: fractions of the target's train split, e.g. 0.1,0.2,0.3,1.0 (default: the protocol's)"),
     seeds: Optional[str] = typer.Option(None, "--seeds", help="finetune: seeds of the subsets and training, e.g. 0,1,2 (default: the protocol's)"),
     intervals: bool = typer.Option(True, "--intervals/--no-intervals", help="appearance: 95 % intervals in the table (default on; Wilson for errors, paired bootstrap for drops)"),
+    held_out: Optional[str] = typer.Option(None, "--held-out", help="leave-one-out: only these held-out domains, comma-separated (default: each in turn)"),
+    trials: Optional[int] = typer.Option(None, "--trials", help="leave-one-out: trials (splits and hyperparameter draws; default: the protocol's)"),
+    hparam_sets: Optional[int] = typer.Option(None, "--hparam-sets", help="leave-one-out: hyperparameter sets per trial, 0 = defaults, then random draws (default: the protocol's)"),
+    algorithms: Optional[str] = typer.Option(None, "--algorithms", help="leave-one-out: training algorithms, comma-separated: erm, mixstyle (default: the protocol's)"),
     no_outcomes: bool = typer.Option(False, "--no-outcomes", help="appearance: do not keep per-image outcomes beside the records (they feed `dgbench compare` and intervals of drops)"),
 ) -> None:
     """Measure models under a protocol and print the result in the paper's table shape.
@@ -118,7 +122,7 @@ def run_cmd(
         data_c=data_c, checkpoint_a=checkpoint_a, checkpoint_b=checkpoint_b, roots=roots or None, eval_mode=eval_mode and eval_mode.value,
         crop=crop, stride=stride, flip=flip, eval_scale=eval_scale, save_predictions=save_predictions,
         gta5_mismatch=gta5_mismatch and gta5_mismatch.value, gta5_split_file=gta5_split_file,
-        fractions=fractions, seeds=seeds,
+        fractions=fractions, seeds=seeds, held_out=held_out, trials=trials, hparam_sets=hparam_sets, algorithms=algorithms,
         decode=None if decode == Decode.pil else decode.value, compile=compile_model, no_outcomes=no_outcomes,
     )
     request = RunRequest(

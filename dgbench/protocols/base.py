@@ -41,6 +41,7 @@ KINDS: dict[str, str] = {
     "finetune": "dgbench.protocols.finetune:FinetuneProtocol",
     "natural-shifts": "dgbench.protocols.natural:NaturalShiftsProtocol",
     "shape-bias": "dgbench.protocols.shape_bias:ShapeBiasProtocol",
+    "leave-one-out": "dgbench.protocols.leave_one_out:LeaveOneOutProtocol",
 }
 ENTRY_POINT_GROUP = "dgbench.protocols"
 

@@ -22,10 +22,9 @@ from typing import Any
 
 import pandas as pd
 
-from ..errors import UnknownNameError
 from .conditions import natural
 from .csvio import row_record
-from .fixed_schema import compare_rows, publish_pages, read_rows
+from .fixed_schema import column_tolerances, compare_rows, publish_pages, read_rows
 from .frame import MEASURED, as_text, latest_config, records_to_frame, stat, variant_label
 from .kinds import KindHooks, ResultKind
 from .site_model import Board, Cell, Grid, Row
@@ -256,16 +255,12 @@ def leaderboard_summary(lb: pd.DataFrame) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- check
 def check_divergence(base: pd.DataFrame, measured: Any, tolerances: Mapping[str, float]) -> Any:
     """Compare a divergence leaderboard with measured records (absolute tolerances, nats)."""
-    names = ("divergence_nats", METRIC, "all")  # most specific first
-    for name in tolerances:
-        if name not in names:
-            raise UnknownNameError("tolerance metric", name, names)
-    tol = next((float(tolerances[n]) for n in names if n in tolerances), 0.0)
+    tol = column_tolerances(tolerances, {"divergence_nats": ("divergence_nats", METRIC, "all")})
     frame = measured if isinstance(measured, pd.DataFrame) else records_to_frame(measured)
     mine = {(d, p) for d, p in zip(base["dataset"], base["protocol"])}
     s = summarize_divergence(frame)
     s = s[[(d, p) in mine for d, p in zip(s["dataset"], s["protocol"])]] if not s.empty else s
-    return compare_rows(base, leaderboard_rows(s) if not s.empty else {}, KEY, {"divergence_nats": tol},
+    return compare_rows(base, leaderboard_rows(s) if not s.empty else {}, KEY, tol,
                         lambda b: f"{variant_label(b['model'], b['model_kwargs'])} · {b['pair']} · {b['layer']}",
                         DECIMALS + 2)
 

@@ -1,5 +1,5 @@
-"""Leaderboards of the kinds with a schema of their own (divergence, shape bias): how they are
-written beside their Markdown page and read back, in one place.
+"""Leaderboards of the kinds with a schema of their own (divergence, shape bias, leave-one-out):
+how they are written beside their Markdown page, read back and checked, in one place.
 
 A kind gives its rows per (dataset, protocol), how one CSV row is parsed and validated, and the
 tables its page shows; writing and reading are the same for every such kind.
@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from ..errors import UnknownNameError
 from .check import DIFF_COLUMNS, EPS, CheckResult
 from .csvio import LeaderboardError, check_unique, csv_rows, csv_text, output_dir, write_if_changed
 from .leaderboard import leaderboard_name
@@ -57,6 +58,17 @@ def read_rows(p: Path, reader: Any, header: list[str], what: str, parse: Callabl
     frame = pd.DataFrame(records, columns=header + ["line"])
     frame.attrs.update(attrs, path=str(p))
     return frame
+
+
+def column_tolerances(given: Mapping[str, float], names: Mapping[str, Sequence[str]]) -> dict[str, float]:
+    """Per compared column, the tolerance of the first of its ``names`` (most specific first, e.g.
+    ``("divergence_nats", "divergence", "all")``) that was ``given``, else 0; a given name no column
+    knows is an error naming the known ones."""
+    known = list(dict.fromkeys(n for ns in names.values() for n in ns))
+    for name in given:
+        if name not in known:
+            raise UnknownNameError("tolerance metric", name, known)
+    return {col: next((float(given[n]) for n in ns if n in given), 0.0) for col, ns in names.items()}
 
 
 def compare_rows(base: pd.DataFrame, groups: Rows, key: Sequence[str], tolerances: Mapping[str, float],

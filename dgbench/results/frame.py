@@ -37,6 +37,7 @@ RECORD_COLUMNS = (
     "limit", "subset",  # a sample selection (--limit/--subset): tables mark such rows
     "pair", "pair_spec", "layer", "layer_index", "has_in",  # divergence records (results.divergence)
     "decisions",  # shape-bias records' integer decision counts (results.shape_bias)
+    "dg_run",  # leave-one-out records: algorithm, trial, hparams, held-out domains, evaluations
 )
 # What makes two records repeats of one configuration: every identity field but the seed.
 CONFIG_FIELDS = tuple(f for f in IDENTITY_FIELDS if f != "seed")

@@ -191,7 +191,7 @@ def fraction_title(fraction: str) -> str:
 
 # Built-in kinds whose ResultKind lives with their own results module ("module:attribute").
 BUILTIN_ELSEWHERE = ("dgbench.results.divergence:RESULT_KIND", "dgbench.results.natural:RESULT_KIND",
-                     "dgbench.results.shape_bias:RESULT_KIND")
+                     "dgbench.results.shape_bias:RESULT_KIND", "dgbench.results.leave_one_out:RESULT_KIND")
 
 BUILTIN = (
     ResultKind(

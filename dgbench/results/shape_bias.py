@@ -22,11 +22,10 @@ from typing import Any
 
 import pandas as pd
 
-from ..errors import UnknownNameError
 from .catalogue import Metric
 from .conditions import natural
 from .csvio import fmt_number, row_record
-from .fixed_schema import compare_rows, publish_pages, read_rows
+from .fixed_schema import column_tolerances, compare_rows, publish_pages, read_rows
 from .frame import MEASURED, as_text, latest_config, records_to_frame, stat, variant_label
 from .kinds import KindHooks, ResultKind
 from .site_model import Board, Cell, Grid, Row
@@ -214,12 +213,7 @@ def leaderboard_summary(lb: pd.DataFrame) -> pd.DataFrame:
 # ----------------------------------------------------------------------------- check
 def check_shape_bias(base: pd.DataFrame, measured: Any, tolerances: Mapping[str, float]) -> Any:
     """Compare a shape-bias leaderboard with measured records (absolute tolerances, points)."""
-    names = [*(f"{m}_pct" for m in METRICS), *METRICS, "all"]
-    for name in tolerances:
-        if name not in names:
-            raise UnknownNameError("tolerance metric", name, names)
-    tol = {f"{m}_pct": next((float(tolerances[n]) for n in (f"{m}_pct", m, "all") if n in tolerances), 0.0)
-           for m in METRICS}
+    tol = column_tolerances(tolerances, {f"{m}_pct": (f"{m}_pct", m, "all") for m in METRICS})
     frame = measured if isinstance(measured, pd.DataFrame) else records_to_frame(measured)
     mine = set(zip(base["dataset"], base["protocol"]))
     s = summarize_shape_bias(frame)

@@ -1,0 +1,159 @@
+"""Train one model on several domains and evaluate it on every domain (one leave-one-domain-out run).
+
+:func:`train_run` takes one :class:`DGTrainConfig` (everything that determines the weights), the
+data (:class:`~dgbench.data.domain_folders.DomainData`) with the trial's held-in/held-out splits,
+and a device. Each step it draws one minibatch of ``batch_size`` images per training domain from
+that domain's "in" split and calls the algorithm's ``update``. Every ``checkpoint_freq`` steps and
+at the last step it evaluates: the held-out domains on their "in" split (the test accuracy) and
+their "out" split (the oracle's validation), the training domains on their "out" split (the
+in-domain validation DomainBed's selection reads).
+
+Determinism and resume: the minibatch of step ``s`` is a function of (seed, domain, s) only
+(per-epoch permutations from a generator seeded by sha256), weights are seeded, the thread count
+is fixed (``num_threads``) and deterministic kernels enforced; at each evaluation the state
+(weights, optimizer, step, evaluations so far, RNG) is written atomically to ``work_dir``, and a
+run started again resumes from it with the same numbers as an uninterrupted one.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from ..data.domain_folders import DomainData
+from .classification import deterministic
+from .dg_algorithms import Algorithm, algorithm_class
+
+STATE_FILE = "state.pt"
+
+
+@dataclass(frozen=True)
+class DGTrainConfig:
+    """What determines one run's weights (stored beside its record)."""
+
+    model: str
+    algorithm: str
+    hparams: dict[str, Any]
+    train_domains: tuple[str, ...]
+    steps: int
+    checkpoint_freq: int
+    seed: int = 0
+    num_threads: int | None = 1  # None: leave torch's thread count (GPUs)
+    pretrained: bool = False
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    eval_batch_size: int = 256
+
+
+@dataclass
+class DGRunResult:
+    config: DGTrainConfig
+    evaluations: list[dict[str, Any]]  # per evaluated step: {"step", "loss", "acc": {domain: {"in", "out"}}}
+    resumed_from: int | None
+    duration_s: float
+    weights_sha256: str | None  # of the initial weights (ImageNet), None from scratch
+
+
+def batch_indices(pool: Sequence[int], batch: int, seed: int, domain: str, step: int) -> list[int]:
+    """Step ``step``'s minibatch of ``pool``: positions ``[step*batch, (step+1)*batch)`` of the
+    concatenated per-epoch permutations (epoch e's seeded by sha256 of seed/domain/e)."""
+    n, out, pos = len(pool), [], step * batch
+    while len(out) < batch:
+        epoch, offset = divmod(pos, n)
+        seed_e = int.from_bytes(hashlib.sha256(f"{seed}/{domain}/{epoch}".encode()).digest()[:8], "little")
+        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed_e)).tolist()
+        take = perm[offset: offset + batch - len(out)]
+        out += [pool[i] for i in take]
+        pos += len(take)
+    return out
+
+
+def _normalize(x: Tensor, data: DomainData, device: torch.device) -> Tensor:
+    mean = torch.tensor(data.mean, device=device).view(1, 3, 1, 1)
+    std = torch.tensor(data.std, device=device).view(1, 3, 1, 1)
+    return (x.to(device).float() / 255.0 - mean) / std
+
+
+@torch.no_grad()
+def accuracy(algo: Algorithm, data: DomainData, domain: str, indices: Sequence[int], device: torch.device,
+             batch: int) -> float | None:
+    """Top-1 accuracy in percent on ``indices`` of ``domain`` (None for no images)."""
+    if not indices:
+        return None
+    algo.eval()
+    correct = 0
+    for i in range(0, len(indices), batch):
+        idx = list(indices[i: i + batch])
+        pred = algo.predict(_normalize(data.load(domain, idx), data, device)).argmax(1).cpu()
+        correct += int((pred == data.labels[domain][idx]).sum())
+    algo.train()
+    return 100.0 * correct / len(indices)
+
+
+def evaluate_all(algo: Algorithm, data: DomainData, splits: dict[str, dict[str, list[int]]],
+                 cfg: DGTrainConfig, device: torch.device) -> dict[str, dict[str, float | None]]:
+    acc = {}
+    for d in data.domains:
+        held_out = d not in cfg.train_domains
+        acc[d] = {"in": accuracy(algo, data, d, splits[d]["in"], device, cfg.eval_batch_size) if held_out else None,
+                  "out": accuracy(algo, data, d, splits[d]["out"], device, cfg.eval_batch_size)}
+    return acc
+
+
+def build_algorithm(cfg: DGTrainConfig, num_classes: int, device: torch.device) -> Algorithm:
+    from ..models import create_model
+
+    net = create_model(cfg.model, pretrained=cfg.pretrained, num_classes=num_classes, **cfg.model_kwargs)
+    algo = algorithm_class(cfg.algorithm)(net, cfg.hparams).to(device)
+    algo.weights_sha256 = getattr(net, "weights_sha256", None)  # type: ignore[assignment]
+    return algo
+
+
+def _save_state(path: Path, algo: Algorithm, step: int, evaluations: list[dict[str, Any]]) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save({"algorithm": algo.state_dict(), "optimizer": algo.optimizer.state_dict(), "step": step,
+                "evaluations": evaluations, "rng": torch.get_rng_state()}, tmp)
+    os.replace(tmp, path)  # atomic: a killed run leaves the previous state whole
+
+
+def train_run(cfg: DGTrainConfig, data: DomainData, splits: dict[str, dict[str, list[int]]], device: torch.device,
+              work_dir: Path | None = None) -> DGRunResult:
+    """Train ``cfg`` on its training domains' "in" splits; evaluate (see the module docstring)."""
+    t0 = time.perf_counter()
+    threads = cfg.num_threads or torch.get_num_threads()
+    with deterministic(cfg.seed, threads):
+        algo = build_algorithm(cfg, len(data.classes), device)
+        algo.train()
+        step, evaluations, resumed = 0, [], None
+        state = work_dir / STATE_FILE if work_dir is not None else None
+        if state is not None and state.is_file():
+            saved = torch.load(state, map_location=device, weights_only=False)
+            algo.load_state_dict(saved["algorithm"])
+            algo.optimizer.load_state_dict(saved["optimizer"])
+            step, evaluations, resumed = saved["step"], saved["evaluations"], saved["step"]
+            torch.set_rng_state(saved["rng"])
+        bs = int(cfg.hparams["batch_size"])
+        loss = float("nan")
+        while step < cfg.steps:
+            batches = []
+            for d in cfg.train_domains:
+                idx = batch_indices(splits[d]["in"], bs, cfg.seed, d, step)
+                batches.append((_normalize(data.load(d, idx), data, device), data.labels[d][idx].to(device)))
+            loss = algo.update(batches)["loss"]
+            step += 1
+            if step % cfg.checkpoint_freq == 0 or step == cfg.steps:
+                evaluations.append({"step": step, "loss": loss, "acc": evaluate_all(algo, data, splits, cfg, device)})
+                if state is not None:
+                    state.parent.mkdir(parents=True, exist_ok=True)
+                    _save_state(state, algo, step, evaluations)
+    return DGRunResult(cfg, evaluations, resumed, time.perf_counter() - t0, algo.weights_sha256)
+
+
+def config_record(cfg: DGTrainConfig) -> dict[str, Any]:
+    return asdict(cfg)
