@@ -218,3 +218,47 @@ def test_mixstyle_is_one_class_mixing_only_while_training():
     assert not torch.allclose(mixed, algo.network.eval()(x))
     algo.train()
     assert algo.update([(x[:4], y[:4]), (x[4:], y[4:])])["loss"] > 0
+
+
+def test_a_sweep_over_models_gives_the_records_of_one_run(tmp_path, monkeypatch):
+    """The experiment split by model over a sweep's cells (issue 23: use the sweep launcher) stores
+    the same records as one run of all models; the kind's options travel in the grid's run table."""
+    from dgbench.results.store import ResultStore
+    from dgbench.sweep import GridSpec, Launch, sweep
+
+    root = make_tree(tmp_path / "data", ("a", "b", "c"))
+    specs = tmp_path / "specs"
+    specs.mkdir()
+    (specs / "loo.toml").write_text(
+        '[protocols.loo-tiny]\nkind = "leave-one-out"\ndatasets = ["folder-domains"]\ntrials = 1\nhparam_sets = 1\n'
+        'leave_one_out_runs = false\n[protocols.loo-tiny.recipes.folder-domains]\n'
+        'steps = 2\ncheckpoint_freq = 1\neval_batch_size = 8\nimage_size = 16\n', encoding="utf-8")
+    monkeypatch.setenv("DGBENCH_TRANSFORMS", str(specs))
+    models = ["small_resnet", "small_resnet_ibn_a"]
+    grid = GridSpec(models=models, protocols=["loo-tiny"], datasets=["folder-domains"],
+                    options={"data": str(root), "pretrained": False, "device": "cpu", "options": {"held_out": "b"}})
+    report = sweep(grid, tmp_path / "swept", Launch("local"))
+    assert [s.state for s in report.states] == ["done", "done"]
+
+    req = RunRequest(model=models, dataset="folder-domains", data=root, pretrained=False, results=tmp_path / "one",
+                     progress=False, options={"held_out": "b"})
+    with Runtime.start("cpu") as rt:
+        from dgbench.protocols import get
+        get("loo-tiny").run(req, rt)
+
+    def numbers(results):
+        return {r["key"]: (r["model"], r["test_domain"], r["dg_run"]["evaluations"]) for r in ResultStore(results).records()}
+
+    swept, one = numbers(tmp_path / "swept"), numbers(tmp_path / "one")
+    assert len(one) == 2 and swept == one
+
+
+def test_sweep_files_take_a_kinds_options_and_dict_options_hash(tmp_path):
+    from dgbench.sweep import load_toml
+
+    path = tmp_path / "grid.toml"
+    path.write_text('[grid]\nmodels = ["small_resnet", "small_resnet"]\nprotocols = ["appearance-lite"]\n'
+                    '[run]\nmodel_kwargs = {num_classes = 10}\noptions = {held_out = "b"}\n', encoding="utf-8")
+    grid, _ = load_toml(path)
+    cells = grid.cells()  # a model named twice is one cell, dict-valued options and all
+    assert len(cells) == 1 and dict(cells[0].options)["options"] == {"held_out": "b"}

@@ -48,6 +48,29 @@ def _imagenet_rows(data: Path | None) -> list[DoctorRow]:
     return [("imagenet", where, status, detail)]
 
 
+# Roots with a check of their own (ImageNet above; Cityscapes and GTA5 register theirs) or no data.
+_OWN_ROWS = {"imagenet", "cityscapes", "gta5", "results", "cache", "offline"}
+
+
+def _data_root_rows() -> list[DoctorRow]:
+    """Every other data root's variable (natural shifts, cue conflict, the multi-domain sets):
+    whether it is set and names a folder; the layout itself is checked when a run loads it."""
+    from ..config import ENV_VARS, data_root
+
+    rows: list[DoctorRow] = []
+    for name, var in ENV_VARS.items():
+        if name in _OWN_ROWS:
+            continue
+        root = data_root(name)
+        if root is None:
+            rows.append((name, f"${var} (unset)", "not configured", f"set {var} to use it (docs/data.md)"))
+        elif not root.is_dir():
+            rows.append((name, f"${var} = {root}", "error", f"{root} is not a folder; point {var} at the dataset's root"))
+        else:
+            rows.append((name, f"${var} = {root}", "ok", "a folder; its layout is checked when a run loads it"))
+    return rows
+
+
 def _weights_rows() -> list[DoctorRow]:
     rows: list[DoctorRow] = []
     try:
@@ -143,7 +166,7 @@ def doctor_cmd(
     """Every dataset root, weight file and cache dgbench knows: where it looked, what it found, what is wrong."""
     rows: list[DoctorRow] = []
     checks: list[Callable[[], list[DoctorRow]]] = [
-        _spec_rows, _dataset_rows, lambda: _imagenet_rows(data), _weights_rows, _style_rows,
+        _spec_rows, _dataset_rows, lambda: _imagenet_rows(data), _data_root_rows, _weights_rows, _style_rows,
         lambda: _results_rows(results), *_DOCTOR_CHECKS,
     ]
     for check in checks:

@@ -40,9 +40,12 @@ except ModuleNotFoundError:  # pragma: no cover - Python 3.10
     import tomli as tomllib  # type: ignore[no-redef]
 
 GRID_AXES = ("models", "protocols", "datasets", "seeds", "precisions")
-# The RunRequest fields a sweep passes to every cell (the axes above are per cell).
+# The RunRequest fields a sweep passes to every cell (the axes above are per cell). ``options``
+# holds what only some kinds read, as RunRequest.options does (leave-one-out: held_out, trials,
+# hparam_sets, algorithms; cross-domain: checkpoints); the kind rejects what it does not use.
 RUN_OPTIONS = {"subset": int, "limit": int, "batch_size": int, "workers": int, "device": str,
-               "pretrained": bool, "model_kwargs": dict, "channels_last": bool, "data": str, "skip_corrupt": bool}
+               "pretrained": bool, "model_kwargs": dict, "channels_last": bool, "data": str, "skip_corrupt": bool,
+               "options": dict}
 PRECISIONS = ("fp32", "tf32", "bf16", "fp16")
 
 
@@ -59,6 +62,9 @@ class Cell:
     @property
     def id(self) -> str:
         return fingerprint([self.model, self.protocol, self.dataset, self.seed, self.precision, list(self.options)])[:16]
+
+    def __hash__(self) -> int:  # by what it measures: dict-valued options (model_kwargs) are not hashable
+        return hash(self.id)
 
     @property
     def label(self) -> str:
