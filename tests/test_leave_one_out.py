@@ -49,6 +49,8 @@ def test_each_layout_runs_end_to_end(tmp_path, name):
     assert summary.computed == 1
     rec = summary.records[0]
     assert rec["kind"] == "leave-one-out" and rec["test_domain"] == domains[0]
+    # DomainBed's training augmentation on; BatchNorm not frozen without ImageNet weights (--no-pretrained)
+    assert rec["dg_run"]["hparams"]["data_augmentation"] is True and rec["dg_run"]["hparams"]["freeze_bn"] is False
     evals = rec["dg_run"]["evaluations"]
     assert [e["step"] for e in evals] == [1, 2]
     assert set(evals[-1]["acc"]) == set(domains)
@@ -170,7 +172,8 @@ def test_resume_gives_the_uninterrupted_numbers(tmp_path):
 def test_hparam_draws_seeded_and_set_zero_is_defaults():
     from dgbench.train.dg_algorithms import hparams
 
-    assert hparams("erm", 0, 5, False) == {"lr": 5e-5, "batch_size": 32, "weight_decay": 0.0, "resnet_dropout": 0.0}
+    assert hparams("erm", 0, 5, False) == {"lr": 5e-5, "batch_size": 32, "weight_decay": 0.0, "resnet_dropout": 0.0,
+                                           "data_augmentation": True, "freeze_bn": True}
     a, b = hparams("erm", 1, 0, False), hparams("erm", 2, 0, False)
     assert a == hparams("erm", 1, 0, False) and a != b and a != hparams("erm", 1, 1, False)
     for h in range(1, 30):
@@ -262,3 +265,64 @@ def test_sweep_files_take_a_kinds_options_and_dict_options_hash(tmp_path):
     grid, _ = load_toml(path)
     cells = grid.cells()  # a model named twice is one cell, dict-valued options and all
     assert len(cells) == 1 and dict(cells[0].options)["options"] == {"held_out": "b"}
+
+
+def test_imagenet_sized_sets_augment_and_freeze_bn_as_domainbed_and_the_digits_do_not():
+    from dgbench.train.dg_algorithms import hparams
+
+    small = hparams("erm", 0, 0, True)
+    assert set(small) == {"lr", "batch_size", "weight_decay", "resnet_dropout"}  # built-in records unchanged
+    for h in (0, 3):
+        large = hparams("erm", h, 1, False)
+        assert large["data_augmentation"] is True and large["freeze_bn"] is True
+
+
+def test_freeze_bn_keeps_running_statistics_and_leaves_instance_norm_alone():
+    from dgbench.models import create_model
+    from dgbench.train.dg_algorithms import ERM
+
+    torch.manual_seed(0)
+    net = create_model("small_resnet_ibn_a", pretrained=False, num_classes=10)
+    algo = ERM(net, {"lr": 1e-2, "weight_decay": 0.0, "freeze_bn": True}).train()
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    ins = [m for m in net.modules() if isinstance(m, torch.nn.InstanceNorm2d)]
+    assert bns and ins and not any(m.training for m in bns) and all(m.training for m in ins)
+    before = [m.running_mean.clone() for m in bns]
+    weight = bns[0].weight.detach().clone()
+    x, y = torch.rand(8, 3, 16, 16), torch.randint(0, 10, (8,))
+    algo.update([(x, y)])
+    assert all(torch.equal(b, m.running_mean) for b, m in zip(before, bns))
+    assert not torch.equal(weight, bns[0].weight)  # the affine weights still learn
+    unfrozen = ERM(create_model("small_resnet_ibn_a", pretrained=False, num_classes=10),
+                   {"lr": 1e-2, "weight_decay": 0.0}).train()
+    assert all(m.training for m in unfrozen.modules() if isinstance(m, torch.nn.BatchNorm2d))
+
+
+def test_augmentation_is_a_function_of_seed_domain_and_step():
+    from dgbench.train.dg_augment import augment_batch
+
+    images = torch.randint(0, 256, (6, 3, 20, 20), dtype=torch.uint8)
+    a = augment_batch(images, 7, "photo", 3)
+    assert a.shape == images.shape and a.dtype == torch.uint8
+    assert torch.equal(a, augment_batch(images, 7, "photo", 3))
+    assert not torch.equal(a, augment_batch(images, 7, "photo", 4))
+    assert not torch.equal(a, augment_batch(images, 7, "sketch", 3))
+    assert not torch.equal(a, images)
+
+
+def test_resume_with_augmentation_and_frozen_bn_gives_the_uninterrupted_numbers(tmp_path):
+    from dgbench.builtin import digits_dg
+    from dgbench.train.dg_algorithms import hparams
+    from dgbench.train.domain_generalization import DGTrainConfig, train_run
+
+    data = digits_dg.load()
+    splits = {d: {k: v[:40] for k, v in s.items()} for d, s in data.splits(0).items()}
+    hp = {**hparams("erm", 0, 0, True), "batch_size": 8, "data_augmentation": True, "freeze_bn": True}
+    cfg = DGTrainConfig("small_resnet", "erm", hp, ("digits", "typeset-digits"), steps=4, checkpoint_freq=2)
+    whole = train_run(cfg, data, splits, torch.device("cpu"))
+    train_run(DGTrainConfig(**{**cfg.__dict__, "steps": 2}), data, splits, torch.device("cpu"), tmp_path)
+    resumed = train_run(cfg, data, splits, torch.device("cpu"), tmp_path)
+    assert resumed.resumed_from == 2 and resumed.evaluations == whole.evaluations
+    plain = train_run(DGTrainConfig(**{**cfg.__dict__, "hparams": {**hp, "data_augmentation": False}}), data, splits,
+                      torch.device("cpu"))
+    assert plain.evaluations != whole.evaluations  # the augmentation does act

@@ -192,11 +192,15 @@ class _Job:
 
         text = f"{name}/{algo}/{trial}/{h}/{'+'.join(held)}"
         seed = int.from_bytes(hashlib.sha256(text.encode()).digest()[:4], "little")  # per run, stable
+        pretrained = bool(self.req.pretrained and not self.builtin)
+        hp = hparams(algo, h, trial, small_images=self.builtin)
+        if "freeze_bn" in hp and not pretrained:
+            hp["freeze_bn"] = False  # frozen at initialization, BatchNorm would be a fixed identity
         return DGTrainConfig(
-            model=name, algorithm=algo, hparams=hparams(algo, h, trial, small_images=self.builtin),
+            model=name, algorithm=algo, hparams=hp,
             train_domains=tuple(d for d in self.data.domains if d not in held), steps=self.recipe["steps"],
             checkpoint_freq=self.recipe["checkpoint_freq"], seed=seed, num_threads=1 if self.rt.device.type == "cpu" else None,
-            pretrained=bool(self.req.pretrained and not self.builtin), model_kwargs=dict(self.req.model_kwargs),
+            pretrained=pretrained, model_kwargs=dict(self.req.model_kwargs),
             eval_batch_size=self.recipe["eval_batch_size"])
 
     def identity(self, cfg: Any, trial: int, h: int, held: tuple[str, ...]) -> dict[str, Any]:

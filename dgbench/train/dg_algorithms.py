@@ -15,7 +15,13 @@ from DomainBed's distributions (``domainbed/hparams_registry.py``), one generato
 * ``batch_size`` (per training domain): default 32, ``int(2**U(3, 5.5))``; small images: default
   64, ``int(2**U(3, 9))``;
 * ``weight_decay``: default 0, ``10**U(-6, -2)``; small images: 0 always;
-* ``resnet_dropout`` (dropout before the classifier): default 0, a choice of 0, 0.1, 0.5.
+* ``resnet_dropout`` (dropout before the classifier): default 0, a choice of 0, 0.1, 0.5;
+* ImageNet-sized images only, fixed as in DomainBed: ``data_augmentation`` (its training
+  transform, :mod:`.dg_augment`) and ``freeze_bn`` (DomainBed's ResNet keeps every BatchNorm in
+  eval mode while training: running statistics stay the ImageNet ones; the affine weights still
+  learn; instance normalization, IBN's IN half included, is not BatchNorm and is untouched). The
+  small-image sets (DomainBed's MNIST family, the built-in digits) train from scratch with
+  neither.
 
 Optimizer: Adam (DomainBed's ERM), on every parameter.
 """
@@ -45,7 +51,9 @@ def _base_space(small_images: bool) -> dict[str, tuple[Any, Draw]]:
     return {"lr": (5e-5, lambda r: float(10 ** r.uniform(-5, -3.5))),
             "batch_size": (32, lambda r: int(2 ** r.uniform(3, 5.5))),
             "weight_decay": (0.0, lambda r: float(10 ** r.uniform(-6, -2))),
-            "resnet_dropout": (0.0, lambda r: float(r.choice([0.0, 0.1, 0.5])))}
+            "resnet_dropout": (0.0, lambda r: float(r.choice([0.0, 0.1, 0.5]))),
+            "data_augmentation": (True, lambda r: True),
+            "freeze_bn": (True, lambda r: True)}
 
 
 class Algorithm(nn.Module):
@@ -60,6 +68,14 @@ class Algorithm(nn.Module):
         if p > 0 and isinstance(getattr(network, "fc", None), nn.Linear):  # dropout before the classifier
             network.fc = nn.Sequential(nn.Dropout(p), network.fc)
         self.optimizer = torch.optim.Adam(self.parameters(), lr=hp["lr"], weight_decay=hp["weight_decay"])
+
+    def train(self, mode: bool = True) -> Algorithm:
+        super().train(mode)
+        if mode and self.hp.get("freeze_bn"):
+            for m in self.network.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+        return self
 
     @classmethod
     def space(cls, small_images: bool) -> dict[str, tuple[Any, Draw]]:

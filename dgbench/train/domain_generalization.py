@@ -9,7 +9,8 @@ their "out" split (the oracle's validation), the training domains on their "out"
 in-domain validation DomainBed's selection reads).
 
 Determinism and resume: the minibatch of step ``s`` is a function of (seed, domain, s) only
-(per-epoch permutations from a generator seeded by sha256), weights are seeded, the thread count
+(per-epoch permutations from a generator seeded by sha256; its augmentation, when the
+``data_augmentation`` hyperparameter is on, likewise: :mod:`.dg_augment`), weights are seeded, the thread count
 is fixed (``num_threads``) and deterministic kernels enforced; at each evaluation the state
 (weights, optimizer, step, evaluations so far, RNG) is written atomically to ``work_dir``, and a
 run started again resumes from it with the same numbers as an uninterrupted one.
@@ -30,6 +31,7 @@ from torch import Tensor
 from ..data.domain_folders import DomainData
 from .classification import deterministic
 from .dg_algorithms import Algorithm, algorithm_class
+from .dg_augment import augment_batch
 
 STATE_FILE = "state.pt"
 
@@ -133,7 +135,7 @@ def train_run(cfg: DGTrainConfig, data: DomainData, splits: dict[str, dict[str, 
         step, evaluations, resumed = 0, [], None
         state = work_dir / STATE_FILE if work_dir is not None else None
         if state is not None and state.is_file():
-            saved = torch.load(state, map_location=device, weights_only=False)
+            saved = torch.load(state, map_location=device, weights_only=True)
             algo.load_state_dict(saved["algorithm"])
             algo.optimizer.load_state_dict(saved["optimizer"])
             step, evaluations, resumed = saved["step"], saved["evaluations"], saved["step"]
@@ -144,7 +146,10 @@ def train_run(cfg: DGTrainConfig, data: DomainData, splits: dict[str, dict[str, 
             batches = []
             for d in cfg.train_domains:
                 idx = batch_indices(splits[d]["in"], bs, cfg.seed, d, step)
-                batches.append((_normalize(data.load(d, idx), data, device), data.labels[d][idx].to(device)))
+                images = data.load(d, idx)
+                if cfg.hparams.get("data_augmentation"):
+                    images = augment_batch(images, cfg.seed, d, step)
+                batches.append((_normalize(images, data, device), data.labels[d][idx].to(device)))
             loss = algo.update(batches)["loss"]
             step += 1
             if step % cfg.checkpoint_freq == 0 or step == cfg.steps:
