@@ -288,3 +288,15 @@ def test_bad_spec_one_line(sets, expected):
     with pytest.raises(SpecError) as err:
         NaturalShiftsProtocol.validate(spec, None)
     assert str(err.value).startswith("x.toml: protocols.ns.sets.digits: ") and expected in str(err.value)
+
+
+def test_site_page_draws_the_effective_robustness_figure_once_with_its_caption(tmp_path):
+    from dgbench.config import data_dir
+    from dgbench.results.site import build_board
+    from dgbench.results.site_pages import board_page
+
+    board = build_board(data_dir("leaderboards") / "digits-natural-shifts.csv", None)
+    assert len(board.plots) == 1  # the scatter is of top-1 accuracy whatever the metric: drawn once
+    page = board_page(board)
+    assert page.count("data:image/png") == 1 and "effective robustness: each model" in page
+    assert "drop per model" not in page

@@ -79,6 +79,7 @@ class ResultKind:
     plot_curve: bool = False  # plots draw the metric against the column's value (else: bars of drops)
     metrics: tuple[catalogue.Metric, ...] = ()  # metrics the kind adds to the catalogue
     panels: str = ""  # "module:function" (summary group, title, metric) -> drawing functions; "" = bars of drops
+    plot_note: str = ""  # the site's caption of its figure ("{title}": the metric's); "" = "{title} drop per model"
     hooks: KindHooks | None = None
 
     @property

@@ -183,4 +183,6 @@ RESULT_KIND = ResultKind(
     # its leaderboards share the appearance header; its rows are those whose drops are measured
     # from the dataset itself (appearance's are from a shift: origin)
     infer=lambda rec: bool(rec.get("reference")) and rec.get("reference") == rec.get("dataset"),
-    table="dgbench.results.natural:natural_tables", panels="dgbench.results.natural:er_panels")
+    table="dgbench.results.natural:natural_tables", panels="dgbench.results.natural:er_panels",
+    plot_note="effective robustness: each model's shifted against its clean top-1 accuracy (logit scales), "
+              "the line fitted over the models and y = x")

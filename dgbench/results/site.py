@@ -165,9 +165,10 @@ def build_board(csv_path: Path, paper: pd.DataFrame | None) -> Board:
     grids = [build_grid(both, kind, protocol, m, metrics, sidecar) for m in metrics]
     measured = _in_page_order(measured, kind, grids[0].conditions)  # plots: bars as the columns
     grids, after = _with_statistics(csv_path, grids)
+    drawn = metrics[:1] if kind.panels else metrics  # a figure of the kind's own draws the same for every metric
     return Board(csv_path.stem, dataset, protocol, kind.name, task, metrics, csv_path.name, grids,
-                 _plots(measured, metrics), sidecar is not None, paper_csvs,
-                 summaries=corruption_grids(summary, protocol), after=after,
+                 _plots(measured, drawn), sidecar is not None, paper_csvs,
+                 summaries=corruption_grids(summary, protocol), after=after, plot_note=kind.plot_note,
                  conditions=f"{len(grids[0].conditions)} {kind.column.replace('_', ' ')}s")
 
 
