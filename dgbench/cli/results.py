@@ -1,6 +1,7 @@
 """Commands over stored results: ``table``, ``leaderboard publish``, ``check`` and ``plot``."""
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -89,11 +90,13 @@ def table_cmd(
     summary = summarize(frame)
     if intervals or vs:
         from ..results.intervals import add_intervals
-        from ..results.store import ResultStore
+        from ..results.store import DamagedLineWarning, ResultStore
         from ..results.versus import add_versus
 
         store = ResultStore(results_dir(results))
-        records = {r["key"]: r for r in store.iter_records(protocol)}
+        with warnings.catch_warnings():  # the read above reported any damaged line once already
+            warnings.simplefilter("ignore", DamagedLineWarning)
+            records = {r["key"]: r for r in store.iter_records(protocol)}
         summary = add_intervals(summary, frame, records, store.root) if intervals else summary
         summary = add_versus(summary, frame, records, store.root, vs) if vs else summary
     tables = build_tables(summary, metric=metric, paper=paper, width=width) + hooked_tables(frame, metric=metric)
