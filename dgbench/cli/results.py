@@ -120,10 +120,13 @@ def publish_cmd(
 ) -> None:
     """Write leaderboards/<dataset>-<protocol>.csv (fixed schema) and its Markdown page, and, where
     the records kept per-image outcomes, <dataset>-<protocol>.outcomes.json (for `dgbench check`)."""
+    from ..results.csvio import output_dir
     from ..results.leaderboard import publish
     from ..results.leaderboard_outcomes import publish_outcomes
 
     frame = _load(results, protocol, dataset)
+    # The per-image outcomes first: each Markdown page shows the intervals its sidecar gives.
+    outcomes = publish_outcomes(frame, results_dir(results), output_dir(out))
     written = publish(frame, out)
     if html:
         from ..results.site import publish_site
@@ -131,7 +134,7 @@ def publish_cmd(
 
         records = {r["key"]: r for r in ResultStore(results_dir(results)).iter_records()}
         written += publish_site(frame, records, out)
-    written += publish_outcomes(frame, results_dir(results), out)
+    written += outcomes
     for path in written:
         console.print(f"wrote {path}", highlight=False)
 

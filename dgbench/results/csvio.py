@@ -22,6 +22,11 @@ from ..errors import DgbenchError, SpecError
 DECIMALS = 2  # the paper prints two decimals; so do leaderboards (and the check compares at it)
 
 
+def leaderboard_name(dataset: str, protocol: str) -> str:
+    """File stem of a leaderboard: ``digits-appearance`` (its CSV, page and sidecars share it)."""
+    return f"{dataset}-{protocol}"
+
+
 class LeaderboardError(SpecError):
     """A leaderboard file is malformed; the message names the file and the line."""
 

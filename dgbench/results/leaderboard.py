@@ -21,17 +21,12 @@ import pandas as pd
 
 from ..errors import DgbenchError
 from .csvio import (DECIMALS, LeaderboardError, check_unique, csv_rows, csv_text, fmt_number,  # noqa: F401
-                    output_dir, row_record, write_if_changed)
+                    leaderboard_name, output_dir, row_record, write_if_changed)
 from .frame import MEASURED, records_to_frame, summarize
 from .kinds import all_kinds, get_kind
 # Reading lives in results.published; its names stay importable from here.
 from .published import (KEY_COLUMNS, leaderboard_to_summary, load_leaderboard, load_paper,  # noqa: F401
                         paper_files, schema, schemas)
-
-def leaderboard_name(dataset: str, protocol: str) -> str:
-    """File stem of a leaderboard: ``digits-appearance``."""
-    return f"{dataset}-{protocol}"
-
 
 def _task(group: pd.DataFrame) -> str:
     task = next((t for t in group["task"] if t), "")
@@ -82,7 +77,9 @@ def publish(results: pd.DataFrame | Iterable[Mapping[str, Any]], out_dir: str | 
     """Write ``<dataset>-<protocol>.csv`` and ``.md`` per (dataset, protocol) of measured results.
 
     Only numbers dgbench measured are published (``source`` = ``dgbench``). Returns the paths
-    written. Running it twice on the same results writes the same bytes.
+    written. Running it twice on the same results writes the same bytes. A page shows 95 %
+    intervals where ``<stem>.outcomes.json`` lies beside its CSV (``leaderboard publish`` writes
+    that first: :func:`.leaderboard_outcomes.publish_outcomes`).
     """
     from .tables import markdown_page  # the page renders the paper-shaped tables
 

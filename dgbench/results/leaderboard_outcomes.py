@@ -26,8 +26,7 @@ import pandas as pd
 from ..errors import DgbenchError
 from ..metrics.outcomes import SampleOutcomes
 from . import outcomes
-from .csvio import write_if_changed
-from .leaderboard import leaderboard_name
+from .csvio import leaderboard_name, write_if_changed
 
 FORMAT_VERSION = 1
 SUFFIX = ".outcomes.json"

@@ -5,38 +5,25 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 
 from ..metrics import stats
 from .consistency import CAPTION as KAPPA_CAPTION
 from .frame import MEASURED, variant_label
+from .leaderboard_intervals import METRIC_K, row_intervals
 from .leaderboard_outcomes import Sidecar
-from .paired import N_BOOT
 from .site_model import Cell, Grid
-
-METRIC_K = {"top1_err": 1, "top5_err": 5}
-
-
-def _bits(side: Sidecar, labels: dict[str, tuple[str, str]], label: str, cond: str, k: int):
-    key = labels.get(label)
-    return None if key is None else side.correct((*key, cond), k)
 
 
 def _title(side: Sidecar, labels, label: str, cond: str, reference: str, k: int, value: str) -> str:
     """The hover text of one cell, or "" when the sidecar does not hold the published value."""
-    got = _bits(side, labels, label, cond, k)
-    if got is None:
+    key = labels.get(label)
+    got = None if key is None else row_intervals(side, (*key, cond), reference, k)
+    if got is None or f"{got.err:.2f}" != value:  # a stale sidecar lends no interval
         return ""
-    evaluated, correct = got
-    n, wrong = int(evaluated.sum()), int((evaluated & ~correct).sum())
-    if not n or f"{100 * wrong / n:.2f}" != value:  # a stale sidecar lends no interval
-        return ""
-    lo, hi = stats.wilson(wrong, n)
-    text = f"95 % interval {100 * lo:.1f}–{100 * hi:.1f} (Wilson, {n} images)"
-    ref = _bits(side, labels, label, reference, k) if reference and cond != reference else None
-    if ref is not None:
-        both = evaluated & ref[0]
-        d = stats.paired_bootstrap_diff(ref[1][both], correct[both], n_boot=N_BOOT)
-        text += f"; drop {100 * d.lo:.1f}–{100 * d.hi:.1f} (paired bootstrap over the images)"
+    text = f"95 % interval {got.lo:.1f}–{got.hi:.1f} (Wilson, {got.n} images)"
+    if not math.isnan(got.drop_lo):
+        text += f"; drop {got.drop_lo:.1f}–{got.drop_hi:.1f} (paired bootstrap over the images)"
     return text
 
 

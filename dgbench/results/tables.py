@@ -476,10 +476,12 @@ def render_table(results: pd.DataFrame | Iterable[Mapping[str, Any]], kind: str 
 
 
 def markdown_page(lb: pd.DataFrame, csv_name: str) -> str:
-    """The Markdown page published beside a leaderboard CSV: its tables in the paper's shape."""
+    """The Markdown page published beside a leaderboard CSV: its tables in the paper's shape,
+    with 95 % intervals where per-image outcomes lie beside the CSV (:mod:`.leaderboard_intervals`)."""
+    from .leaderboard_intervals import page_intervals
     from .published import leaderboard_to_summary
 
-    summary = leaderboard_to_summary(lb)
+    summary, footer = page_intervals(leaderboard_to_summary(lb), lb.attrs.get("path"))
     kind = get_kind(lb.attrs["kind"])
     # The CSV is sorted as strings; the page lists conditions in natural order (rgb+20 < rgb+100).
     cond = ["→".join(v) for v in zip(*(summary[c] for c in kind.conditions if c != "fraction"))]
@@ -493,4 +495,4 @@ def markdown_page(lb: pd.DataFrame, csv_name: str) -> str:
     for metrics in metric_sets:
         for t in build_tables(summary, kind=kind.name, metric=metrics[0] if metrics else None):
             parts.append(to_markdown(t))
-    return "\n".join(parts)
+    return "\n".join(parts + ([footer] if footer else []))
