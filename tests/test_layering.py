@@ -52,11 +52,6 @@ WITHIN_LAYER = {
 # the public API): constants only, never the API itself.
 ROOT_NAMES = {"__version__"}
 
-# Known violations, (importing module, imported unit): each says which change removes it.
-KNOWN_LAYER_VIOLATIONS: dict[tuple[str, str], str] = {}
-# Known circles through deferred (function-level) imports, each the set of its modules.
-KNOWN_DEFERRED_CYCLES: dict[frozenset[str], str] = {}
-
 
 @dataclass(frozen=True)
 class Import:
@@ -180,16 +175,8 @@ def test_every_unit_of_the_package_has_a_layer() -> None:
 
 
 def test_imports_flow_one_way() -> None:
-    new = {key: where for key, where in layer_violations(IMPORTS).items()
-           if key not in KNOWN_LAYER_VIOLATIONS}
+    new = layer_violations(IMPORTS)  # no allow-list: issue 20 removed the last known violation
     assert not new, "imports against the layers:\n" + "\n".join(w for ws in new.values() for w in ws)
-
-
-@pytest.mark.parametrize("key", sorted(KNOWN_LAYER_VIOLATIONS), ids=lambda k: f"{k[0]}->{k[1]}")
-def test_known_layer_violation_still_exists(key: tuple[str, str]) -> None:
-    assert key in layer_violations(IMPORTS), (
-        f"{key[0]} no longer imports {key[1]!r} ({KNOWN_LAYER_VIOLATIONS[key]}): fixed, so delete "
-        "its entry from KNOWN_LAYER_VIOLATIONS in tests/test_layering.py")
 
 
 def cycles(imports: list[Import], deferred: bool) -> set[frozenset[str]]:
@@ -245,17 +232,9 @@ def test_no_import_cycles_at_module_level() -> None:
 
 
 def test_no_new_import_cycles_through_deferred_imports() -> None:
-    new = cycles(IMPORTS, deferred=True) - set(KNOWN_DEFERRED_CYCLES)
+    new = cycles(IMPORTS, deferred=True)  # no allow-list: issue 20 removed the last known circle
     assert not new, ("import cycles through function-level imports (a deferred import does not "
                      "make a circle one-way): " + "; ".join(map(_show, new)))
-
-
-@pytest.mark.parametrize("cycle", sorted(KNOWN_DEFERRED_CYCLES, key=sorted), ids=lambda c: "+".join(
-    sorted(m.rsplit(".", 1)[-1] for m in c)))
-def test_known_deferred_cycle_still_exists(cycle: frozenset[str]) -> None:
-    assert cycle in cycles(IMPORTS, deferred=True), (
-        f"the cycle {_show(cycle)} is gone or changed ({KNOWN_DEFERRED_CYCLES[cycle]}): delete or "
-        "update its entry in KNOWN_DEFERRED_CYCLES of tests/test_layering.py")
 
 
 # --- the checker itself: it must see what it claims to check ---------------------------------------
