@@ -16,6 +16,18 @@ PACKAGE = Path(dgbench.__file__).resolve().parent
 
 # "path/relative/to/dgbench.py:qualified.name": "why it needs more than MAX_LINES lines"
 ALLOWED: dict[str, str] = {}
+AIM_LINES = 60
+# Functions between AIM_LINES and MAX_LINES, each with the reason it is longer than the aim.
+OVER_AIM: dict[str, str] = {
+    "cli/run.py:run_cmd": "46 of its lines are the typer options of `dgbench run`, one per flag of every "
+                          "protocol kind; its body is 27 lines",
+    "cli/train.py:train_cmd": "typer options, one per flag of `dgbench train`, most over several lines",
+    "engine/classification.py:evaluate": "the hot loop and its counting closure stay on one screen so the "
+                                         "no-host-sync-per-batch path reads at once; checks, device batches and "
+                                         "the reduction are helpers",
+    "train/classification.py:train_classifier": "the public training entry: its keyword arguments and their "
+                                                "docstring are 25 lines; the body is one straight sequence",
+}
 
 
 def _functions(tree: ast.AST, prefix: str = ""):
@@ -59,3 +71,11 @@ def test_every_allowed_long_function_still_exists_and_is_still_long():
     lengths = function_lengths()
     stale = [name for name in ALLOWED if lengths.get(name, 0) <= MAX_LINES]
     assert not stale, f"remove these ALLOWED entries (gone or now <= {MAX_LINES} lines): {stale}"
+
+
+def test_every_function_over_the_aim_says_why():
+    lengths = function_lengths()
+    over = {name for name, n in lengths.items() if AIM_LINES < n <= MAX_LINES}
+    assert over == set(OVER_AIM), (
+        f"functions over {AIM_LINES} lines without a reason in OVER_AIM: {sorted(over - set(OVER_AIM))}; "
+        f"entries no longer over it (delete them): {sorted(set(OVER_AIM) - over)}")

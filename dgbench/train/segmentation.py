@@ -572,14 +572,10 @@ def train_builtin_scene_models(
     merges the entries into its ``manifest.json`` (file, sha256, recipe, backbone init, and the
     mIoU / pixel accuracy on both test sets).
     """
-    import hashlib
-    import shutil
-
     from ..config import asset_path
-    from ..builtin.checkpoints import CHECKPOINT_DIR, SCENE_CHECKPOINT_DIR, SCENE_MANIFEST, checkpoint_file, scene_checkpoint_file
+    from ..builtin.checkpoints import checkpoint_file
     from ..builtin.domains import SCENE_DOMAINS
     from ..data.base import build_dataset
-    from ..engine.segmentation import evaluate_segmentation
 
     domains = domains or tuple(SCENE_DOMAINS)
     test_sets = {d: build_dataset(d, split="test") for d in SCENE_DOMAINS}
@@ -594,34 +590,51 @@ def train_builtin_scene_models(
                 domain, model, out_dir=Path(work_dir) / f"{model}-{domain}", pretrained_backbone=str(init),
                 resume=False, num_workers=0, progress=progress, **BUILTIN_SCENE_RECIPE,
             )
-            net = create_model(model, pretrained=str(r.weights))
-            scores = {}
-            for test_domain, ds in test_sets.items():
-                m, _ = evaluate_segmentation(net, ds)
-                scores[test_domain] = {k: v for k, v in m.as_record_metrics().items() if k != "per_class_iou"}
-            rel = scene_checkpoint_file(model, domain)
-            entry = {
-                "file": rel.rsplit("/", 1)[-1],
-                "model": model,
-                "domain": domain,
-                "sha256": hashlib.sha256(r.weights.read_bytes()).hexdigest(),
-                "recipe": json.loads(json.dumps(BUILTIN_SCENE_RECIPE)),
-                "backbone_init": {"file": f"{'/'.join(CHECKPOINT_DIR)}/{init.name}", "sha256": hashlib.sha256(init.read_bytes()).hexdigest()},
-                "eval": scores,
-                "final_loss": r.losses[-1] if r.losses else None,
-            }
+            entry = _scene_entry(model, domain, r, init, test_sets)
             entries.append(entry)
             if write_assets:
-                dest = asset_path(*rel.split("/"))
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(r.weights, dest)
-                man_path = asset_path(*SCENE_CHECKPOINT_DIR, SCENE_MANIFEST)
-                # Merge under a lock: the two domains may be trained by two processes at once.
-                from filelock import FileLock
-
-                with FileLock(str(man_path) + ".lock"):
-                    old = json.loads(man_path.read_text())["checkpoints"] if man_path.is_file() else []
-                    merged = {e["file"]: e for e in old}
-                    merged[entry["file"]] = entry
-                    man_path.write_text(json.dumps({"checkpoints": sorted(merged.values(), key=lambda e: e["file"])}, indent=2) + "\n")
+                _write_scene_asset(entry, r.weights)
     return entries
+
+
+def _scene_entry(model: str, domain: str, r: Any, init: Path, test_sets: dict[str, Any]) -> dict[str, Any]:
+    """The manifest entry of one trained scene model: its file, hashes, recipe and scores."""
+    from ..builtin.checkpoints import CHECKPOINT_DIR, scene_checkpoint_file
+    from ..engine.segmentation import evaluate_segmentation
+
+    net = create_model(model, pretrained=str(r.weights))
+    scores = {}
+    for test_domain, ds in test_sets.items():
+        m, _ = evaluate_segmentation(net, ds)
+        scores[test_domain] = {k: v for k, v in m.as_record_metrics().items() if k != "per_class_iou"}
+    return {
+        "file": scene_checkpoint_file(model, domain).rsplit("/", 1)[-1],
+        "model": model,
+        "domain": domain,
+        "sha256": sha256_file(r.weights),
+        "recipe": json.loads(json.dumps(BUILTIN_SCENE_RECIPE)),
+        "backbone_init": {"file": f"{'/'.join(CHECKPOINT_DIR)}/{init.name}", "sha256": sha256_file(init)},
+        "eval": scores,
+        "final_loss": r.losses[-1] if r.losses else None,
+    }
+
+
+def _write_scene_asset(entry: dict[str, Any], weights: Path) -> None:
+    """Copy the weights into the package's checkpoints and merge ``entry`` into their manifest."""
+    import shutil
+
+    from filelock import FileLock
+
+    from ..builtin.checkpoints import SCENE_CHECKPOINT_DIR, SCENE_MANIFEST, scene_checkpoint_file
+    from ..config import asset_path
+
+    dest = asset_path(*scene_checkpoint_file(entry["model"], entry["domain"]).split("/"))
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(weights, dest)
+    man_path = asset_path(*SCENE_CHECKPOINT_DIR, SCENE_MANIFEST)
+    # Merge under a lock: the two domains may be trained by two processes at once.
+    with FileLock(str(man_path) + ".lock"):
+        old = json.loads(man_path.read_text())["checkpoints"] if man_path.is_file() else []
+        merged = {e["file"]: e for e in old}
+        merged[entry["file"]] = entry
+        man_path.write_text(json.dumps({"checkpoints": sorted(merged.values(), key=lambda e: e["file"])}, indent=2) + "\n")
