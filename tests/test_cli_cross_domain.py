@@ -76,7 +76,8 @@ def test_digit_scenes_pair_and_both_pairs_in_tables_and_leaderboards(tmp_path: P
     code, out = run("run", "--model", "ibn_b", "--protocol", "cross-domain", "--dataset", "digit-scenes",
                     "--results", res, "--no-progress")
     assert code == 0, out
-    assert "deeplab_small_resnet_ibn_b" in out and "mIoU/pixel accuracy" in out
+    # one table per metric: the cells carry 95 % intervals, shown one metric per cell
+    assert "deeplab_small_resnet_ibn_b" in out and "mIoU %" in out and "pixel accuracy %" in out
     stored = ResultStore(res).records("cross-domain")
     assert len(stored) == 4 and all(r["task"] == "segmentation" for r in stored)
     check_2x2(stored, ("digit-scenes", "typeset-digit-scenes"), "miou")
@@ -90,7 +91,8 @@ def test_digit_scenes_pair_and_both_pairs_in_tables_and_leaderboards(tmp_path: P
     # digits as well: each pair is one 2x2 table and one leaderboard
     assert run("run", "--model", "ibn_b", "--protocol", "cross-domain", "--dataset", "digits",
                "--results", res, "--no-progress")[0] == 0
-    code, out = run("table", "--protocol", "cross-domain", "--results", res, "--format", "markdown")
+    # (--no-intervals: metrics joined in one table; with the segmentation cells' intervals, a table per metric)
+    code, out = run("table", "--protocol", "cross-domain", "--results", res, "--format", "markdown", "--no-intervals")
     assert code == 0, out
     titles = [line for line in out.splitlines() if "cross-domain:" in line]
     assert len(titles) == 2, out

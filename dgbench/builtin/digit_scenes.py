@@ -90,7 +90,11 @@ class DigitScenes(Dataset):
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, str]:
         img = torch.from_numpy(self.images[index]).permute(2, 0, 1).contiguous()
-        return img, torch.from_numpy(self.labels[index].astype(np.int64)), f"{self.domain}_{self.split}_{index:05d}"
+        return img, torch.from_numpy(self.labels[index].astype(np.int64)), self.sample_id(index)
+
+    def sample_id(self, index: int) -> str:
+        """The scene's stable name (its per-image outcomes are ordered by it)."""
+        return f"{self.domain}_{self.split}_{index:05d}"
 
     def fingerprint(self) -> str:
         h = hashlib.sha256()

@@ -67,7 +67,7 @@ def table_cmd(
     fmt: str = typer.Option("rich", "--format", "-f", help="rich|csv|markdown|latex."),
     with_paper: bool = typer.Option(False, "--with-paper", help="Add the paper's reported numbers (rows marked 'paper')."),
     results: Optional[Path] = typer.Option(None, "--results", help=_RESULTS_HELP),
-    intervals: bool = typer.Option(True, "--intervals/--no-intervals", help="95 % intervals (default on): Wilson for an error, paired bootstrap over images for a drop (single-run top-k errors)."),
+    intervals: bool = typer.Option(True, "--intervals/--no-intervals", help="95 % intervals (default on): Wilson for an error, paired bootstrap over images for a drop (single-run top-k errors); bootstrap over images for mIoU, pixel accuracy and their cross-domain drops."),
     vs: Optional[str] = typer.Option(None, "--vs", help="Mark with * the errors that differ significantly from this model's (exact McNemar per cell, Holm over the table)."),
 ) -> None:
     """Stored results in the paper's shapes: models x shifts (Table 1), train x test domain (Table 6)."""

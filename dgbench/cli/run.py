@@ -101,12 +101,12 @@ def run_cmd(
     gta5_split_file: Optional[Path] = typer.Option(None, "--gta5-split-file", help="GTA5 split: split.mat or a text list (default <root>/split.mat)"),
     fractions: Optional[str] = typer.Option(None, "--fractions", help="finetune: fractions of the target's train split, e.g. 0.1,0.2,0.3,1.0 (default: the protocol's)"),
     seeds: Optional[str] = typer.Option(None, "--seeds", help="finetune: seeds of the subsets and training, e.g. 0,1,2 (default: the protocol's)"),
-    intervals: bool = typer.Option(True, "--intervals/--no-intervals", help="appearance: 95 % intervals in the table (default on; Wilson for errors, paired bootstrap for drops)"),
+    intervals: bool = typer.Option(True, "--intervals/--no-intervals", help="appearance, cross-domain segmentation: 95 % intervals in the table (default on; Wilson for errors, bootstrap over images for drops and mIoU)"),
     held_out: Optional[str] = typer.Option(None, "--held-out", help="leave-one-out: only these held-out domains, comma-separated (default: each in turn)"),
     trials: Optional[int] = typer.Option(None, "--trials", help="leave-one-out: trials (splits and hyperparameter draws; default: the protocol's)"),
     hparam_sets: Optional[int] = typer.Option(None, "--hparam-sets", help="leave-one-out: hyperparameter sets per trial, 0 = defaults, then random draws (default: the protocol's)"),
     algorithms: Optional[str] = typer.Option(None, "--algorithms", help="leave-one-out: training algorithms, comma-separated: erm, mixstyle (default: the protocol's)"),
-    no_outcomes: bool = typer.Option(False, "--no-outcomes", help="appearance: do not keep per-image outcomes beside the records (they feed `dgbench compare` and intervals of drops)"),
+    no_outcomes: bool = typer.Option(False, "--no-outcomes", help="appearance, cross-domain segmentation: do not keep per-image outcomes (segmentation: per-image confusion counts) beside the records (they feed `dgbench compare` and the intervals of drops and mIoU)"),
 ) -> None:
     """Measure models under a protocol and print the result in the paper's table shape.
 

@@ -396,6 +396,10 @@ class SegmentationDataset(Dataset):
         img, lbl = self.transform(image, train)
         return img, lbl, self.pairs[index].name
 
+    def sample_id(self, index: int) -> str:
+        """The image's stable name (``city_seq_frame``, ``00001``): per-image outcomes are ordered by it."""
+        return self.pairs[index].name
+
     def fingerprint(self) -> str:
         """Content fingerprint: relative file names and sizes (no decoding)."""
         import hashlib

@@ -19,7 +19,8 @@ one of them:
     <dir>/color/<name>_color.png         the Cityscapes palette, for looking at
 
 Under ``torchrun`` each rank evaluates its shard (``runtime.shard``) and the confusion matrices
-are summed, so the metrics are those of the whole set whatever the world size. Used by the
+are summed, so the metrics are those of the whole set whatever the world size. ``per_image=True``
+keeps each image's per-class counts as well (the mIoU intervals of ``dgbench table`` resample them). Used by the
 cross-domain protocol and by the segmentation trainer alike.
 """
 from __future__ import annotations
@@ -133,6 +134,7 @@ def evaluate_segmentation(
     limit: int | None = None,
     progress: bool = False,
     runtime: Runtime | None = None,
+    per_image: bool = False,
 ) -> tuple[SegMetrics, ConfusionMatrix]:
     """Evaluate ``model`` on a segmentation dataset (``ds[i] -> (uint8 img, trainIds, name)``).
 
@@ -140,6 +142,9 @@ def evaluate_segmentation(
     run in the runtime's precision (:mod:`dgbench.runtime`); without a ``runtime``, in
     ``precision`` (default fp32) on ``device``. With a distributed ``runtime`` each rank takes its
     shard and the confusion matrices are summed over the ranks.
+
+    ``per_image=True`` also keeps every image's per-class counts, in dataset order (merged over
+    the ranks): ``cm.per_image()`` (:class:`dgbench.metrics.outcomes.SegImageCounts`).
     """
     rt = runtime or Runtime(torch.device(device), precision=precision or "fp32")
     if precision is not None and precision != rt.precision:
@@ -151,9 +156,10 @@ def evaluate_segmentation(
     mean = getattr(cfg, "mean", IMAGENET_MEAN)
     std = getattr(cfg, "std", IMAGENET_STD)
     num_classes = getattr(dataset, "num_classes", 19)
-    cm = ConfusionMatrix(num_classes, getattr(dataset, "ignore_index", IGNORE_INDEX), device=device)
-    out_dir = Path(save_dir) if save_dir else None
     n = len(dataset) if limit is None else min(limit, len(dataset))
+    cm = ConfusionMatrix(num_classes, getattr(dataset, "ignore_index", IGNORE_INDEX), device=device,
+                         images=len(dataset) if per_image else None)
+    out_dir = Path(save_dir) if save_dir else None
     with rt.precision_flags(), rt.progress(n, "evaluating", progress) as advance:
         for i in rt.shard(n):
             img, label, name = dataset[i]
@@ -164,14 +170,15 @@ def evaluate_segmentation(
                     crop_size=crop_size, stride=stride, flip=flip,
                 )
             pred = logits.argmax(1)[0]
-            cm.update(pred, label.to(device))
+            cm.update(pred, label.to(device), image=i)
             if out_dir is not None:
                 save_prediction(out_dir, name, pred.to(torch.uint8).cpu().numpy())
             advance(rt.world_size)
     if rt.distributed:  # integer counts: the sum over shards is the whole set's matrix
-        summed = rt.all_reduce(cm.table())
-        cm.reset()
-        cm.table().add_(summed.to(cm.table().device))
+        # (and, ranks holding disjoint images, the per-image rows' sum is their merge in order)
+        for t in (cm.table(), cm.image_table()):
+            if t is not None:
+                t.copy_(rt.all_reduce(t).to(t.device))
     names = getattr(dataset, "class_names", CLASS_NAMES)
     return cm.compute(names), cm
 

@@ -31,6 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .outcomes import SegImageCounts
+
 IGNORE_INDEX = 255
 
 
@@ -50,10 +52,14 @@ class ConfusionMatrix:
         num_classes: int = 19,
         ignore_index: int = IGNORE_INDEX,
         device: torch.device | str | None = None,
+        images: int | None = None,
     ):
         self.num_classes = num_classes
         self.ignore_index = ignore_index
         self._table = torch.zeros(num_classes, num_classes + 1, dtype=torch.int64, device=device)
+        # With ``images``: each image's per-class (tp, gt, pred) counts too, [images, 3, C], on
+        # the device until read (see :meth:`per_image`); ``update(..., image=i)`` fills row i.
+        self._images = None if images is None else torch.zeros(images, 3, num_classes, dtype=torch.int64, device=device)
 
     @property
     def matrix(self) -> torch.Tensor:
@@ -67,9 +73,12 @@ class ConfusionMatrix:
 
     def reset(self) -> None:
         self._table.zero_()
+        if self._images is not None:
+            self._images.zero_()
 
-    def update(self, pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray) -> None:
-        """Add a prediction / ground truth pair (trainIds, any matching shape, any integer dtype)."""
+    def update(self, pred: torch.Tensor | np.ndarray, target: torch.Tensor | np.ndarray, image: int | None = None) -> None:
+        """Add a prediction / ground truth pair (trainIds, any matching shape, any integer dtype);
+        ``image``: its index, to keep its own counts (a matrix made with ``images``)."""
         pred, target = _as_tensor(pred), _as_tensor(target)
         if pred.shape != target.shape:
             raise ValueError(f"prediction shape {tuple(pred.shape)} != ground truth shape {tuple(target.shape)}")
@@ -85,8 +94,10 @@ class ConfusionMatrix:
         pred, target = pred[keep], target[keep]
         # Predictions outside [0, C) go to the void column C.
         pred = torch.where((pred >= 0) & (pred < c), pred, torch.full_like(pred, c))
-        counts = torch.bincount(target * (c + 1) + pred, minlength=c * (c + 1))
-        self._table += counts.view(c, c + 1)
+        counts = torch.bincount(target * (c + 1) + pred, minlength=c * (c + 1)).view(c, c + 1)
+        self._table += counts
+        if image is not None and self._images is not None:
+            self._images[image] = class_counts(counts)
 
     def merge(self, other: "ConfusionMatrix") -> None:
         """Add another matrix's counts (e.g. from another process)."""
@@ -96,8 +107,32 @@ class ConfusionMatrix:
         """The full ``[C, C + 1]`` table (for all-reduce across ranks or checkpointing)."""
         return self._table
 
+    def image_table(self) -> torch.Tensor | None:
+        """The per-image ``[images, 3, C]`` counts (for all-reduce across ranks), or None."""
+        return self._images
+
+    def per_image(self, evaluated: int | None = None) -> SegImageCounts | None:
+        """Each image's per-class (tp, gt, pred) counts as numpy, or None for a matrix made without
+        ``images``. ``evaluated``: how many leading images the run covered (default all)."""
+        if self._images is None:
+            return None
+        host = self._images.cpu().numpy()
+        n = host.shape[0]
+        done = np.zeros(n, dtype=bool)
+        done[: n if evaluated is None else evaluated] = True
+        return SegImageCounts(evaluated=done, tp=host[:, 0].copy(), gt=host[:, 1].copy(), pred=host[:, 2].copy())
+
     def compute(self, class_names: Sequence[str] | None = None) -> "SegMetrics":
         return segmentation_metrics(self._table.cpu(), class_names)
+
+
+def class_counts(table: torch.Tensor) -> torch.Tensor:
+    """``[3, C]`` per-class (tp, gt, pred) of a ``[C, C + 1]`` count table: the intersection, the
+    valid ground-truth pixels (void predictions are false negatives) and the predicted pixels.
+    Additive over images, and all :func:`segmentation_metrics` needs."""
+    c = table.shape[0]
+    tp = torch.diagonal(table[:, :c])
+    return torch.stack([tp, table.sum(dim=1), table[:, :c].sum(dim=0)])
 
 
 @dataclass
@@ -134,15 +169,23 @@ def segmentation_metrics(table: torch.Tensor, class_names: Sequence[str] | None 
     c = table.shape[0]
     if table.shape not in ((c, c), (c, c + 1)):
         raise ValueError(f"confusion table must be [C, C] or [C, C+1], got {tuple(table.shape)}")
-    tp = torch.diagonal(table[:, :c])
-    gt_total = table.sum(dim=1)  # includes void predictions: they are false negatives
-    pred_total = table[:, :c].sum(dim=0)  # only valid-GT rows exist, so ignored GT never adds FP
-    denom = gt_total + pred_total - tp  # TP + FN + FP
-    ious = [float(t) / float(d) if d > 0 else float("nan") for t, d in zip(tp.tolist(), denom.tolist())]
+    if table.shape == (c, c):
+        table = torch.cat([table, torch.zeros(c, 1, dtype=torch.int64)], dim=1)
+    tp, gt_total, pred_total = class_counts(table).tolist()
+    return metrics_from_counts(tp, gt_total, pred_total, class_names)
+
+
+def metrics_from_counts(tp: Sequence[int], gt: Sequence[int], pred: Sequence[int],
+                        class_names: Sequence[str] | None = None) -> SegMetrics:
+    """Metrics from per-class (tp, gt, pred) totals (:func:`class_counts`; or per-image counts
+    summed over the images: the same integers, so the same metrics to the last bit)."""
+    tp, gt, pred = ([int(v) for v in a] for a in (tp, gt, pred))
+    denom = [g + p - t for t, g, p in zip(tp, gt, pred)]  # TP + FN + FP
+    ious = [float(t) / float(d) if d > 0 else float("nan") for t, d in zip(tp, denom)]
     valid = [v for v in ious if not math.isnan(v)]
     miou = sum(valid) / len(valid) if valid else float("nan")
-    n = int(gt_total.sum())
-    pixel_acc = float(tp.sum()) / n if n else float("nan")
+    n = sum(gt)
+    pixel_acc = float(sum(tp)) / n if n else float("nan")
     return SegMetrics(
         per_class_iou=ious,
         miou=miou,

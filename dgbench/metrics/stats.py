@@ -9,6 +9,9 @@ models disagree (McNemar; a bootstrap over images), not as if the samples were i
   percentile interval from resampling images (also a drop: shifted minus clean, same model);
 * :func:`replicate_bootstrap`: a mean over seed replicates and images with an interval that
   resamples both the runs and the images (rows aggregated over n > 1 runs);
+* :func:`seg_bootstrap`: mIoU and pixel accuracy of a segmentation set with percentile intervals
+  from resampling its images' per-class counts; :func:`independent_diff`: the interval of a
+  difference of two such values measured on *different* images (a cross-domain drop);
 * :func:`mcnemar_exact`: the exact two-sided McNemar p-value (binomial on the discordant pairs);
 * :func:`holm`: Holm's step-down adjustment of several p-values;
 * :func:`error_consistency`: Cohen's kappa of two models' correctness (Geirhos et al. 2020).
@@ -166,6 +169,84 @@ def replicate_bootstrap(values: np.ndarray, n_boot: int = 2_000, level: float = 
     tail = (1.0 - level) / 2 * 100
     lo, hi = np.percentile(np.concatenate(reps), [tail, 100 - tail])
     return float(v.mean()), float(lo), float(hi)
+
+
+SEG_METRICS = ("miou", "pixel_acc")
+
+
+def seg_metrics_of(tp: np.ndarray, gt: np.ndarray, pred: np.ndarray) -> dict[str, np.ndarray]:
+    """mIoU and pixel accuracy (fractions) of per-class totals ``[..., C]``, vectorised over the
+    leading axes: IoU_c = tp / (gt + pred - tp), NaN where that union is 0 (a class absent from the
+    ground truth and the predictions), mIoU the mean of the non-NaN IoUs (NaN if none), pixel
+    accuracy sum(tp) / sum(gt) (as :func:`dgbench.metrics.segmentation.metrics_from_counts`)."""
+    tp, gt, pred = (np.asarray(a, dtype=np.float64) for a in (tp, gt, pred))
+    union = gt + pred - tp
+    present = union > 0
+    iou = np.divide(tp, union, out=np.zeros_like(tp), where=present)
+    k = present.sum(axis=-1)
+    total = gt.sum(axis=-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        miou = np.where(k > 0, iou.sum(axis=-1) / np.maximum(k, 1), np.nan)
+        acc = np.where(total > 0, tp.sum(axis=-1) / np.where(total > 0, total, 1), np.nan)
+    return {"miou": miou, "pixel_acc": acc}
+
+
+def seg_replicates(tp: np.ndarray, gt: np.ndarray, pred: np.ndarray, n_boot: int = 2_000, seed: int | Sequence[int] = 0,
+                   chunk: int = 250) -> dict[str, np.ndarray]:
+    """``n_boot`` bootstrap replicates of mIoU and pixel accuracy (fractions) of a set of images.
+
+    ``tp``, ``gt``, ``pred``: each image's per-class counts ``[images, C]``
+    (:class:`dgbench.metrics.outcomes.SegImageCounts`). A replicate draws ``images`` images with
+    replacement (``rng.integers(0, images, (chunk, images))``, ``chunk`` replicates at a time from
+    ``default_rng(seed)``), sums their counts and recomputes the metrics from the sums, as the set's
+    own numbers are computed from its summed confusion matrix. The sums are one matrix product of
+    the draws' multiplicities with the counts (exact in float64 below 2**53 pixels).
+    """
+    counts = np.stack([np.asarray(a, dtype=np.float64) for a in (tp, gt, pred)], axis=-1)  # [images, C, 3]
+    n, c = counts.shape[:2]
+    if n == 0:
+        raise ValueError("seg_replicates needs at least one image")
+    flat = counts.reshape(n, c * 3)
+    rng = np.random.default_rng(seed)
+    out: dict[str, list[np.ndarray]] = {m: [] for m in SEG_METRICS}
+    for start in range(0, n_boot, chunk):
+        b = min(chunk, n_boot - start)
+        idx = rng.integers(0, n, size=(b, n))
+        mult = np.bincount((idx + n * np.arange(b)[:, None]).ravel(), minlength=b * n).reshape(b, n)
+        sums = (mult.astype(np.float64) @ flat).reshape(b, c, 3)
+        for m, v in seg_metrics_of(sums[..., 0], sums[..., 1], sums[..., 2]).items():
+            out[m].append(v)
+    return {m: np.concatenate(v) for m, v in out.items()}
+
+
+def percentile_interval(reps: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
+    """The percentile interval of bootstrap replicates (NaN replicates left out; NaNs if all are)."""
+    r = np.asarray(reps, dtype=np.float64)
+    r = r[~np.isnan(r)]
+    if not r.size:
+        return float("nan"), float("nan")
+    tail = (1.0 - level) / 2 * 100
+    lo, hi = np.percentile(r, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
+def seg_bootstrap(tp: np.ndarray, gt: np.ndarray, pred: np.ndarray, n_boot: int = 2_000, level: float = LEVEL,
+                  seed: int | Sequence[int] = 0) -> dict[str, tuple[float, float, float]]:
+    """``{"miou": (value, lo, hi), "pixel_acc": (...)}`` (fractions): each metric of the images'
+    summed counts with the percentile interval of :func:`seg_replicates`."""
+    value = seg_metrics_of(*(np.asarray(a).sum(axis=0) for a in (tp, gt, pred)))
+    reps = seg_replicates(tp, gt, pred, n_boot=n_boot, seed=seed)
+    return {m: (float(value[m]), *percentile_interval(reps[m], level)) for m in SEG_METRICS}
+
+
+def independent_diff(reps_a: np.ndarray, reps_b: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
+    """Percentile interval of ``a - b`` from bootstrap replicates of ``a`` and of ``b`` drawn
+    independently (the two values were measured on different images, so nothing pairs them):
+    replicate i of the difference is ``reps_a[i] - reps_b[i]``. Use different seeds for the two."""
+    a, b = np.asarray(reps_a, dtype=np.float64), np.asarray(reps_b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"need as many replicates of each side, got {a.shape} and {b.shape}")
+    return percentile_interval(a - b, level)
 
 
 def mcnemar_exact(b: int, c: int) -> float:

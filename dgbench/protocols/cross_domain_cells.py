@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from torch import nn
 
 from ..errors import DgbenchError
+from ..results import outcomes
 from ..results.record import new_record, record_key
 from ..results.store import ResultStore
 from ..runtime import Runtime
@@ -37,6 +38,7 @@ class Evaluation:
     duration_s: float = 0.0
     device: str = "cpu"
     extra: dict[str, Any] = field(default_factory=dict)  # further record fields (per_class_iou...)
+    outcomes: Any = None  # per-image outcomes kept beside the record (segmentation: SegImageCounts)
 
 
 @dataclass
@@ -114,15 +116,29 @@ def cross_domain(
         cells[record_key(base)] = (train.name, test.name, base, ds)
 
     def compute(missing: list[str], stored: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
-        measured = {}
+        measured, kept = {}, {}
         for key in missing:
             train, _, base, ds = cells[key]
             ev = evaluate(models[train], ds)
             measured[key] = dict(base, metrics=dict(ev.metrics), num_samples=ev.num_samples, duration_s=ev.duration_s,
                                  device=ev.device, dataset_info=_call(ds, "describe"), **ev.extra)
+            if ev.outcomes is not None:
+                kept[key] = (ev.outcomes, ds)
+        if loop.store is not None and loop.write:
+            # per-image outcomes first (each file atomic), the loop appends the records after:
+            # a record never exists without its outcomes
+            for key, (out, ds) in kept.items():
+                outcomes.write(loop.store.root, PROTOCOL, key, out, sample_order(ds))
         return [new_record(kind="cross-domain", **_with_drop(measured[k], {**stored, **measured}, cells)) for k in missing]
 
     return loop.unit(list(cells), compute)[0]
+
+
+def sample_order(ds: Any) -> str:
+    """The hash of a test set's sample ids in order (outcome files pair image by image when it agrees)."""
+    from .style_cache import sample_id
+
+    return outcomes.order_hash(sample_id(ds, i) for i in range(len(ds)))
 
 
 def _with_drop(rec: dict[str, Any], known: dict[str, dict[str, Any]], cells: dict[str, Any]) -> dict[str, Any]:

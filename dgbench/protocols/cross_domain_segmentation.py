@@ -22,7 +22,7 @@ from .base import RunRequest
 from .cross_domain_cells import Domain, Evaluation, Task, cross_domain
 
 SEG_OPTIONS = ("eval_mode", "crop", "stride", "flip", "eval_scale", "save_predictions", "gta5_mismatch",
-               "gta5_split_file")
+               "gta5_split_file", "no_outcomes")
 DEFAULT_WINDOW = (769, 769), (513, 513)  # the sliding window's crop and stride (pixels, h x w)
 
 
@@ -80,12 +80,15 @@ def segmentation_evaluate(
     limit: int | None = None,
     progress: bool = False,
     runtime: Runtime | None = None,
+    per_image: bool = True,
 ) -> Any:
     """An evaluate function for :func:`dgbench.protocols.cross_domain.cross_domain` (task "segmentation").
 
     The forwards run in ``runtime``'s precision (or ``precision`` on ``device`` without one).
     Returns ``Evaluation(metrics={"miou", "pixel_acc"} in percent, extra={"per_class_iou": ...})``; with
-    ``save_predictions`` the PNGs go to ``<dir>/<train domain>-to-<test set>/``.
+    ``save_predictions`` the PNGs go to ``<dir>/<train domain>-to-<test set>/``. ``per_image``: also
+    each image's per-class counts (``Evaluation.outcomes``, stored beside the record by a run with
+    a results store; they give ``dgbench table`` its mIoU intervals).
     """
     import time
 
@@ -97,15 +100,16 @@ def segmentation_evaluate(
             trained_on = getattr(model, "train_domain", None) or getattr(model, "dgbench_name", "model")
             save_dir = Path(save_predictions) / f"{trained_on}-to-{getattr(ds, 'name', 'data')}"
         t0 = time.perf_counter()
-        m, _ = evaluate_segmentation(
+        m, cm = evaluate_segmentation(
             model, ds, device=device, mode=mode, scale=scale, crop_size=crop_size, stride=stride, flip=flip,
             precision=precision, save_dir=save_dir, limit=limit, progress=progress, runtime=runtime,
+            per_image=per_image,
         )
         rec = m.as_record_metrics()
         per_class = rec.pop("per_class_iou")  # scalar metrics only: every one gets a drop
         n = len(ds) if limit is None else min(limit, len(ds))
         return Evaluation(metrics=rec, num_samples=n, duration_s=time.perf_counter() - t0, device=str(device),
-                          extra={"batch_size": 1, "per_class_iou": per_class})
+                          extra={"batch_size": 1, "per_class_iou": per_class}, outcomes=cm.per_image(evaluated=n))
 
     return evaluate
 
@@ -171,7 +175,8 @@ def _seg_evaluate(req: RunRequest, rt: Runtime) -> Any:
     return segmentation_evaluate(device=rt.device, mode=inf.mode, scale=inf.scale, crop_size=inf.crop_size,
                                  stride=inf.stride, flip=inf.flip,
                                  save_predictions=req.options.get("save_predictions"), limit=req.limit,
-                                 progress=req.progress, runtime=rt)
+                                 progress=req.progress, runtime=rt,
+                                 per_image=bool(req.store) and not req.options.get("no_outcomes"))
 
 
 def _seg_preprocessing(req: RunRequest) -> Any:
@@ -203,6 +208,7 @@ def run_cross_domain_segmentation(
     progress: bool = False,
     store: Any = None,
     force: bool = False,
+    outcomes: bool = True,
 ) -> list[dict[str, Any]]:
     """Table 6 for one model from Python, with your own checkpoints and test sets (4 records).
 
@@ -211,7 +217,8 @@ def run_cross_domain_segmentation(
     evaluation dataset. The same runner as ``dgbench run --protocol cross-domain``
     (:func:`dgbench.protocols.cross_domain.cross_domain`), so the records are the same.
     ``precision``: fp32, tf32 (CUDA), bf16 or fp16, recorded as run; ``amp=True`` is the older
-    spelling of bf16 on CUDA (fp32 elsewhere).
+    spelling of bf16 on CUDA (fp32 elsewhere). With a ``store``, each record's per-image counts are
+    kept beside it unless ``outcomes=False`` (the CLI's ``--no-outcomes``).
     """
     from ..models.registry import create_model
 
@@ -231,7 +238,7 @@ def run_cross_domain_segmentation(
     check_precision(precision, torch.device(device))
     evaluate = segmentation_evaluate(device=device, mode=mode, scale=scale, crop_size=crop_size, stride=stride,
                                      flip=flip, precision=precision, save_predictions=save_predictions, limit=limit,
-                                     progress=progress)
+                                     progress=progress, per_image=outcomes and store is not None)
     return cross_domain(model, domains, evaluate, task="segmentation", store=store, force=force,
                         preprocessing=lambda m, ds: inf.record(),
                         record_fields={"precision": precision, "limit": limit, "seed": seed})

@@ -1,4 +1,4 @@
-"""95 % intervals for the cells of an appearance table (``dgbench table --intervals``).
+"""95 % intervals for the cells of a results table (``dgbench table --intervals``).
 
 Adds ``m_lo``/``m_hi`` and ``m_drop_lo``/``m_drop_hi`` columns to a summary frame, for the
 top-k error metrics of single-run rows (n = 1):
@@ -11,6 +11,8 @@ top-k error metrics of single-run rows (n = 1):
 Rows aggregated over several runs (seeds, n > 1) get a two-level bootstrap interval instead, for
 the error and the drop alike: the runs and the images resampled together
 (:func:`dgbench.metrics.stats.replicate_bootstrap`), where every run kept per-image outcomes.
+
+Segmentation rows (cross-domain mIoU and pixel accuracy) get theirs from :mod:`.seg_intervals`.
 """
 from __future__ import annotations
 
@@ -24,6 +26,9 @@ import pandas as pd
 from ..metrics import stats
 from . import outcomes
 from .paired import N_BOOT
+from .seg_intervals import CAPTION as SEG_CAPTION
+from .seg_intervals import METRICS as SEG_METRICS
+from .seg_intervals import add_seg_intervals
 
 METRIC_K = {"top1_err": 1, "top5_err": 5}
 N_REPLICATE = 2_000
@@ -99,10 +104,27 @@ def drop_interval(root: Any, ref: dict[str, Any], rec: dict[str, Any], k: int) -
 
 def add_intervals(summary: pd.DataFrame, frame: pd.DataFrame, records: dict[str, dict[str, Any]],
                   root: str | os.PathLike) -> pd.DataFrame:
-    """``summary`` with interval columns for its top-k error cells (see the module docstring)."""
+    """``summary`` with interval columns for its top-k error cells (see the module docstring) and
+    its segmentation cells (mIoU, pixel accuracy: :mod:`.seg_intervals`)."""
     if frame.empty or "order" not in frame.columns:  # nothing measured (a --with-paper table only)
         return summary
     out = summary.copy()
+    _add_error_intervals(out, frame, records, root)
+    add_seg_intervals(out, frame, records, root)
+    return out
+
+
+def caption(both: pd.DataFrame) -> str:
+    """The footer's word on the intervals a table's rows carry: classification, segmentation or both."""
+    def shown(metrics: Any) -> bool:
+        return any(f"{m}_lo" in both.columns and both[f"{m}_lo"].notna().any() for m in metrics)
+
+    return (CAPTION if shown(METRIC_K) else "") + (SEG_CAPTION if shown(SEG_METRICS) else "")
+
+
+def _add_error_intervals(out: pd.DataFrame, frame: pd.DataFrame, records: dict[str, dict[str, Any]],
+                         root: str | os.PathLike) -> None:
+    """Fill ``out``'s interval columns of its top-k error cells, in place."""
     by_seed = _records_by_seed(frame, records)
     metrics = [m for m in METRIC_K if m in out.columns]
     for col in [f"{m}{s}" for m in metrics for s in ("_lo", "_hi", "_drop_lo", "_drop_hi")]:
@@ -122,4 +144,3 @@ def add_intervals(summary: pd.DataFrame, frame: pd.DataFrame, records: dict[str,
             ref = refs.get(rec.get("seed")) if refs else None  # the reference run of the same seed
             if ref is not None:
                 out.loc[i, [f"{m}_drop_lo", f"{m}_drop_hi"]] = drop_interval(root, ref, rec, METRIC_K[m])
-    return out

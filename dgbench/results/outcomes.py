@@ -1,9 +1,16 @@
-"""Per-image outcomes of classification records, in a sidecar beside the results store.
+"""Per-image outcomes of records, in a sidecar beside the results store.
 
-Each record that has them owns one file, ``<results dir>/outcomes/<protocol>/<record key>.npz``:
-the images evaluated, top-1 and top-k correctness as packed bitsets (one bit per image, in dataset
-order: the dataset's fingerprint is in the record, the order of its sample ids is hashed into the
-file) and the top-1 predicted class in the smallest integer type that holds it.
+Each record that has them owns one file, ``<results dir>/outcomes/<protocol>/<record key>.npz``,
+in dataset order (the dataset's fingerprint is in the record, the order of its sample ids is
+hashed into the file), with one of two payloads:
+
+* classification (:class:`SampleOutcomes`): the images evaluated, top-1 and top-k correctness as
+  packed bitsets (one bit per image) and the top-1 predicted class in the smallest integer type
+  that holds it;
+* segmentation (:class:`SegImageCounts`, ``payload = "segmentation"``): the images evaluated and
+  each image's per-class pixel counts, int64 ``[images, classes]`` arrays ``tp``, ``gt``,
+  ``pred`` (intersection, ground truth, prediction; the union is gt + pred - tp). Summed over
+  the images they are the record's confusion totals exactly, so its mIoU can be bootstrapped.
 
 Atomicity: :func:`write` writes a temporary file, fsyncs it and ``os.replace``s it into place,
 and the protocol calls it *before* appending the record. So a record never exists without its
@@ -12,7 +19,8 @@ never open (they start from records) and the resumed run overwrites when it comp
 (tests/test_kill9.py kills real runs with SIGKILL to check both). A record made with
 ``--no-outcomes`` (or before outcomes existed) simply has none.
 
-:func:`load` reads them as a pandas frame, one row per image per condition.
+:func:`load` reads them as a pandas frame, one row per image per condition (segmentation: per
+image per class).
 """
 from __future__ import annotations
 
@@ -26,10 +34,12 @@ from typing import Any
 import numpy as np
 
 from ..errors import DgbenchError
-from ..metrics.outcomes import SampleOutcomes
+from ..metrics.outcomes import SampleOutcomes, SegImageCounts
 
 FORMAT_VERSION = 1
 FOLDER = "outcomes"
+SEG_PAYLOAD = "segmentation"  # files without a payload field are classification outcomes
+Outcomes = SampleOutcomes | SegImageCounts
 
 
 def path_for(root: str | os.PathLike, protocol: str, key: str) -> Path:
@@ -49,21 +59,22 @@ def _pred_dtype(pred: np.ndarray) -> type:
     return np.int8 if top < 2 ** 7 else np.int16 if top < 2 ** 15 else np.int32
 
 
-def encode(out: SampleOutcomes, sample_order: str) -> bytes:
+def encode(out: Outcomes, sample_order: str) -> bytes:
     """The file's bytes (a compressed npz)."""
-    arrays: dict[str, Any] = {
-        "format": np.array(FORMAT_VERSION), "n": np.array(len(out)), "order": np.array(sample_order),
-        "ks": np.array(sorted(out.correct), dtype=np.int64), "evaluated": np.packbits(out.evaluated),
-        "pred": out.pred.astype(_pred_dtype(out.pred)),
-    }
-    for k, bits in out.correct.items():
-        arrays[f"top{k}"] = np.packbits(bits)
+    arrays: dict[str, Any] = {"format": np.array(FORMAT_VERSION), "n": np.array(len(out)),
+                              "order": np.array(sample_order), "evaluated": np.packbits(out.evaluated)}
+    if isinstance(out, SegImageCounts):
+        arrays.update(payload=np.array(SEG_PAYLOAD), **{a: getattr(out, a).astype(np.int64) for a in ("tp", "gt", "pred")})
+    else:
+        arrays.update(ks=np.array(sorted(out.correct), dtype=np.int64), pred=out.pred.astype(_pred_dtype(out.pred)))
+        for k, bits in out.correct.items():
+            arrays[f"top{k}"] = np.packbits(bits)
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     return buf.getvalue()
 
 
-def write(root: str | os.PathLike, protocol: str, key: str, out: SampleOutcomes, sample_order: str) -> Path:
+def write(root: str | os.PathLike, protocol: str, key: str, out: Outcomes, sample_order: str) -> Path:
     """Write one record's outcomes atomically (temp file, fsync, rename); returns the path.
 
     A temp file of the same key left by a killed writer (SIGKILL skips ``finally``) is removed
@@ -88,36 +99,56 @@ def write(root: str | os.PathLike, protocol: str, key: str, out: SampleOutcomes,
     return path
 
 
-def write_all(root: str | os.PathLike, protocol: str, by_key: Mapping[str, SampleOutcomes], sample_order: str) -> None:
+def write_all(root: str | os.PathLike, protocol: str, by_key: Mapping[str, Outcomes], sample_order: str) -> None:
     for key, out in by_key.items():
         write(root, protocol, key, out, sample_order)
 
 
-def read(root: str | os.PathLike, protocol: str, key: str) -> tuple[SampleOutcomes, str] | None:
-    """``(outcomes, sample order hash)`` of the record ``key``, or None when it has none."""
+def _decode(z: Any) -> Outcomes:
+    n = int(z["n"])
+    unpack = lambda a: np.unpackbits(a, count=n).astype(bool)  # noqa: E731
+    if "payload" in z.files and str(z["payload"]) == SEG_PAYLOAD:
+        return SegImageCounts(evaluated=unpack(z["evaluated"]), tp=z["tp"], gt=z["gt"], pred=z["pred"])
+    return SampleOutcomes(evaluated=unpack(z["evaluated"]), pred=z["pred"].astype(np.int64),
+                          correct={int(k): unpack(z[f"top{int(k)}"]) for k in z["ks"]})
+
+
+def read(root: str | os.PathLike, protocol: str, key: str) -> tuple[Any, str] | None:
+    """``(outcomes, sample order hash)`` of the record ``key``, or None when it has none: a
+    :class:`SampleOutcomes` for a classification record, :class:`SegImageCounts` for segmentation."""
     path = path_for(root, protocol, key)
     if not path.exists():
         return None
     try:
         with np.load(path) as z:
-            n = int(z["n"])
-            ks = [int(k) for k in z["ks"]]
-            unpack = lambda a: np.unpackbits(a, count=n).astype(bool)  # noqa: E731
-            out = SampleOutcomes(evaluated=unpack(z["evaluated"]), pred=z["pred"].astype(np.int64),
-                                 correct={k: unpack(z[f"top{k}"]) for k in ks})
-            return out, str(z["order"])
+            return _decode(z), str(z["order"])
     except (OSError, KeyError, ValueError) as exc:
         raise DgbenchError(f"{path}: unreadable per-image outcomes ({exc}); delete the file and rerun "
                            "that record with `dgbench run ... --force`") from None
 
 
-def frame_of(rec: dict[str, Any], out: SampleOutcomes) -> Any:
-    """One row per evaluated image of one record: model, condition, sample index, pred, correct@k."""
+def _condition(rec: dict[str, Any]) -> Any:
+    """A record's condition: its shift, or ``train->test`` for a cross-domain cell."""
+    if rec.get("shift") is None and rec.get("train_domain"):
+        return f"{rec['train_domain']}->{rec.get('test_domain')}"
+    return rec.get("shift")
+
+
+def frame_of(rec: dict[str, Any], out: Outcomes) -> Any:
+    """The rows of one record: classification, one per evaluated image (sample index, pred,
+    correct@k); segmentation, one per evaluated image and class (class, tp, gt, pred counts)."""
     import pandas as pd
 
     idx = np.flatnonzero(out.evaluated)
     cols: dict[str, Any] = {"model": rec.get("model"), "protocol": rec.get("protocol"), "dataset": rec.get("dataset"),
-                            "condition": rec.get("shift"), "key": rec.get("key"), "sample": idx, "pred": out.pred[idx]}
+                            "condition": _condition(rec), "key": rec.get("key")}
+    if isinstance(out, SegImageCounts):
+        c = out.num_classes
+        names = list(rec.get("per_class_iou") or {}) or [str(i) for i in range(c)]
+        cols.update(sample=np.repeat(idx, c), **{"class": np.tile(names[:c], idx.size)})
+        cols.update({a: getattr(out, a)[idx].ravel() for a in ("tp", "gt", "pred")})
+        return pd.DataFrame(cols)
+    cols.update(sample=idx, pred=out.pred[idx])
     for k, bits in sorted(out.correct.items()):
         cols[f"top{k}_correct"] = bits[idx]
     return pd.DataFrame(cols)

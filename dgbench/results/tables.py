@@ -286,10 +286,10 @@ def _appearance(both: pd.DataFrame, dataset: str, protocol: str, metrics: list[s
 
 
 def _interval_caption(both: pd.DataFrame) -> str:
-    from .intervals import CAPTION
+    from .intervals import caption as intervals_caption
     from .versus import caption
 
-    text = CAPTION if any(c.endswith("_lo") and both[c].notna().any() for c in both.columns) else ""
+    text = intervals_caption(both)
     if "vs_model" in both.columns and both["vs_model"].notna().any():
         text += caption(str(both["vs_model"].dropna().iloc[0]), int(both["vs_tests"].max()))
     return text
@@ -318,7 +318,8 @@ def _cross_domain(both: pd.DataFrame, dataset: str, protocol: str, metrics: list
         title=f"{dataset} · {protocol}: {what} % (drop from in-domain, points)",
         columns=columns, rows=rows, sources=sources,
         caption="rows: training domain; columns: test domain; drop = in-domain minus cross-domain "
-                "(a loss reads positive); mean ± standard error over n runs where n > 1" + selection_note(both),
+                "(a loss reads positive); mean ± standard error over n runs where n > 1" + selection_note(both)
+                + _interval_caption(both),
     )
 
 

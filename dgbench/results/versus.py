@@ -59,7 +59,8 @@ def add_versus(summary: pd.DataFrame, frame: pd.DataFrame, records: dict[str, di
                 key = tuple("" if row[c] is None else str(row[c]) for c in _ROW)
                 ref = latest.get((key[0], key[1], model, "", key[4]))
                 rec = latest.get(key)
-                if row["model"] != model and rec is not None and ref is not None and row.get("n") == 1:
+                if (row["model"] != model and rec is not None and ref is not None and row.get("n") == 1
+                        and row.get("task") == "classification"):  # segmentation outcomes are counts
                     raw[i] = _p(root, ref, rec, METRIC_K[m])
             tested = [i for i, p in raw.items() if not math.isnan(p)]
             out.loc[tested, f"{m}_vs_p"] = stats.holm([raw[i] for i in tested])
