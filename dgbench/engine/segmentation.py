@@ -119,6 +119,15 @@ def save_prediction(save_dir: Path, name: str, train_ids: np.ndarray) -> None:
 
 
 @torch.no_grad()
+def _runtime(runtime: Runtime | None, device: str | torch.device, precision: str | None) -> Runtime:
+    """The runtime passed, else one on ``device`` in ``precision``; both passed must agree."""
+    rt = runtime or Runtime(torch.device(device), precision=precision or "fp32")
+    if precision is not None and precision != rt.precision:
+        raise DgbenchError(f"evaluate_segmentation: precision {precision!r}, but the runtime passed runs "
+                           f"{rt.precision!r}; pass one of them")
+    return rt
+
+
 def evaluate_segmentation(
     model: torch.nn.Module,
     dataset: Any,
@@ -146,10 +155,7 @@ def evaluate_segmentation(
     ``per_image=True`` also keeps every image's per-class counts, in dataset order (merged over
     the ranks): ``cm.per_image()`` (:class:`dgbench.metrics.outcomes.SegImageCounts`).
     """
-    rt = runtime or Runtime(torch.device(device), precision=precision or "fp32")
-    if precision is not None and precision != rt.precision:
-        raise DgbenchError(f"evaluate_segmentation: precision {precision!r}, but the runtime passed runs "
-                           f"{rt.precision!r}; pass one of them")
+    rt = _runtime(runtime, device, precision)
     device = rt.device
     model = model.to(device).eval()
     cfg = getattr(model, "pretrained_cfg", None)

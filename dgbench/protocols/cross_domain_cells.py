@@ -95,25 +95,7 @@ def cross_domain(
     if len(domains) != 2 or domains[0].name == domains[1].name:
         raise DgbenchError(f"the cross-domain protocol needs two different domains, got {[d.name for d in domains]}")
     loop = loop or MeasureLoop(store, PROTOCOL, force, write)
-    models: dict[str, nn.Module] = {}
-    cells: dict[str, tuple[str, str, dict[str, Any], Any]] = {}  # key -> (train, test, identity, test set)
-    for train, test in [(train, test) for train in domains for test in (train, *[d for d in domains if d is not train])]:
-        if train.name not in models:
-            models[train.name] = train.load_model()
-            models[train.name].train_domain = train.name  # evaluate functions may name outputs by it
-        model = models[train.name]
-        ds = _dataset_of(test, model)
-        base: dict[str, Any] = dict(
-            weights_source=getattr(model, "weights_source", None), weights_tag=getattr(model, "weights_tag", None),
-            task=task, protocol=PROTOCOL, model=model_name,
-            model_kwargs=getattr(model, "variant_kwargs", {}) or {},
-            weights_sha256=getattr(model, "weights_sha256", None),
-            dataset=getattr(ds, "name", test.name), dataset_fingerprint=_call(ds, "fingerprint"),
-            train_domain=train.name, test_domain=test.name, shift=None, shift_spec=None,
-            preprocessing=preprocessing(model, ds) if preprocessing else None,
-        )
-        base.update(record_fields or {})
-        cells[record_key(base)] = (train.name, test.name, base, ds)
+    models, cells = _cells(model_name, domains, task, record_fields, preprocessing)
 
     def compute(missing: list[str], stored: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
         measured, kept = {}, {}
@@ -132,6 +114,31 @@ def cross_domain(
         return [new_record(kind="cross-domain", **_with_drop(measured[k], {**stored, **measured}, cells)) for k in missing]
 
     return loop.unit(list(cells), compute)[0]
+
+
+def _cells(model_name: str, domains: Sequence[Domain], task: str, record_fields: dict[str, Any] | None,
+           preprocessing: Callable[[nn.Module, Any], dict[str, Any]] | None) -> tuple[dict[str, nn.Module], dict]:
+    """Each domain's model (loaded once) and the four cells: record key -> (train, test, identity, test set)."""
+    models: dict[str, nn.Module] = {}
+    cells: dict[str, tuple[str, str, dict[str, Any], Any]] = {}
+    for train, test in [(train, test) for train in domains for test in (train, *[d for d in domains if d is not train])]:
+        if train.name not in models:
+            models[train.name] = train.load_model()
+            models[train.name].train_domain = train.name  # evaluate functions may name outputs by it
+        model = models[train.name]
+        ds = _dataset_of(test, model)
+        base: dict[str, Any] = dict(
+            weights_source=getattr(model, "weights_source", None), weights_tag=getattr(model, "weights_tag", None),
+            task=task, protocol=PROTOCOL, model=model_name,
+            model_kwargs=getattr(model, "variant_kwargs", {}) or {},
+            weights_sha256=getattr(model, "weights_sha256", None),
+            dataset=getattr(ds, "name", test.name), dataset_fingerprint=_call(ds, "fingerprint"),
+            train_domain=train.name, test_domain=test.name, shift=None, shift_spec=None,
+            preprocessing=preprocessing(model, ds) if preprocessing else None,
+        )
+        base.update(record_fields or {})
+        cells[record_key(base)] = (train.name, test.name, base, ds)
+    return models, cells
 
 
 def sample_order(ds: Any) -> str:
