@@ -111,3 +111,25 @@ def test_without_a_sidecar_or_outcomes_the_tolerance_decides(published, tmp_path
     sidecar_path(csv_path).unlink()
     result = check(csv_path, tmp_path / "new", {"all": 5})
     assert result.ok and result.diff["flips"].isna().all()
+
+
+def test_a_stale_sidecar_pairs_nothing_and_a_publish_without_outcomes_removes_it(published, tmp_path: Path) -> None:
+    csv_path, truth = published
+    # A sidecar from another publish: its bits are not the published numbers' (row "a · rgb+50")
+    stale = _flip(truth, ("a", "rgb+50"), 40, 0)
+    _store(tmp_path / "other", stale)
+    CliRunner().invoke(app, ["leaderboard", "publish", "--results", str(tmp_path / "other"), "--out", str(tmp_path / "o")])
+    sidecar_path(csv_path).write_bytes(sidecar_path(tmp_path / "o" / "digits-appearance.csv").read_bytes())
+    _store(tmp_path / "new", truth)
+    result = check(csv_path, tmp_path / "new", {"all": 5})
+    flips = dict(zip(result.diff["key"] + result.diff["metric"], result.diff["flips"]))
+    assert flips["a · rgb+50top1_err_pct"] is None  # not paired with images of another number
+    assert flips["a · origintop1_err_pct"] == (0, 0) and result.ok
+    # Published again from records without outcomes: the old sidecar goes with the old numbers
+    bare = tmp_path / "bare"
+    _store(bare, truth)
+    for f in (bare / "outcomes" / "appearance").iterdir():
+        f.unlink()
+    res = CliRunner().invoke(app, ["leaderboard", "publish", "--results", str(bare), "--out", str(csv_path.parent)])
+    assert res.exit_code == 0, res.output
+    assert csv_path.is_file() and not sidecar_path(csv_path).exists()

@@ -86,6 +86,21 @@ def test_file_round_trip_and_size() -> None:
             outcomes.read(d, "p", "k1")
 
 
+def test_a_file_is_decoded_once_per_version_and_shared_read_only(tmp_path: Path) -> None:
+    rng = np.random.default_rng(1)
+    out = SampleOutcomes(evaluated=np.ones(50, bool), pred=rng.integers(0, 10, 50),
+                         correct={1: rng.random(50) < 0.5, 5: rng.random(50) < 0.9})
+    outcomes.write(tmp_path, "p", "k", out, "abc")
+    first, again = outcomes.read(tmp_path, "p", "k"), outcomes.read(tmp_path, "p", "k")
+    assert first[0] is again[0]  # a table reads a reference run's file once per row and metric
+    with pytest.raises(ValueError, match="read-only"):
+        first[0].correct[1][0] = not first[0].correct[1][0]
+    flipped = SampleOutcomes(out.evaluated, out.pred, {1: ~out.correct[1], 5: out.correct[5]})
+    outcomes.write(tmp_path, "p", "k", flipped, "abc")  # rerun with --force: replaced by rename
+    (now, _) = outcomes.read(tmp_path, "p", "k")
+    assert (now.correct[1] == ~out.correct[1]).all()
+
+
 def _run(tmp_path: Path, **kw):
     model = small("resnet18", size=32)
     return run_protocol(model, "appearance-lite", data=tmp_path / "val", workers=0, progress=False, pretrained=False, **kw)

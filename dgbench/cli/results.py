@@ -1,7 +1,6 @@
 """Commands over stored results: ``table``, ``leaderboard publish``, ``check`` and ``plot``."""
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 from typing import Optional
 
@@ -23,11 +22,20 @@ DEFAULT_BASELINE = "digits-appearance.csv"  # the built-in benchmark's leaderboa
 def _load(results: Optional[Path], protocol: Optional[str], dataset: Optional[str], *,
           allow_empty: bool = False):
     """The stored records for the options, as a records frame; bad names are errors."""
-    from ..results.frame import load_results, table_datasets
+    return _load_with_records(results, protocol, dataset, allow_empty=allow_empty)[0]
+
+
+def _load_with_records(results: Optional[Path], protocol: Optional[str], dataset: Optional[str], *,
+                       allow_empty: bool = False):
+    """:func:`_load`'s frame, and every stored record by key (the store read once: what intervals,
+    comparisons and the site read besides the frame)."""
+    from ..results.frame import records_to_frame, table_datasets
+    from ..results.store import ResultStore
     from ..results.tables import NoResultsError
 
     root = results_dir(results)
-    frame = load_results(root)
+    records = {r["key"]: r for r in ResultStore(root).iter_records()}
+    frame = records_to_frame(records.values())
     stored = sorted(set(frame["protocol"].dropna()))
     if protocol is not None:
         known = stored + _known_protocols()
@@ -45,7 +53,7 @@ def _load(results: Optional[Path], protocol: Optional[str], dataset: Optional[st
         what = f"protocol {protocol!r}" if protocol else "any protocol"
         raise NoResultsError(f"no stored results for {what} in {root} "
                              "(run one first, e.g. `dgbench run --model ibn_a --protocol appearance`)")
-    return frame
+    return frame, records
 
 
 def _known_protocols() -> list[str]:
@@ -77,7 +85,7 @@ def table_cmd(
 
     if fmt not in FORMATS:
         raise UnknownNameError("table format", fmt, FORMATS)
-    frame = _load(results, protocol, dataset, allow_empty=with_paper)
+    frame, records = _load_with_records(results, protocol, dataset, allow_empty=with_paper)
     paper = None
     if with_paper:
         paper = load_paper()
@@ -90,15 +98,11 @@ def table_cmd(
     summary = summarize(frame)
     if intervals or vs:
         from ..results.intervals import add_intervals
-        from ..results.store import DamagedLineWarning, ResultStore
         from ..results.versus import add_versus
 
-        store = ResultStore(results_dir(results))
-        with warnings.catch_warnings():  # the read above reported any damaged line once already
-            warnings.simplefilter("ignore", DamagedLineWarning)
-            records = {r["key"]: r for r in store.iter_records(protocol)}
-        summary = add_intervals(summary, frame, records, store.root) if intervals else summary
-        summary = add_versus(summary, frame, records, store.root, vs) if vs else summary
+        root = results_dir(results)
+        summary = add_intervals(summary, frame, records, root) if intervals else summary
+        summary = add_versus(summary, frame, records, root, vs) if vs else summary
     tables = build_tables(summary, metric=metric, paper=paper, width=width) + hooked_tables(frame, metric=metric)
     if not tables:
         raise NoResultsError("no results (measured or reported) match these options")
@@ -124,15 +128,13 @@ def publish_cmd(
     from ..results.leaderboard import publish
     from ..results.leaderboard_outcomes import publish_outcomes
 
-    frame = _load(results, protocol, dataset)
+    frame, records = _load_with_records(results, protocol, dataset)
     # The per-image outcomes first: each Markdown page shows the intervals its sidecar gives.
     outcomes = publish_outcomes(frame, results_dir(results), output_dir(out))
     written = publish(frame, out)
     if html:
         from ..results.site import publish_site
-        from ..results.store import ResultStore
 
-        records = {r["key"]: r for r in ResultStore(results_dir(results)).iter_records()}
         written += publish_site(frame, records, out)
     written += outcomes
     for path in written:

@@ -22,7 +22,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..metrics import stats
-from .leaderboard_outcomes import Sidecar, load_sidecar, sidecar_path
+from .leaderboard_outcomes import Sidecar, load_sidecar, printed_equal, sidecar_path
 from .paired import N_BOOT
 
 METRIC_K = {"top1_err": 1, "top5_err": 5}
@@ -63,14 +63,6 @@ def row_intervals(side: Sidecar, key: tuple[str, str, str], reference: str, k: i
     return RowIntervals(n, out.err, out.lo, out.hi, float(ref_err), 100 * d.lo, 100 * d.hi)
 
 
-def _same(a: float, b: float) -> bool:
-    """Equal as the CSV prints them (two decimals, ``-0.00`` written ``0.00``)."""
-    def printed(x: float) -> str:
-        return f"{x:.2f}".replace("-0.00", "0.00")
-
-    return not (math.isnan(a) or math.isnan(b)) and printed(a) == printed(b)
-
-
 def add_sidecar_intervals(summary: pd.DataFrame, side: Sidecar) -> pd.DataFrame:
     """A leaderboard's summary frame (:func:`.published.leaderboard_to_summary`) with the interval
     columns ``dgbench table`` shows (``m_lo``/``m_hi``, ``m_drop_lo``/``m_drop_hi``) for its
@@ -85,10 +77,10 @@ def add_sidecar_intervals(summary: pd.DataFrame, side: Sidecar) -> pd.DataFrame:
         key = (str(row["model"]), str(row["model_kwargs"]), str(row["shift"]))
         for m in metrics:
             got = row_intervals(side, key, str(row["reference"] or ""), METRIC_K[m])
-            if got is None or not _same(got.err, row[m]):
+            if got is None or not printed_equal(got.err, row[m]):
                 continue
             out.loc[i, [f"{m}_lo", f"{m}_hi"]] = got.lo, got.hi
-            if not math.isnan(got.drop_lo) and _same(got.err - got.ref_err, row[f"{m}_drop"]):
+            if not math.isnan(got.drop_lo) and printed_equal(got.err - got.ref_err, row[f"{m}_drop"]):
                 out.loc[i, [f"{m}_drop_lo", f"{m}_drop_hi"]] = got.drop_lo, got.drop_hi
     return out
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import json
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -67,7 +68,8 @@ def sidecar_text(rows: Mapping[tuple[str, ...], tuple[SampleOutcomes, str]], dat
 
 def publish_outcomes(frame: pd.DataFrame, root: str | os.PathLike, out_dir: str | os.PathLike) -> list[Path]:
     """Write ``<dataset>-<protocol>.outcomes.json`` for every leaderboard whose single-run
-    classification records kept per-image outcomes (the latest record of each row)."""
+    classification records kept per-image outcomes (the latest record of each row); remove the
+    one of a leaderboard whose records kept none."""
     if frame.empty or "key" not in frame.columns:
         return []
     written = []
@@ -75,9 +77,10 @@ def publish_outcomes(frame: pd.DataFrame, root: str | os.PathLike, out_dir: str 
     for (dataset, protocol), group in cls.groupby(["dataset", "protocol"], sort=True):
         latest = {tuple("" if r[c] is None else str(r[c]) for c in ROW_KEY): r["key"] for _, r in group.iterrows()}
         rows = {k: got for k, key in latest.items() if (got := outcomes.read(root, str(protocol), key)) is not None}
-        if not rows:
-            continue
         path = Path(out_dir) / f"{leaderboard_name(str(dataset), str(protocol))}{SUFFIX}"
+        if not rows:  # a sidecar of an earlier publish would stand beside numbers it is not of
+            path.unlink(missing_ok=True)
+            continue
         write_if_changed(path, sidecar_text(rows, str(dataset), str(protocol)))
         written.append(path)
     return written
@@ -96,6 +99,27 @@ class Sidecar:
             return None
         evaluated = np.ones(self.n, bool) if row["evaluated"] is None else _unb64(row["evaluated"], self.n)
         return evaluated, _unb64(row[f"top{k}"], self.n)
+
+    def error(self, key: tuple[str, ...], k: int) -> float | None:
+        """A row's top-``k`` error in percent, or None when the sidecar lacks it (or its images)."""
+        got = self.correct(key, k)
+        if got is None or not got[0].any():
+            return None
+        evaluated, correct = got
+        return 100 * int((evaluated & ~correct).sum()) / int(evaluated.sum())
+
+
+def printed_equal(a: Any, b: Any) -> bool:
+    """Equal as a leaderboard CSV prints them (two decimals, ``-0.00`` written ``0.00``): whether a
+    sidecar row still stands behind a published number."""
+    def printed(x: float) -> str:
+        return f"{x:.2f}".replace("-0.00", "0.00")
+
+    try:
+        a, b = float(a), float(b)
+    except (TypeError, ValueError):
+        return False
+    return not (math.isnan(a) or math.isnan(b)) and printed(a) == printed(b)
 
 
 def load_sidecar(csv_path: str | os.PathLike) -> Sidecar | None:
@@ -142,16 +166,15 @@ def flips_against(csv_path: str | os.PathLike, base: pd.DataFrame, measured: Any
     frame = frame[[(d, p) in pairs for d, p in zip(frame["dataset"], frame["protocol"])]].sort_values("order")
     latest = {tuple("" if r[c] is None else str(r[c]) for c in ROW_KEY): (str(r["protocol"]), r["key"])
               for _, r in frame.iterrows() if r.get("task") == "classification"}
-    cache: dict[tuple[str, ...], Any] = {}
 
     def flips_of(b: Mapping[str, Any], metric: str) -> tuple[int, int] | None:
         key = tuple(str(b[c] or "") for c in ROW_KEY)
         k = {"top1_err": 1, "top5_err": 5}.get(metric)
         if k is None or key not in latest or int(b.get("n_runs") or 1) != 1:
             return None
-        if key not in cache:
-            cache[key] = outcomes.read(root, *latest[key])
-        got = cache[key]
+        if not printed_equal(side.error(key, k), b.get(f"{metric}_pct")):
+            return None  # a sidecar left from another publish: its images are not this number's
+        got = outcomes.read(root, *latest[key])  # decoded once per file (outcomes.read caches)
         return None if got is None else flips(side, key, k, *got)
 
     return flips_of

@@ -24,6 +24,7 @@ image per class).
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 import io
 import os
@@ -115,16 +116,33 @@ def _decode(z: Any) -> Outcomes:
 
 def read(root: str | os.PathLike, protocol: str, key: str) -> tuple[Any, str] | None:
     """``(outcomes, sample order hash)`` of the record ``key``, or None when it has none: a
-    :class:`SampleOutcomes` for a classification record, :class:`SegImageCounts` for segmentation."""
+    :class:`SampleOutcomes` for a classification record, :class:`SegImageCounts` for segmentation.
+
+    Decoded once per file version: a table reads a reference run's file for every shifted row
+    and metric. The arrays returned are read-only (they are shared between callers)."""
     path = path_for(root, protocol, key)
-    if not path.exists():
+    try:
+        st = path.stat()
+    except FileNotFoundError:
         return None
+    return _read_version(str(path), st.st_ino, st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=64)  # a 50k-image classification file decodes to ~0.6 MB
+def _read_version(path: str, inode: int, mtime_ns: int, size: int) -> tuple[Any, str]:
+    """One version of an outcomes file (files are replaced whole, by rename: a new version is a
+    new inode and time)."""
     try:
         with np.load(path) as z:
-            return _decode(z), str(z["order"])
+            out, order = _decode(z), str(z["order"])
     except (OSError, KeyError, ValueError) as exc:
         raise DgbenchError(f"{path}: unreadable per-image outcomes ({exc}); delete the file and rerun "
                            "that record with `dgbench run ... --force`") from None
+    for value in vars(out).values():
+        for array in value.values() if isinstance(value, dict) else [value]:
+            if isinstance(array, np.ndarray):
+                array.flags.writeable = False
+    return out, order
 
 
 def _condition(rec: dict[str, Any]) -> Any:
