@@ -44,7 +44,10 @@ def run_tiny(tmp_path, dataset, root, pairs=False, **options):
 @pytest.mark.parametrize("name", [*DOMAIN_SETS, GENERIC])
 def test_each_layout_runs_end_to_end(tmp_path, name):
     domains = DOMAIN_SETS[name].domains if name in DOMAIN_SETS else ("a", "b", "c")
-    root = make_tree(tmp_path / "data", domains)
+    n_classes = DOMAIN_SETS[name].num_classes if name in DOMAIN_SETS else len(CLASSES)
+    per_class = 3 if n_classes <= 10 else 1  # OfficeHome's 65, DomainNet's 345 classes: one image each
+    classes = CLASSES if name == GENERIC else tuple(f"class_{i:03d}" for i in range(n_classes))
+    root = make_tree(tmp_path / "data", domains, classes, per_class)
     summary = run_tiny(tmp_path, name, root, held_out=domains[0])
     assert summary.computed == 1
     rec = summary.records[0]
@@ -55,7 +58,7 @@ def test_each_layout_runs_end_to_end(tmp_path, name):
     assert [e["step"] for e in evals] == [1, 2]
     assert set(evals[-1]["acc"]) == set(domains)
     assert evals[-1]["acc"][domains[0]]["in"] is not None and evals[-1]["acc"][domains[1]]["in"] is None
-    assert rec["subset"]["splits"]["domains"][domains[1]]["out"] == 1  # round(0.2 * 6)
+    assert rec["subset"]["splits"]["domains"][domains[1]]["out"] == round(0.2 * n_classes * per_class)
     again = run_tiny(tmp_path, name, root, held_out=domains[0])  # stored: nothing recomputed
     assert again.computed == 0 and again.reused == 1
 

@@ -104,7 +104,7 @@ def run_cmd(
     intervals: bool = typer.Option(True, "--intervals/--no-intervals", help="appearance, cross-domain segmentation: 95 % intervals in the table (default on; Wilson for errors, bootstrap over images for drops and mIoU)"),
     held_out: Optional[str] = typer.Option(None, "--held-out", help="leave-one-out: only these held-out domains, comma-separated (default: each in turn)"),
     trials: Optional[int] = typer.Option(None, "--trials", help="leave-one-out: trials (splits and hyperparameter draws; default: the protocol's)"),
-    hparam_sets: Optional[int] = typer.Option(None, "--hparam-sets", help="leave-one-out: hyperparameter sets per trial, 0 = defaults, then random draws (default: the protocol's)"),
+    hparam_sets: Optional[int] = typer.Option(None, "--hparam-sets", help="leave-one-out: hyperparameter sets per trial, at least 1; set 0 is the defaults, sets 1.. random draws (default: the protocol's)"),
     algorithms: Optional[str] = typer.Option(None, "--algorithms", help="leave-one-out: training algorithms, comma-separated: erm, mixstyle (default: the protocol's)"),
     no_outcomes: bool = typer.Option(False, "--no-outcomes", help="appearance, cross-domain segmentation: do not keep per-image outcomes (segmentation: per-image confusion counts) beside the records (they feed `dgbench compare` and the intervals of drops and mIoU)"),
 ) -> None:

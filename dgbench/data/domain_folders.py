@@ -25,7 +25,7 @@ from typing import Any
 import torch
 
 from ..config import ENV_VARS, data_root
-from ..errors import DgbenchError
+from ..errors import CorruptImageError, DgbenchError
 from .base import indices_sha256
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -130,8 +130,12 @@ def _decode(path: str, size: int) -> torch.Tensor:
     from PIL import Image
     from torchvision.transforms.functional import pil_to_tensor
 
-    with Image.open(path) as im:
-        return pil_to_tensor(im.convert("RGB").resize((size, size), Image.BILINEAR))
+    try:
+        with Image.open(path) as im:
+            return pil_to_tensor(im.convert("RGB").resize((size, size), Image.BILINEAR))
+    except Exception as exc:  # PIL raises many kinds (UnidentifiedImageError, OSError, SyntaxError)
+        raise CorruptImageError(f"{path}: cannot decode image ({type(exc).__name__}: {exc}); "
+                                "replace or remove the file") from None
 
 
 def _scan_domain(root: Path, domain: str) -> dict[str, list[str]]:
@@ -176,6 +180,9 @@ def load_folder_domains(name: str, root: str | os.PathLike | None, size: int = 2
             extra = sorted(set(scans[d]) ^ set(classes))
             raise DgbenchError(f"{name}: the classes of {root / d} differ from those of {root / domains[0]} "
                                f"(not in both: {', '.join(extra[:5])})")
+    if spec and len(classes) != spec.num_classes:
+        raise DgbenchError(f"{name}: {root} has {len(classes)} class folders per domain, expected {spec.num_classes} "
+                           f"(is --data the {name} root, laid out root/<domain>/<class>/*.jpg?)")
     labels, keys, images = {}, {}, {}
     for d in domains:
         pairs = [(rel, c) for c, cls in enumerate(classes) for rel in scans[d][cls]]

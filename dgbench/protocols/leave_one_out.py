@@ -14,7 +14,8 @@ the stored records (:mod:`dgbench.results.model_selection`, :mod:`dgbench.result
   (:func:`dgbench.train.dg_algorithms.hparams`), each a record;
 * weights: ImageNet-initialized (``--pretrained``, the default) where the zoo has weights; the
   built-in set's small models start from scratch (their shipped weights have seen ``digits``, a
-  domain that is held out here);
+  domain that is held out here); a record's ``weights_sha256`` is the initial weights' digest as
+  the registry knows it before downloading (:func:`initial_weights_id`), None from scratch;
 * one record per (model, algorithm, held-out domains, trial, hparam set), stored as soon as its
   run ends; a run killed midway resumes from ``<results>/leave-one-out-runs/<model>/<key>/``.
 """
@@ -23,6 +24,7 @@ from __future__ import annotations
 import hashlib
 import itertools
 import time
+from pathlib import Path
 from typing import Any
 
 from ..config import results_dir
@@ -50,6 +52,11 @@ def _ints(value: Any, flag: str) -> int:
     return n
 
 
+def _given(options: dict[str, Any], key: str, default: Any) -> Any:
+    value = options.get(key)
+    return default if value is None else value
+
+
 def _names(value: Any) -> list[str]:
     items = value.split(",") if isinstance(value, str) else list(value)
     return [str(i).strip() for i in items if str(i).strip()]
@@ -75,14 +82,36 @@ def load_domains(dataset: str, root: Any, size: int = 224) -> Any:
 
 def model_names(model: Any, builtin: bool, builtin_all: list[str]) -> list[str]:
     """``all``: the protocol's ``builtin_models`` on the built-in set (else every small model), the
-    ResNet-18/50 and their IBN-a/b on the others; else the names given (short names on the built-in
-    set mean its small models)."""
+    ResNet-18/50 and their IBN-a/b on the others; else the names or globs given, as ``dgbench run``
+    reads them elsewhere (:func:`~dgbench.protocols.model_select.resolve_models`; on the built-in set
+    short names and globs mean its small models)."""
     from ..builtin.names import SMALL_MODELS, small_name_for
-    from ..models.registry import resolve_name
+    from ..models.external import is_external
+    from .model_select import pick_small, resolve_models
 
     if model == "all":
         return [small_name_for(m) for m in builtin_all or SMALL_MODELS] if builtin else list(ZOO_MODELS)
-    return [small_name_for(m) if builtin else resolve_name(m) for m in _names(model)]
+    names: list[str] = []
+    for m in _names(model):
+        if is_external(m):
+            raise DgbenchError(f"--model {m}: the leave-one-out protocol trains registry models only "
+                               "(`dgbench models` lists them)")
+        if builtin:
+            globbed = any(c in m for c in "*?[")
+            names += pick_small(m, SMALL_MODELS, small_name_for, "small model") if globbed else [small_name_for(m)]
+        else:
+            names += resolve_models(m, pretrained=False)  # a glob matches every zoo model it names
+    return list(dict.fromkeys(names))
+
+
+def initial_weights_id(model: str) -> str | None:
+    """What identifies a zoo model's published initial weights without downloading them: their full
+    sha256 where the registry knows it, else the hash prefix of their file name (torch hub's, checked
+    when the file is fetched), else their URL or shipped file."""
+    from ..models.registry import model_info
+
+    cfg = model_info(model).pretrained_cfg
+    return cfg.sha256 or cfg.sha256_prefix or cfg.url or cfg.file
 
 
 def held_out_sets(domains: tuple[str, ...], tests: list[str], pairs: bool) -> list[tuple[str, ...]]:
@@ -129,8 +158,9 @@ class LeaveOneOutProtocol(Protocol):
 
     def settings(self, req: RunRequest) -> dict[str, Any]:
         p, o = self.spec.params, req.options
-        return {"trials": _ints(o.get("trials") or p.get("trials", 1), "trials"),
-                "hparam_sets": _ints(o.get("hparam_sets") or p.get("hparam_sets", 1), "hparam-sets"),
+        # "is not None": a given 0 is the user's (and refused by _ints), not "use the spec's"
+        return {"trials": _ints(_given(o, "trials", p.get("trials", 1)), "trials"),
+                "hparam_sets": _ints(_given(o, "hparam_sets", p.get("hparam_sets", 1)), "hparam-sets"),
                 "algorithms": _names(o.get("algorithms") or p.get("algorithms", ["erm"]))}
 
     def rerun_request(self, dataset: str, rows: Any) -> RunRequest:
@@ -208,7 +238,7 @@ class _Job:
 
         return dict(
             task="classification", protocol=self.protocol, model=cfg.model, model_kwargs=dict(cfg.model_kwargs),
-            weights_sha256="imagenet" if cfg.pretrained else None, dataset=self.data.name,
+            weights_sha256=initial_weights_id(cfg.model) if cfg.pretrained else None, dataset=self.data.name,
             dataset_fingerprint=self.fingerprint, test_domain="+".join(held), seed=trial,
             subset={"algorithm": cfg.algorithm, "hparams_seed": h, "hparams": cfg.hparams, "held_out": list(held),
                     "splits": split_record(self.splits(trial), trial)},
@@ -216,21 +246,31 @@ class _Job:
                            "num_threads": cfg.num_threads},
             precision=self.rt.precision, limit=None)
 
+    def work_dir(self, model: str, key: str) -> Path:
+        return results_dir(self.req.results) / "leave-one-out-runs" / model / key
+
     def measure(self, name: str, algo: str, trial: int, h: int, held: tuple[str, ...]) -> list[dict[str, Any]]:
+        from ..train.domain_generalization import STATE_FILE
+
         cfg = self.config(name, algo, trial, h, held)
         ident = self.identity(cfg, trial, h, held)
-        return self.loop.unit([record_key(ident)], lambda missing, stored: [self.record(cfg, ident, missing[0])])[0]
+        key = record_key(ident)
+        records, computed = self.loop.unit([key], lambda missing, stored: [self.record(cfg, ident, missing[0])])
+        if computed:
+            # Only now, the record stored: a run killed before the store's append resumes from the
+            # finished state instead of training again. The record keeps what selection needs.
+            (self.work_dir(cfg.model, key) / STATE_FILE).unlink(missing_ok=True)
+        return records
 
     def record(self, cfg: Any, ident: dict[str, Any], key: str) -> dict[str, Any]:
-        from ..train.domain_generalization import train_run
+        from ..train.domain_generalization import STATE_FILE, train_run
 
-        work = results_dir(self.req.results) / "leave-one-out-runs" / cfg.model / key
-        if self.req.force and (work / "state.pt").is_file():
-            (work / "state.pt").unlink()  # --force: train again from the start
+        work = self.work_dir(cfg.model, key)
+        if self.req.force and (work / STATE_FILE).is_file():
+            (work / STATE_FILE).unlink()  # --force: train again from the start
         self.req.say(f"{cfg.model} / {cfg.algorithm}: held out {ident['test_domain']}, trial {ident['seed']}, "
                      f"hparams {ident['subset']['hparams_seed']}")
         r = train_run(cfg, self.data, self.splits(ident["seed"]), self.rt.device, work)
-        (work / "state.pt").unlink(missing_ok=True)  # finished: the record keeps what selection needs
         held = ident["subset"]["held_out"]
         last = r.evaluations[-1]["acc"]
         return new_record(

@@ -21,7 +21,7 @@ from typing import Any
 import pandas as pd
 
 from .check import CheckResult
-from .csvio import row_record
+from .csvio import fmt_number, row_record
 from .fixed_schema import column_tolerances, compare_rows, publish_pages, read_rows
 from .frame import MEASURED, as_text, records_to_frame, stat, variant_label
 from .kinds import KindHooks, ResultKind
@@ -120,16 +120,12 @@ def tables(frame: pd.DataFrame) -> list[TableData]:
     return out
 
 
-def _num(x: Any) -> str:
-    return "" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{float(x):.2f}"
-
-
 def leaderboard_rows(frame: pd.DataFrame) -> dict[tuple[str, str], list[list[str]]]:
     s = _summary(frame)
     out: dict[tuple[str, str], list[list[str]]] = {}
     for (dataset, protocol), g in s.groupby(["dataset", "protocol"], sort=True):
         rows = [[dataset, protocol, "classification", r["model"], r["model_kwargs"], r["algorithm"], r["selection"],
-                 r["test_domain"], str(int(r["n"])), str(int(r["hparam_sets"])), _num(r["acc"]), _num(r["se"]),
+                 r["test_domain"], str(int(r["n"])), str(int(r["hparam_sets"])), fmt_number(r["acc"]), fmt_number(r["se"]),
                  MEASURED, ""] for _, r in g.iterrows()]
         rows.sort(key=lambda row: (row[3], row[4], row[5], row[6], row[7] == AVERAGE, row[7]))
         out[(dataset, protocol)] = rows
@@ -195,7 +191,7 @@ def site_board(csv_path: Path, lb: pd.DataFrame) -> Board:
             by = {r["test_domain"]: r for _, r in g[(g["model"] == model) & (g["model_kwargs"] == kw)
                                                    & (g["algorithm"] == algo)].iterrows()}
             rows.append(Row(f"{variant_label(model, kw)} / {ALGORITHM_TITLES.get(algo, algo)}", MEASURED, "",
-                            [Cell(_num(by[c]["acc"]), "", _num(by[c]["se"]), int(by[c]["n"])) if c in by else None
+                            [Cell(fmt_number(by[c]["acc"]), "", fmt_number(by[c]["se"]), int(by[c]["n"])) if c in by else None
                              for c in cols], None))
         grids.append(Grid("top1_acc", KIND, cols, rows, heading=f"Held-out domain accuracy (%), selection: {method}",
                           caption="Trained on every domain but the column's; mean ± standard error over trials."))

@@ -81,9 +81,26 @@ class TrainResult:
     sidecar_data: dict[str, Any] = field(default_factory=dict)
 
 
+# cuBLAS (CUDA >= 10.2) refuses deterministic mode unless this is set before CUDA initialises.
+CUBLAS_ENV = "CUBLAS_WORKSPACE_CONFIG"
+CUBLAS_WORKSPACE = ":4096:8"
+
+
+def ensure_cublas_workspace() -> None:
+    """Set ``CUBLAS_WORKSPACE_CONFIG`` when unset, before any CUDA work; too late (CUDA already
+    initialised without it), one line saying what to export, instead of cuBLAS's error mid-training."""
+    if os.environ.get(CUBLAS_ENV):
+        return
+    if torch.cuda.is_initialized():
+        raise DgbenchError(f"deterministic training on CUDA needs {CUBLAS_ENV} set before CUDA starts: "
+                           f"export {CUBLAS_ENV}={CUBLAS_WORKSPACE} and run again")
+    os.environ[CUBLAS_ENV] = CUBLAS_WORKSPACE  # read by cuBLAS when CUDA initialises (later in this process)
+
+
 @contextlib.contextmanager
 def deterministic(seed: int, num_threads: int) -> Iterator[torch.Generator]:
     """Seed torch, fix the thread count, enforce deterministic kernels; restore on exit."""
+    ensure_cublas_workspace()
     prev_threads = torch.get_num_threads()
     prev_det = torch.are_deterministic_algorithms_enabled()
     prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()

@@ -12,23 +12,25 @@ Determinism and resume: the minibatch of step ``s`` is a function of (seed, doma
 (per-epoch permutations from a generator seeded by sha256; its augmentation, when the
 ``data_augmentation`` hyperparameter is on, likewise: :mod:`.dg_augment`), weights are seeded, the thread count
 is fixed (``num_threads``) and deterministic kernels enforced; at each evaluation the state
-(weights, optimizer, step, evaluations so far, RNG) is written atomically to ``work_dir``, and a
+(weights, optimizer, step, evaluations so far, the CPU, Python and CUDA random states:
+:mod:`.checkpointing`) is written atomically to ``work_dir``, and a
 run started again resumes from it with the same numbers as an uninterrupted one.
 """
 from __future__ import annotations
 
+import functools
 import hashlib
-import os
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
 
 from ..data.domain_folders import DomainData
+from ..shifts import normalize
+from .checkpointing import atomic_save, load_train_checkpoint, rng_state, set_rng_state
 from .classification import deterministic
 from .dg_algorithms import Algorithm, algorithm_class
 from .dg_augment import augment_batch
@@ -68,18 +70,20 @@ def batch_indices(pool: Sequence[int], batch: int, seed: int, domain: str, step:
     n, out, pos = len(pool), [], step * batch
     while len(out) < batch:
         epoch, offset = divmod(pos, n)
-        seed_e = int.from_bytes(hashlib.sha256(f"{seed}/{domain}/{epoch}".encode()).digest()[:8], "little")
-        perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed_e)).tolist()
-        take = perm[offset: offset + batch - len(out)]
+        take = epoch_permutation(seed, domain, epoch, n)[offset: offset + batch - len(out)]
         out += [pool[i] for i in take]
         pos += len(take)
     return out
 
 
-def _normalize(x: Tensor, data: DomainData, device: torch.device) -> Tensor:
-    mean = torch.tensor(data.mean, device=device).view(1, 3, 1, 1)
-    std = torch.tensor(data.std, device=device).view(1, 3, 1, 1)
-    return (x.to(device).float() / 255.0 - mean) / std
+# A run needs the current epoch of each training domain (and the next, at a boundary): 16 covers
+# DomainNet's five training domains (an order costs ~40 bytes an image, so only a few are kept).
+@functools.lru_cache(maxsize=16)
+def epoch_permutation(seed: int, domain: str, epoch: int, n: int) -> tuple[int, ...]:
+    """The order of epoch ``epoch`` of a pool of ``n``: a function of its arguments only, so it is
+    drawn once per epoch (cached) instead of once per step (a tuple: the cache's copy cannot change)."""
+    seed_e = int.from_bytes(hashlib.sha256(f"{seed}/{domain}/{epoch}".encode()).digest()[:8], "little")
+    return tuple(torch.randperm(n, generator=torch.Generator().manual_seed(seed_e)).tolist())
 
 
 @torch.no_grad()
@@ -92,7 +96,7 @@ def accuracy(algo: Algorithm, data: DomainData, domain: str, indices: Sequence[i
     correct = 0
     for i in range(0, len(indices), batch):
         idx = list(indices[i: i + batch])
-        pred = algo.predict(_normalize(data.load(domain, idx), data, device)).argmax(1).cpu()
+        pred = algo.predict(normalize(data.load(domain, idx).to(device), data.mean, data.std)).argmax(1).cpu()
         correct += int((pred == data.labels[domain][idx]).sum())
     algo.train()
     return 100.0 * correct / len(indices)
@@ -118,10 +122,17 @@ def build_algorithm(cfg: DGTrainConfig, num_classes: int, device: torch.device) 
 
 
 def _save_state(path: Path, algo: Algorithm, step: int, evaluations: list[dict[str, Any]]) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save({"algorithm": algo.state_dict(), "optimizer": algo.optimizer.state_dict(), "step": step,
-                "evaluations": evaluations, "rng": torch.get_rng_state()}, tmp)
-    os.replace(tmp, path)  # atomic: a killed run leaves the previous state whole
+    atomic_save({"algorithm": algo.state_dict(), "optimizer": algo.optimizer.state_dict(), "step": step,
+                 "evaluations": evaluations, "rng": rng_state()}, path)
+
+
+def _resume(state: Path, algo: Algorithm) -> tuple[int, list[dict[str, Any]]]:
+    """Load ``state`` (written by :func:`_save_state`) into ``algo``; its step and evaluations so far."""
+    saved = load_train_checkpoint(state)  # a damaged file: one line naming it
+    algo.load_state_dict(saved["algorithm"])
+    algo.optimizer.load_state_dict(saved["optimizer"])  # moves its tensors to the parameters' device
+    set_rng_state(saved["rng"])
+    return saved["step"], saved["evaluations"]
 
 
 def train_run(cfg: DGTrainConfig, data: DomainData, splits: dict[str, dict[str, list[int]]], device: torch.device,
@@ -135,11 +146,8 @@ def train_run(cfg: DGTrainConfig, data: DomainData, splits: dict[str, dict[str, 
         step, evaluations, resumed = 0, [], None
         state = work_dir / STATE_FILE if work_dir is not None else None
         if state is not None and state.is_file():
-            saved = torch.load(state, map_location=device, weights_only=True)
-            algo.load_state_dict(saved["algorithm"])
-            algo.optimizer.load_state_dict(saved["optimizer"])
-            step, evaluations, resumed = saved["step"], saved["evaluations"], saved["step"]
-            torch.set_rng_state(saved["rng"])
+            step, evaluations = _resume(state, algo)
+            resumed = step
         bs = int(cfg.hparams["batch_size"])
         loss = float("nan")
         while step < cfg.steps:
@@ -149,7 +157,7 @@ def train_run(cfg: DGTrainConfig, data: DomainData, splits: dict[str, dict[str, 
                 images = data.load(d, idx)
                 if cfg.hparams.get("data_augmentation"):
                     images = augment_batch(images, cfg.seed, d, step)
-                batches.append((_normalize(images, data, device), data.labels[d][idx].to(device)))
+                batches.append((normalize(images.to(device), data.mean, data.std), data.labels[d][idx].to(device)))
             loss = algo.update(batches)["loss"]
             step += 1
             if step % cfg.checkpoint_freq == 0 or step == cfg.steps:
@@ -158,7 +166,3 @@ def train_run(cfg: DGTrainConfig, data: DomainData, splits: dict[str, dict[str, 
                     state.parent.mkdir(parents=True, exist_ok=True)
                     _save_state(state, algo, step, evaluations)
     return DGRunResult(cfg, evaluations, resumed, time.perf_counter() - t0, algo.weights_sha256)
-
-
-def config_record(cfg: DGTrainConfig) -> dict[str, Any]:
-    return asdict(cfg)

@@ -54,8 +54,9 @@ from ..data.seg_base import IGNORE_INDEX, QuirkPolicy
 from ..data.seg_transforms import AugmentedSegmentation, SegAugment
 from ..errors import CheckpointError, DgbenchError
 from ..models.registry import IMAGENET_MEAN, IMAGENET_STD, create_model, model_info, resolve_name
-from ..models.weights import load_state_dict_strict, load_weights_only, sha256_file
+from ..models.weights import load_state_dict_strict, sha256_file
 from ..runtime import Runtime, resolve_device
+from .checkpointing import atomic_save, load_train_checkpoint, rng_state, set_rng_state
 
 CHECKPOINT = "checkpoint.pth"
 WEIGHTS = "model.pth"
@@ -167,32 +168,8 @@ def poly_lr(base: float, it: int, total: int, power: float) -> float:
     return base * (1 - it / total) ** power if it < total else 0.0
 
 
-def _rng_state() -> dict[str, Any]:
-    st: dict[str, Any] = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])}
-    if torch.cuda.is_available():
-        st["cuda"] = torch.cuda.get_rng_state_all()
-    return st
-
-
-def _set_rng_state(st: dict[str, Any]) -> None:
-    torch.set_rng_state(st["torch"])
-    random.setstate((3, tuple(st["python"]), None))
-    if "cuda" in st and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(st["cuda"])
-
-
-def _atomic_save(obj: Any, path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def _jsonable(cfg: SegTrainConfig) -> dict[str, Any]:
     return json.loads(json.dumps(asdict(cfg)))
-
-
-def load_train_checkpoint(path: Path) -> dict[str, Any]:
-    return load_weights_only(path, "training checkpoint")
 
 
 def _check_compatible(ckpt: dict[str, Any], cfg: SegTrainConfig, path: Path) -> None:
@@ -446,7 +423,7 @@ def _train(rt: Runtime, job: SegTrainJob) -> SegTrainResult:
     weights: Path | None = None
     if run.it >= run.total and rt.is_main:
         weights = out / WEIGHTS
-        _atomic_save(net.state_dict(), weights)
+        atomic_save(net.state_dict(), weights)
         (out / "model.json").write_text(json.dumps({"model": cfg.model, "model_kwargs": cfg.model_kwargs, "num_classes": cfg.num_classes, "config": _jsonable(cfg)}, indent=2))
     return SegTrainResult(out, out / CHECKPOINT, weights, run.it, run.total, run.losses, resumed_from)
 
@@ -474,14 +451,14 @@ class _Training:
         if ckpt.get("scaler") and self.scaler.is_enabled():
             self.scaler.load_state_dict(ckpt["scaler"])
         self.it = int(ckpt["iteration"])
-        _set_rng_state(ckpt["rng"])
+        set_rng_state(ckpt["rng"])
 
     def save(self, iteration: int) -> None:
         if not self.rt.is_main:
             return
-        _atomic_save({"model": self.net.state_dict(), "optimizer": self.opt.state_dict(),
+        atomic_save({"model": self.net.state_dict(), "optimizer": self.opt.state_dict(),
                       "scaler": self.scaler.state_dict(), "iteration": iteration, "total_iterations": self.total,
-                      "rng": _rng_state(), "config": _jsonable(self.job.config)}, self.ckpt_path)
+                      "rng": rng_state(), "config": _jsonable(self.job.config)}, self.ckpt_path)
 
     def fit(self) -> None:
         """Iterate from ``self.it`` to the stop, checkpointing every ``checkpoint_every`` and per epoch."""
