@@ -293,6 +293,8 @@ def test_builtin_protocol_on_the_digits(tmp_path):
     assert list(by) == ["digits", "typeset-digits", "scene-digit-crops"]
     assert by["digits"]["metrics"]["top1_err"] < by["typeset-digits"]["metrics"]["top1_err"]
     assert by["scene-digit-crops"]["num_samples"] == 619
+    # which released weights ran, recorded as the appearance records record it (not hashed into the key)
+    assert all(rec["weights_tag"] == "builtin" and rec["weights_source"] == "published weights" for rec in out.records)
 
 
 def test_committed_leaderboard_reruns_for_one_model(tmp_path):
