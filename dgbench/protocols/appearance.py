@@ -286,7 +286,7 @@ class _Run:
             if self.loop.store is not None and self.loop.write:
                 # per-image outcomes first (each file atomic), the loop appends the records after:
                 # a record never exists without its outcomes
-                outcomes.write_all(self.loop.store.root, self.proto.name, kept, self.sample_order(ds) if kept else "")
+                outcomes.write_all(self.loop.store.root, self.proto.name, kept, style_cache.sample_order(ds) if kept else "")
             return new
 
         records, new = self.loop.unit([k for _, k in keyed], compute)  # one engine pass for the model's shifts
@@ -307,11 +307,6 @@ class _Run:
         if isinstance(name, nn.Module):
             return True
         raise refuse_other_classes(name, scored, ds.name, ds.num_classes)
-
-    @staticmethod
-    def sample_order(ds: Any) -> str:
-        """The hash of the dataset's sample ids in order: outcome files pair image by image when it agrees."""
-        return outcomes.order_hash(style_cache.sample_id(ds, i) for i in range(len(ds)))
 
     def identity(self, m: nn.Module, name: Any, prep: Preprocess, ds: Any) -> dict[str, Any]:
         return model_identity(m, name, self.req, self.rt.precision, prep, ds, protocol=self.proto.name,

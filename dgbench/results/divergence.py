@@ -24,7 +24,7 @@ import pandas as pd
 
 from .conditions import natural
 from .csvio import row_record
-from .fixed_schema import column_tolerances, compare_rows, publish_pages, read_rows
+from .fixed_schema import column_tolerances, compare_rows, publish_pages, read_rows, split_kind
 from .frame import MEASURED, as_text, latest_config, records_to_frame, stat, variant_label
 from .kinds import KindHooks, ResultKind
 from .site_model import Board, Cell, Grid, Row
@@ -45,12 +45,7 @@ def is_divergence(frame: pd.DataFrame) -> pd.Series:
 
 def split(results: pd.DataFrame | Iterable[Mapping[str, Any]]) -> tuple[Any, pd.DataFrame]:
     """``(the other records, the divergence records as a records frame)``; a summary frame passes."""
-    if not isinstance(results, pd.DataFrame):
-        results = records_to_frame(results)
-    if "n" in results.columns and "source" in results.columns:  # already a summary: no divergence rows
-        return results, results.iloc[0:0]
-    mask = is_divergence(results)
-    return results[~mask], results[mask]
+    return split_kind(results, is_divergence)
 
 
 def summarize_divergence(frame: pd.DataFrame) -> pd.DataFrame:
