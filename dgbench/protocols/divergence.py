@@ -175,12 +175,12 @@ class _Run:
         return out
 
     def _identity(self, m: nn.Module, name: Any, prep: Preprocess, ds: Any, probes: list[Probe]) -> tuple[dict, dict]:
-        """The fields hashed into a record's key, and the ones that describe the execution."""
+        """The model's identity (its key fields and which weights ran), and the fields that describe the execution."""
         req = self.req
         base = dict(model_identity(m, name, req, self.rt.precision, prep, ds, protocol=self.proto.name,
                                    dataset=self.ds_name, subset=req.subset), kind="divergence")
-        extra = dict(dataset_info=ds.describe(), device=str(self.rt.device), batch_size=req.batch_size, world_size=self.rt.world_size,
-                     num_layers=len(probes), **self.stamp)
+        extra = dict(dataset_info=ds.describe(), device=str(self.rt.device), batch_size=req.batch_size,
+                     world_size=self.rt.world_size, num_layers=len(probes), **self.stamp)
         return base, extra
 
     def _model(self, name: Any, several: bool = False) -> tuple[list[dict[str, Any]], int]:

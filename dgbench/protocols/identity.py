@@ -20,7 +20,8 @@ def preprocessing_info(prep: Preprocess, model: nn.Module, ds: Any) -> dict[str,
     """The preprocessing a record's inputs went through: resize/crop, the model's normalisation, the decode."""
     cfg = model.pretrained_cfg  # type: ignore[attr-defined]
     info = {**prep.to_dict(), "mean": list(cfg.mean), "std": list(cfg.std)}
-    info["decode"] = getattr(ds, "decode_info", "PIL decode + antialiased resize (torchvision Resize/CenterCrop on PIL)" if ds.name == "imagenet" else ds.name)
+    on_pil = "PIL decode + antialiased resize (torchvision Resize/CenterCrop on PIL)"
+    info["decode"] = getattr(ds, "decode_info", on_pil if ds.name == "imagenet" else ds.name)
     return info
 
 
@@ -33,7 +34,8 @@ def model_identity(m: nn.Module, name: Any, req: RunRequest, precision: str, pre
     return dict(
         task="classification", protocol=protocol, model=getattr(m, "dgbench_name", type(m).__name__),
         model_kwargs=getattr(m, "variant_kwargs", {}), weights_sha256=getattr(m, "weights_sha256", None),
-        weights_source=weights_source(name, req.checkpoint, req.pretrained), weights_tag=getattr(m, "weights_tag", None),
+        weights_source=weights_source(name, req.checkpoint, req.pretrained),
+        weights_tag=getattr(m, "weights_tag", None),
         dataset=dataset, dataset_fingerprint=ds.fingerprint(), preprocessing=preprocessing_info(prep, m, ds),
         precision=precision, limit=req.limit, subset=subset, seed=model_seed(m, req.seed),
     )

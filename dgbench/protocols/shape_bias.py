@@ -155,9 +155,8 @@ class _Run:
         req = self.req
         base = dict(model_identity(m, name, req, self.rt.precision, prep, ds, protocol=self.proto.name,
                                    dataset=self.ds_name, subset=None), kind=KIND)
-        extra = dict(dataset_info=ds.describe(),
-                     categories=list(ds.category_names), device=str(self.rt.device), batch_size=req.batch_size,
-                     world_size=self.rt.world_size, **self.stamp)
+        extra = dict(dataset_info=ds.describe(), categories=list(ds.category_names), device=str(self.rt.device),
+                     batch_size=req.batch_size, world_size=self.rt.world_size, **self.stamp)
         return base, extra
 
     def _model(self, name: Any) -> tuple[dict[str, Any], int]:
