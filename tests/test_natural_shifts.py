@@ -220,6 +220,42 @@ def test_objectnet_mapping_missing_file(trees):
         build_dataset("objectnet")
 
 
+def test_v2_root_at_one_variant_serves_only_that_variant(trees, monkeypatch):
+    # the three ImageNet-V2 variants share DGBENCH_IMAGENET_V2: a root that is one extracted variant
+    # must not be read as the other two (it once was: all three then measured the same images)
+    one = trees / "v2" / "imagenetv2-threshold0.7-format-val"
+    monkeypatch.setenv("DGBENCH_IMAGENET_V2", str(one))
+    assert sorted(label for _, label in build_dataset("imagenet-v2-threshold-0.7").samples) == [1, 7]
+    for name, sub in (("imagenet-v2-matched-frequency", "imagenetv2-matched-frequency-format-val"),
+                      ("imagenet-v2-top-images", "imagenetv2-top-images-format-val")):
+        with pytest.raises(DgbenchError) as err:
+            build_dataset(name)
+        msg = str(err.value)
+        assert "\n" not in msg and str(one) in msg and f"no {sub}/ folder" in msg and "DGBENCH_IMAGENET_V2" in msg
+    # a variant's class folders under another name are refused too: nothing says which variant they are
+    renamed = trees / "v2" / "imagenetv2-top-images-format-val"
+    renamed.rename(trees / "mine")
+    with pytest.raises(DgbenchError, match="no imagenetv2-top-images-format-val/ folder"):
+        build_dataset("imagenet-v2-top-images", trees / "mine")
+
+
+@pytest.mark.parametrize("breakage, expected", [
+    ("id-not-mapped", "pytorch_to_imagenet_2012_id.json: no class index for ILSVRC2012_ID 2 ('imagenet label 1'"),
+    ("not-an-integer", "pytorch_to_imagenet_2012_id.json: entry '3': 'four' is not a class index"),
+])
+def test_objectnet_mapping_bad_entry_one_line(trees, breakage, expected):
+    path = trees / "objectnet-1.0" / "mappings" / "pytorch_to_imagenet_2012_id.json"
+    ids = json.loads(path.read_text())
+    if breakage == "id-not-mapped":
+        del ids[next(k for k, v in ids.items() if v == 2)]  # ILSVRC2012_ID 2: "imagenet label 1", Thing 1's
+    else:
+        ids["3"] = "four"
+    path.write_text(json.dumps(ids))
+    with pytest.raises(DgbenchError) as err:
+        build_dataset("objectnet")
+    assert "\n" not in str(err.value) and expected in str(err.value)
+
+
 def test_no_root_names_env_var_and_source(monkeypatch):
     monkeypatch.delenv("DGBENCH_IMAGENET_A", raising=False)
     with pytest.raises(DgbenchError) as err:
@@ -257,6 +293,8 @@ def test_builtin_protocol_on_the_digits(tmp_path):
     assert list(by) == ["digits", "typeset-digits", "scene-digit-crops"]
     assert by["digits"]["metrics"]["top1_err"] < by["typeset-digits"]["metrics"]["top1_err"]
     assert by["scene-digit-crops"]["num_samples"] == 619
+    # which released weights ran, recorded as the appearance records record it (not hashed into the key)
+    assert all(rec["weights_tag"] == "builtin" and rec["weights_source"] == "published weights" for rec in out.records)
 
 
 def test_committed_leaderboard_reruns_for_one_model(tmp_path):

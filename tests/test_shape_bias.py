@@ -147,9 +147,12 @@ def test_a_fixture_tree_runs_end_to_end(tmp_path: Path) -> None:
     assert len(ds) == 5 and ds[0][0].shape == (3, 224, 224)
     assert [names[s] for s in ds.shape_labels] == ["airplane", "bear", "bird", "boat", "knife"]
     assert [names[t] for t in ds.texture_labels] == ["bicycle", "cat", "bird", "car", "oven"]
-    summary = run_protocol("shape-bias", RunRequest(model=Oracle(), data=tree, results=tmp_path / "res",
+    tagged = Oracle()
+    tagged.weights_tag = "a_release"  # which released weights ran: recorded beside the key, not in it
+    summary = run_protocol("shape-bias", RunRequest(model=tagged, data=tree, results=tmp_path / "res",
                                                     device="cpu", progress=False))
     (rec,) = summary.records
+    assert rec["weights_tag"] == "a_release" and rec["weights_source"] == "module passed by the caller"
     assert summary.dataset == "cue-conflict" and rec["kind"] == "shape-bias"
     assert rec["decisions"] == {"shape": 2, "texture": 1, "other": 1, "excluded": 1}
     assert all(isinstance(v, int) for v in rec["decisions"].values())

@@ -28,11 +28,10 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..data.base import ClassificationDataset, Preprocess, register_dataset
 from ..errors import DgbenchError
-from .digits import INPUT_SIZE, LEVELS, NUM_CLASSES, PREPROCESS, digit_images
+from .digits import INPUT_SIZE, LEVELS, NUM_CLASSES, PREPROCESS, digit_images, prepare_grey
 from .domains import CUE_CONFLICT_DOMAINS
 
 NAME = "digit-cue-conflict"
@@ -70,21 +69,6 @@ def generate(seed: int = SEED, per_pair: int = PER_PAIR) -> tuple[np.ndarray, np
     return np.stack(images), np.array(shapes, dtype=np.int64), np.array(textures, dtype=np.int64)
 
 
-def _prepare(grey: torch.Tensor, p: Preprocess) -> torch.Tensor:
-    """uint8 ``[N, 32, 32]`` -> RGB ``[N, 3, crop, crop]``: resized to ``resize_size`` (nearest is
-    lossless at the models' own 32) and center-cropped, as the dataset contract says."""
-    if p.crop_size > p.resize_size:
-        raise DgbenchError(f"crop {p.crop_size} larger than resize {p.resize_size} for {NAME}")
-    x = grey[:, None].float()
-    if p.resize_size != x.shape[-1]:
-        mode = "nearest" if p.interpolation == "nearest" else "bilinear"
-        x = F.interpolate(x, size=(p.resize_size,) * 2, mode=mode, **({} if mode == "nearest" else
-                                                                       {"antialias": True, "align_corners": False}))
-    off = (p.resize_size - p.crop_size) // 2
-    x = x[:, :, off:off + p.crop_size, off:off + p.crop_size].round().clamp(0, 255).to(torch.uint8)
-    return x.expand(-1, 3, -1, -1).contiguous()
-
-
 class DigitCueConflict(ClassificationDataset):
     """The built-in cue-conflict digits as ``(uint8 [3, 32, 32], shape label)``; the texture
     labels and the category map (each digit is its own category) beside them."""
@@ -100,7 +84,7 @@ class DigitCueConflict(ClassificationDataset):
         self.preprocess = preprocess or PREPROCESS
         grey, shapes, textures = generate()
         self.grey = grey
-        self.images = _prepare(torch.from_numpy(grey), self.preprocess)
+        self.images = prepare_grey(torch.from_numpy(grey), self.preprocess, NAME)
         self.shape_labels, self.texture_labels = shapes.tolist(), textures.tolist()
 
     def __len__(self) -> int:

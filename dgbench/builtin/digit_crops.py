@@ -16,12 +16,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..data.base import ClassificationDataset, Preprocess, register_dataset
 from ..errors import DgbenchError
 from .digit_scenes import CELL, GRID, make_scenes
-from .digits import NUM_CLASSES, PREPROCESS
+from .digits import NUM_CLASSES, PREPROCESS, prepare_grey
 from .domains import NATURAL_DIGIT_DOMAINS
 
 DOMAIN = NATURAL_DIGIT_DOMAINS[0]
@@ -62,19 +61,7 @@ class SceneDigitCrops(ClassificationDataset):
         self.preprocess = preprocess or PREPROCESS
         grey, labels = crops()
         self.grey, self.labels = grey, torch.from_numpy(labels)
-        self.images = self._prepare(torch.from_numpy(grey)[:, None].float())
-
-    def _prepare(self, x: torch.Tensor) -> torch.Tensor:
-        p = self.preprocess
-        if p.crop_size > p.resize_size:
-            raise DgbenchError(f"crop {p.crop_size} larger than resize {p.resize_size} for {self.name}")
-        if p.resize_size != CELL:
-            mode = "nearest" if p.interpolation == "nearest" else "bilinear"
-            kw = {} if mode == "nearest" else {"antialias": True, "align_corners": False}
-            x = F.interpolate(x, size=(p.resize_size, p.resize_size), mode=mode, **kw).round().clamp(0, 255)
-        off = (p.resize_size - p.crop_size) // 2
-        x = x[:, :, off : off + p.crop_size, off : off + p.crop_size]
-        return x.to(torch.uint8).expand(-1, 3, -1, -1).contiguous()
+        self.images = prepare_grey(torch.from_numpy(grey), self.preprocess, self.name)
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -117,14 +117,31 @@ def to_rgb(images: np.ndarray | torch.Tensor, size: int = INPUT_SIZE, interpolat
     available for models whose preprocessing asks for it.
     """
     v = torch.as_tensor(np.asarray(images), dtype=torch.float32)
-    grey = torch.round(v * 255.0 / LEVELS)[:, None]  # [N, 1, 8, 8], exact integers 0..255
-    if size != grey.shape[-1]:
+    return grey_to_rgb(torch.round(v * 255.0 / LEVELS), size, size, interpolation)  # exact integers 0..255
+
+
+def grey_to_rgb(grey: torch.Tensor, size: int, crop: int, interpolation: str = "nearest") -> torch.Tensor:
+    """Square grey images ``[N, H, W]`` of integer values 0..255 -> uint8 RGB ``[N, 3, crop, crop]``:
+    resized to ``size`` (nearest; otherwise that mode antialiased, then rounded), centre-cropped to
+    ``crop``, the grey replicated to three channels. Every built-in image set is prepared by it."""
+    x = torch.as_tensor(grey)[:, None].float()
+    if size != x.shape[-1]:
         if interpolation == "nearest":
-            grey = F.interpolate(grey, size=(size, size), mode="nearest")
+            x = F.interpolate(x, size=(size, size), mode="nearest")
         else:
-            grey = F.interpolate(grey, size=(size, size), mode=interpolation, antialias=True, align_corners=False)
-            grey = grey.round().clamp(0, 255)
-    return grey.to(torch.uint8).expand(-1, 3, -1, -1).contiguous()
+            x = F.interpolate(x, size=(size, size), mode=interpolation, antialias=True, align_corners=False)
+            x = x.round().clamp(0, 255)
+    off = (size - crop) // 2
+    return x[:, :, off : off + crop, off : off + crop].to(torch.uint8).expand(-1, 3, -1, -1).contiguous()
+
+
+def prepare_grey(grey: torch.Tensor, p: Preprocess, name: str) -> torch.Tensor:
+    """Grey images (integer values 0..255) as the dataset contract says: resize the shorter side to
+    ``resize_size`` (nearest is lossless at the models' own sizes; any other interpolation is
+    antialiased bilinear), centre-crop ``crop_size``, three channels."""
+    if p.crop_size > p.resize_size:
+        raise DgbenchError(f"crop {p.crop_size} larger than resize {p.resize_size} for {name}")
+    return grey_to_rgb(grey, p.resize_size, p.crop_size, "nearest" if p.interpolation == "nearest" else "bilinear")
 
 
 def digit_tensors(domain: str, split: str = "train", *, seed: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -156,14 +173,8 @@ class DigitsDataset(ClassificationDataset):
         self.images = self._prepare(self.glyphs)
 
     def _prepare(self, glyphs: np.ndarray) -> torch.Tensor:
-        """Resize the shorter side to ``resize_size`` and center-crop ``crop_size``, as the contract says."""
-        p = self.preprocess
-        interp = "nearest" if p.interpolation == "nearest" else "bilinear"
-        x = to_rgb(glyphs, size=p.resize_size, interpolation=interp)
-        off = (p.resize_size - p.crop_size) // 2
-        if p.crop_size > p.resize_size:
-            raise DgbenchError(f"crop {p.crop_size} larger than resize {p.resize_size} for {self.name}")
-        return x[:, :, off : off + p.crop_size, off : off + p.crop_size].contiguous()
+        grey = torch.round(torch.as_tensor(np.asarray(glyphs), dtype=torch.float32) * 255.0 / LEVELS)
+        return prepare_grey(grey, self.preprocess, self.name)
 
     def __len__(self) -> int:
         return len(self.labels)

@@ -101,9 +101,15 @@ def resolve_root(s: NaturalSet, root: str | os.PathLike | None) -> Path:
     if found is None:
         raise DatasetNotFoundError(f"no {s.name} folder given: {where(s)}")
     if s.subdir and (found / s.subdir).is_dir():
-        found = found / s.subdir
+        return found / s.subdir
     if not found.is_dir():
         raise DatasetNotFoundError(f"{found}: does not exist or is not a folder; {where(s)}")
+    sharing = [o.name for o in SETS.values() if o.env == s.env and o is not s]
+    if s.subdir and sharing and found.name != s.subdir:
+        # Sets sharing one variable differ only by their sub-folder: taking the root itself would
+        # measure one set's images under every name (ImageNet-V2's three variants).
+        raise DatasetNotFoundError(f"{found}: no {s.subdir}/ folder in it for {s.name} ({ENV_VARS[s.env]} also "
+                                   f"holds {', '.join(sharing)}); point it at the folder holding {s.subdir}/")
     return found
 
 
@@ -142,6 +148,18 @@ def _read_json(path: Path) -> dict[str, Any]:
     return data
 
 
+def _pytorch_indices(path: Path, pytorch_ids: dict[str, Any]) -> dict[int, int]:
+    """ILSVRC2012_ID -> class index, from the file's ``{"index": id}`` entries (integers as text or numbers)."""
+    out: dict[int, int] = {}
+    for k, v in pytorch_ids.items():
+        try:
+            out[int(v)] = int(k)
+        except (TypeError, ValueError):
+            raise DatasetNotFoundError(f"{path}: entry {k!r}: {v!r} is not a class index -> ILSVRC2012_ID pair "
+                                       "of integers") from None
+    return out
+
+
 def objectnet_classes(mappings: Path) -> dict[str, tuple[int, ...]]:
     """ObjectNet folder -> the ImageNet class indices it maps to, for its overlapping classes, read
     from the dataset's own ``mappings/`` (its files and their formats as ObjectNet ships them)."""
@@ -152,7 +170,7 @@ def objectnet_classes(mappings: Path) -> dict[str, tuple[int, ...]]:
     to_imagenet = _read_json(mappings / "objectnet_to_imagenet_1k.json")
     pytorch_ids = _read_json(mappings / "pytorch_to_imagenet_2012_id.json")
     labels = (mappings / "imagenet_to_label_2012_v2").read_text().splitlines()  # line i: ILSVRC2012_ID i + 1
-    id_to_index = {int(v): int(k) for k, v in pytorch_ids.items()}
+    id_to_index = _pytorch_indices(mappings / "pytorch_to_imagenet_2012_id.json", pytorch_ids)
     label_folder = {v: k for k, v in folder_label.items()}
     out: dict[str, tuple[int, ...]] = {}
     for on_label, names in to_imagenet.items():
@@ -163,7 +181,12 @@ def objectnet_classes(mappings: Path) -> dict[str, tuple[int, ...]]:
             if name not in labels:
                 raise DatasetNotFoundError(f"{mappings / 'imagenet_to_label_2012_v2'}: no line {name!r} "
                                            f"(named for {on_label!r} in objectnet_to_imagenet_1k.json)")
-            idx.append(id_to_index[labels.index(name) + 1])
+            ilsvrc_id = labels.index(name) + 1
+            if ilsvrc_id not in id_to_index:
+                raise DatasetNotFoundError(f"{mappings / 'pytorch_to_imagenet_2012_id.json'}: no class index for "
+                                           f"ILSVRC2012_ID {ilsvrc_id} ({name!r}, line {ilsvrc_id} of "
+                                           "imagenet_to_label_2012_v2)")
+            idx.append(id_to_index[ilsvrc_id])
         out[label_folder[on_label]] = tuple(sorted(set(idx)))
     if len(out) != OBJECTNET_OVERLAP:
         raise DatasetNotFoundError(f"{mappings / 'objectnet_to_imagenet_1k.json'}: maps {len(out)} ObjectNet classes "

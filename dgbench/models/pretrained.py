@@ -176,8 +176,3 @@ def released_weights(name: str) -> tuple[PretrainedCfg, ...]:
     """The released weights of the zoo architecture ``name``, the default first; without any, one
     config that says so (the preprocessing still applies to a checkpoint passed by path)."""
     return RELEASED.get(name) or (PretrainedCfg(source="no published weights"),)
-
-
-def pretrained_cfg_for(name: str) -> PretrainedCfg:
-    """The default weights' configuration of a zoo architecture (see :func:`released_weights`)."""
-    return released_weights(name)[0]

@@ -37,9 +37,9 @@ from ..runtime import Runtime
 from ..shifts import ShiftSpec
 from . import style_cache
 from .base import Note, Protocol, RunRequest, RunSummary, reject_options
+from .identity import model_identity
 from .measure import MeasureLoop
-from .model_select import (build_model, model_cfg, model_seed, refuse_other_classes, resolve_models, scored_classes,
-                           split_names, weights_source)
+from .model_select import build_model, model_cfg, refuse_other_classes, resolve_models, scored_classes, split_names
 from .specs import protocol_shifts
 
 BUILTIN_OFFLINE = DIGIT_DOMAINS  # datasets without Monet renderings, unless they say otherwise
@@ -171,13 +171,6 @@ def image_source(spec: ShiftSpec, ds: Any, prep: Preprocess, cache_root: Path | 
 
 
 # ----------------------------------------------------------------------------- the protocol
-def _preprocessing_info(prep: Preprocess, model: nn.Module, ds: Any) -> dict[str, Any]:
-    cfg = model.pretrained_cfg  # type: ignore[attr-defined]
-    info = {**prep.to_dict(), "mean": list(cfg.mean), "std": list(cfg.std)}
-    info["decode"] = getattr(ds, "decode_info", "PIL decode + antialiased resize (torchvision Resize/CenterCrop on PIL)" if ds.name == "imagenet" else ds.name)
-    return info
-
-
 class AppearanceProtocol(Protocol):
     """``kind = "appearance"``: models x shifts of one classification dataset (Table 1's shape).
 
@@ -284,16 +277,16 @@ class _Run:
         if not self.fits(name, m, mcfg, ds, several):
             return
         m = m or build_model(name, pretrained=req.pretrained, checkpoint=req.checkpoint, seed=req.seed, kwargs=req.model_kwargs)
-        base = self.identity(m, prep, ds)
+        base = self.identity(m, name, prep, ds)
         keyed, sources = self.keyed_shifts(ds, prep, base)
 
         def compute(missing: list[str], stored: dict[str, Any]) -> list[dict[str, Any]]:
             todo = [(s, k) for s, k in keyed if k in missing]
-            new, kept = self.evaluate(m, ds, name, base, todo, keyed[0], stored, sources)
+            new, kept = self.evaluate(m, ds, base, todo, keyed[0], stored, sources)
             if self.loop.store is not None and self.loop.write:
                 # per-image outcomes first (each file atomic), the loop appends the records after:
                 # a record never exists without its outcomes
-                outcomes.write_all(self.loop.store.root, self.proto.name, kept, self.sample_order(ds) if kept else "")
+                outcomes.write_all(self.loop.store.root, self.proto.name, kept, style_cache.sample_order(ds) if kept else "")
             return new
 
         records, new = self.loop.unit([k for _, k in keyed], compute)  # one engine pass for the model's shifts
@@ -315,19 +308,9 @@ class _Run:
             return True
         raise refuse_other_classes(name, scored, ds.name, ds.num_classes)
 
-    @staticmethod
-    def sample_order(ds: Any) -> str:
-        """The hash of the dataset's sample ids in order: outcome files pair image by image when it agrees."""
-        return outcomes.order_hash(style_cache.sample_id(ds, i) for i in range(len(ds)))
-
-    def identity(self, m: nn.Module, prep: Preprocess, ds: Any) -> dict[str, Any]:
-        req = self.req
-        return dict(
-            task="classification", protocol=self.proto.name, model=getattr(m, "dgbench_name", type(m).__name__),
-            model_kwargs=getattr(m, "variant_kwargs", {}), weights_sha256=getattr(m, "weights_sha256", None),
-            dataset=ds.name, dataset_fingerprint=ds.fingerprint(), preprocessing=_preprocessing_info(prep, m, ds),
-            precision=self.rt.precision, limit=req.limit, subset=req.subset, seed=model_seed(m, req.seed),
-        )
+    def identity(self, m: nn.Module, name: Any, prep: Preprocess, ds: Any) -> dict[str, Any]:
+        return model_identity(m, name, self.req, self.rt.precision, prep, ds, protocol=self.proto.name,
+                              dataset=ds.name, subset=self.req.subset)
 
     def keyed_shifts(self, ds: Any, prep: Preprocess, base: dict[str, Any]) -> tuple[list[tuple[ShiftSpec, str]], dict[str, Any]]:
         """Each shift as run (fallbacks applied; an image shift names what rendered it) and its key."""
@@ -341,7 +324,7 @@ class _Run:
             keyed.append((s, record_key({**base, "shift": s.name, "shift_spec": s.to_dict()})))
         return keyed, sources
 
-    def evaluate(self, m: nn.Module, ds: Any, name: Any, base: dict[str, Any], todo: list[tuple[ShiftSpec, str]],
+    def evaluate(self, m: nn.Module, ds: Any, base: dict[str, Any], todo: list[tuple[ShiftSpec, str]],
                  ref: tuple[ShiftSpec, str], stored: dict[str, Any], sources: dict[str, Any]
                  ) -> tuple[list[dict[str, Any]], dict[str, SampleOutcomes]]:
         """The new records, and their per-image outcomes by record key (none with --no-outcomes or no store)."""
@@ -362,7 +345,6 @@ class _Run:
                 **base, shift=s.name, shift_spec=s.to_dict(), reference=None if is_ref else ref_spec.name,
                 metrics=metrics, drop={} if is_ref else {m_: metrics[m_] - ref_metrics[m_] for m_ in metrics},
                 num_samples=res.num_samples, skipped_corrupt=res.skipped_corrupt, skipped_files=res.skipped_files[:100],
-                weights_source=weights_source(name, req.checkpoint, req.pretrained), weights_tag=getattr(m, "weights_tag", None),
                 dataset_info=ds.describe(), device=res.device, batch_size=req.batch_size, world_size=res.world_size,
                 duration_s=res.duration_s, images_per_s=res.images_per_s,
                 forward_images_per_s=res.num_samples * len(todo) / res.duration_s if res.duration_s else None,

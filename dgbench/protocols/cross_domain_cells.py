@@ -107,6 +107,8 @@ def cross_domain(
             if ev.outcomes is not None:
                 kept[key] = (ev.outcomes, ds)
         if loop.store is not None and loop.write:
+            from .style_cache import sample_order  # the image-shift machinery, only once outcomes are written
+
             # per-image outcomes first (each file atomic), the loop appends the records after:
             # a record never exists without its outcomes
             for key, (out, ds) in kept.items():
@@ -139,13 +141,6 @@ def _cells(model_name: str, domains: Sequence[Domain], task: str, record_fields:
         base.update(record_fields or {})
         cells[record_key(base)] = (train.name, test.name, base, ds)
     return models, cells
-
-
-def sample_order(ds: Any) -> str:
-    """The hash of a test set's sample ids in order (outcome files pair image by image when it agrees)."""
-    from .style_cache import sample_id
-
-    return outcomes.order_hash(sample_id(ds, i) for i in range(len(ds)))
 
 
 def _with_drop(rec: dict[str, Any], known: dict[str, dict[str, Any]], cells: dict[str, Any]) -> dict[str, Any]:

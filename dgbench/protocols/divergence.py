@@ -32,6 +32,7 @@ from ..runtime import Runtime
 from ..shifts import ShiftSpec
 from .base import Protocol, RunRequest, RunSummary, reject_options
 from .divergence_pairs import DomainPair, check_names, class_halves, parse_pairs
+from .identity import model_identity
 from .measure import MeasureLoop
 
 ORIGIN = ShiftSpec("origin", "origin")
@@ -174,22 +175,12 @@ class _Run:
         return out
 
     def _identity(self, m: nn.Module, name: Any, prep: Preprocess, ds: Any, probes: list[Probe]) -> tuple[dict, dict]:
-        """The fields hashed into a record's key, and the ones that describe the execution."""
-        from .appearance import _preprocessing_info
-        from .model_select import model_seed, weights_source
-
+        """The model's identity (its key fields and which weights ran), and the fields that describe the execution."""
         req = self.req
-        base = dict(
-            task="classification", kind="divergence", protocol=self.proto.name,
-            model=getattr(m, "dgbench_name", type(m).__name__), model_kwargs=getattr(m, "variant_kwargs", {}),
-            weights_sha256=getattr(m, "weights_sha256", None), dataset=self.ds_name,
-            dataset_fingerprint=ds.fingerprint(), preprocessing=_preprocessing_info(prep, m, ds),
-            precision=self.rt.precision, limit=req.limit, subset=req.subset, seed=model_seed(m, req.seed),
-        )
-        extra = dict(weights_source=weights_source(name, req.checkpoint, req.pretrained), dataset_info=ds.describe(),
-                     weights_tag=getattr(m, "weights_tag", None),
-                     device=str(self.rt.device), batch_size=req.batch_size, world_size=self.rt.world_size,
-                     num_layers=len(probes), **self.stamp)
+        base = dict(model_identity(m, name, req, self.rt.precision, prep, ds, protocol=self.proto.name,
+                                   dataset=self.ds_name, subset=req.subset), kind="divergence")
+        extra = dict(dataset_info=ds.describe(), device=str(self.rt.device), batch_size=req.batch_size,
+                     world_size=self.rt.world_size, num_layers=len(probes), **self.stamp)
         return base, extra
 
     def _model(self, name: Any, several: bool = False) -> tuple[list[dict[str, Any]], int]:

@@ -25,8 +25,9 @@ from ..results.store import ResultStore
 from ..runtime import Runtime
 from ..shifts import ShiftSpec
 from .base import Protocol, RunRequest, RunSummary, reject_options
+from .identity import model_identity
 from .measure import MeasureLoop
-from .model_select import build_model, model_cfg, model_seed, refuse_other_classes, scored_classes, weights_source
+from .model_select import build_model, model_cfg, refuse_other_classes, scored_classes
 
 CLEAN = ShiftSpec("origin", "origin")  # each test set is run as it is
 
@@ -158,20 +159,14 @@ class _Run:
     def measure(self, m: nn.Module, name: Any, ts: str, ds: Any, prep: Preprocess,
                 clean_metrics: dict[str, float] | None) -> dict[str, Any]:
         """One (model, test set) record: stored, or measured in one engine pass now."""
-        from .appearance import _preprocessing_info
-
         req = self.req
         class_map = getattr(getattr(ds, "base", ds), "class_map", None)
         spec = {"test_set": ts, "classes": int(ds.num_classes),
                 "scoring": "logits restricted to the set's classes (max over each class's ImageNet classes)"
                 if class_map is not None else "all classes of the model"}
-        base = dict(
-            task="classification", kind="natural-shifts", protocol=self.proto.name,
-            model=getattr(m, "dgbench_name", type(m).__name__), model_kwargs=getattr(m, "variant_kwargs", {}),
-            weights_sha256=getattr(m, "weights_sha256", None), dataset=self.clean,
-            dataset_fingerprint=ds.fingerprint(), preprocessing=_preprocessing_info(prep, m, ds),
-            precision=self.rt.precision, limit=req.limit, subset=req.subset, seed=model_seed(m, req.seed),
-            shift=ts, shift_spec=spec)
+        base = dict(model_identity(m, name, req, self.rt.precision, prep, ds, protocol=self.proto.name,
+                                   dataset=self.clean, subset=req.subset),
+                    kind="natural-shifts", shift=ts, shift_spec=spec)
         key = record_key(base)
 
         def compute(missing: list[str], stored: dict[str, Any]) -> list[dict[str, Any]]:
@@ -187,7 +182,6 @@ class _Run:
             return [new_record(**base, reference=None if is_ref else self.clean, metrics=metrics, drop=drop,
                                num_samples=res.num_samples, skipped_corrupt=res.skipped_corrupt,
                                skipped_files=res.skipped_files[:100],
-                               weights_source=weights_source(name, req.checkpoint, req.pretrained),
                                dataset_info=ds.describe(), device=res.device, batch_size=req.batch_size,
                                world_size=res.world_size, duration_s=res.duration_s, images_per_s=res.images_per_s)]
 

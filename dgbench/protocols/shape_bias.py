@@ -28,6 +28,7 @@ from ..results.record import git_commit, new_record, record_key, versions
 from ..results.store import ResultStore
 from ..runtime import Runtime
 from .base import Protocol, RunRequest, RunSummary, reject_options
+from .identity import model_identity
 from .measure import MeasureLoop
 
 KIND = "shape-bias"
@@ -151,18 +152,11 @@ class _Run:
         return found
 
     def _identity(self, m: nn.Module, name: Any, prep: Preprocess, ds: Any) -> tuple[dict, dict]:
-        from .appearance import _preprocessing_info
-        from .model_select import model_seed, weights_source
-
         req = self.req
-        base = dict(task="classification", kind=KIND, protocol=self.proto.name,
-                    model=getattr(m, "dgbench_name", type(m).__name__), model_kwargs=getattr(m, "variant_kwargs", {}),
-                    weights_sha256=getattr(m, "weights_sha256", None), dataset=self.ds_name,
-                    dataset_fingerprint=ds.fingerprint(), preprocessing=_preprocessing_info(prep, m, ds),
-                    precision=self.rt.precision, limit=req.limit, subset=None, seed=model_seed(m, req.seed))
-        extra = dict(weights_source=weights_source(name, req.checkpoint, req.pretrained), dataset_info=ds.describe(),
-                     categories=list(ds.category_names), device=str(self.rt.device), batch_size=req.batch_size,
-                     world_size=self.rt.world_size, **self.stamp)
+        base = dict(model_identity(m, name, req, self.rt.precision, prep, ds, protocol=self.proto.name,
+                                   dataset=self.ds_name, subset=None), kind=KIND)
+        extra = dict(dataset_info=ds.describe(), categories=list(ds.category_names), device=str(self.rt.device),
+                     batch_size=req.batch_size, world_size=self.rt.world_size, **self.stamp)
         return base, extra
 
     def _model(self, name: Any) -> tuple[dict[str, Any], int]:

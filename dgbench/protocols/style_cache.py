@@ -39,6 +39,7 @@ from PIL import Image
 from ..config import cache_dir
 from ..data.base import Preprocess
 from ..errors import DgbenchError, SpecError
+from ..results.outcomes import order_hash
 from ..results.record import fingerprint
 from ..shifts import ShiftSpec, check_params, render_image_shift
 
@@ -50,6 +51,11 @@ def sample_id(dataset: Any, index: int) -> str:
     """The dataset's stable id of sample ``index`` (its ``sample_id``), else the zero-padded index."""
     fn = getattr(dataset, "sample_id", None)
     return fn(index) if fn is not None else f"{index:08d}"
+
+
+def sample_order(dataset: Any) -> str:
+    """The hash of the dataset's sample ids in order: per-image outcome files pair image by image when it agrees."""
+    return order_hash(sample_id(dataset, i) for i in range(len(dataset)))
 
 
 def pin(spec: ShiftSpec) -> ShiftSpec:

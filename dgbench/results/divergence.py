@@ -24,11 +24,11 @@ import pandas as pd
 
 from .conditions import natural
 from .csvio import row_record
-from .fixed_schema import column_tolerances, compare_rows, publish_pages, read_rows
+from .fixed_schema import column_tolerances, compare_rows, publish_pages, read_rows, split_kind
 from .frame import MEASURED, as_text, latest_config, records_to_frame, stat, variant_label
 from .kinds import KindHooks, ResultKind
 from .site_model import Board, Cell, Grid, Row
-from .tabledata import NoResultsError, TableData
+from .tabledata import NoResultsError, TableData, fmt_stat
 
 KIND = "divergence"
 METRIC = "divergence"
@@ -45,12 +45,7 @@ def is_divergence(frame: pd.DataFrame) -> pd.Series:
 
 def split(results: pd.DataFrame | Iterable[Mapping[str, Any]]) -> tuple[Any, pd.DataFrame]:
     """``(the other records, the divergence records as a records frame)``; a summary frame passes."""
-    if not isinstance(results, pd.DataFrame):
-        results = records_to_frame(results)
-    if "n" in results.columns and "source" in results.columns:  # already a summary: no divergence rows
-        return results, results.iloc[0:0]
-    mask = is_divergence(results)
-    return results[~mask], results[mask]
+    return split_kind(results, is_divergence)
 
 
 def summarize_divergence(frame: pd.DataFrame) -> pd.DataFrame:
@@ -85,12 +80,6 @@ def _pairs(s: pd.DataFrame) -> list[tuple[str, str, str]]:
 
 
 # ----------------------------------------------------------------------------- table
-def fmt(x: float, se: float = math.nan) -> str:
-    if x is None or math.isnan(x):
-        return "–"
-    return f"{x:.{DECIMALS}f}" + ("" if se is None or math.isnan(se) else f" ± {se:.{DECIMALS}f}")
-
-
 def divergence_tables(frame: pd.DataFrame) -> list[Any]:
     """One :class:`~.tables.TableData` per (dataset, protocol, pair): layers x models."""
     s = frame if "n" in frame.columns and METRIC in frame.columns else summarize_divergence(frame)
@@ -108,7 +97,7 @@ def divergence_tables(frame: pd.DataFrame) -> list[Any]:
                     cells.append("–")
                     continue
                 r0 = r.iloc[0]
-                text = fmt(r0[METRIC], r0.get(f"{METRIC}_se", math.nan)) + (" IN" if r0["has_in"] else "")
+                text = fmt_stat(r0[METRIC], r0.get(f"{METRIC}_se", math.nan), DECIMALS) + (" IN" if r0["has_in"] else "")
                 n = r0.get("n", math.nan)
                 cells.append(text + (f" n={int(n)}" if pd.notna(n) and n > 1 else ""))
             rows.append([str(int(idx)), layer, *cells])

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import math
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +18,23 @@ import pandas as pd
 from ..errors import UnknownNameError
 from .check import DIFF_COLUMNS, EPS, CheckResult
 from .csvio import LeaderboardError, check_unique, csv_rows, csv_text, output_dir, write_if_changed
+from .frame import records_to_frame
 from .leaderboard import leaderboard_name
 from .tables import to_markdown
 
 Rows = Mapping[tuple[str, str], tuple[list[str], list[list[str]]]]
+
+
+def split_kind(results: pd.DataFrame | Iterable[Mapping[str, Any]],
+               mask_of: Callable[[pd.DataFrame], pd.Series]) -> tuple[Any, pd.DataFrame]:
+    """``(the other records, the kind's records as a records frame)``: a ResultKind's ``split``, the
+    kind's rows picked by ``mask_of(records frame)``. A summary frame passes whole: it holds no records."""
+    if not isinstance(results, pd.DataFrame):
+        results = records_to_frame(results)
+    if "n" in results.columns and "source" in results.columns:
+        return results, results.iloc[0:0]
+    mask = mask_of(results)
+    return results[~mask], results[mask]
 
 
 def publish_pages(groups: Rows, out_dir: str | os.PathLike, what: str, read: Callable[[Path], pd.DataFrame],

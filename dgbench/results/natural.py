@@ -161,18 +161,6 @@ def er_panels(g: pd.DataFrame, title: str, metric: str | None = None) -> list:
     return [lambda ax, e=e, ts=ts: _er_panel(ax, e, f"{title}: {ts}") for ts, e in er.groupby("test_set", sort=False)]
 
 
-def effective_robustness_figure(summary: pd.DataFrame) -> Any:
-    """The scatter panels of every natural-shift group of a summary, two a row."""
-    from .plot import panel_figure
-    from .tabledata import NoResultsError
-
-    s = _rows(summary)
-    panels = [p for (d, pr), g in s.groupby(["dataset", "protocol"], sort=True) for p in er_panels(g, f"{d} · {pr}")]
-    if not panels:
-        raise NoResultsError("nothing to plot: no natural-shift results (run `dgbench run --protocol natural-shifts`)")
-    return panel_figure(panels, columns=2)
-
-
 # Registered by results.kinds on first use (BUILTIN_ELSEWHERE), so kinds imports nothing of this module.
 RESULT_KIND = ResultKind(
     KIND, ("shift",), "shift",

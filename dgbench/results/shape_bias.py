@@ -25,11 +25,11 @@ import pandas as pd
 from .catalogue import Metric
 from .conditions import natural
 from .csvio import fmt_number, row_record
-from .fixed_schema import column_tolerances, compare_rows, publish_pages, read_rows
+from .fixed_schema import column_tolerances, compare_rows, publish_pages, read_rows, split_kind
 from .frame import MEASURED, as_text, latest_config, records_to_frame, stat, variant_label
 from .kinds import KindHooks, ResultKind
 from .site_model import Board, Cell, Grid, Row
-from .tabledata import NoResultsError, TableData
+from .tabledata import NoResultsError, TableData, fmt_stat
 
 KIND = "shape-bias"
 METRICS = ("shape_bias", "cue_acc", "shape_match", "texture_match")
@@ -42,14 +42,13 @@ TITLES = {"shape_bias": "shape bias", "cue_acc": "shape or texture", "shape_matc
 
 
 # ----------------------------------------------------------------------------- summary
+def is_shape_bias(frame: pd.DataFrame) -> pd.Series:
+    return frame["kind"] == KIND if "kind" in frame.columns else pd.Series(False, index=frame.index)
+
+
 def split(results: pd.DataFrame | Iterable[Mapping[str, Any]]) -> tuple[Any, pd.DataFrame]:
     """``(the other records, the shape-bias records as a records frame)``; a summary frame passes."""
-    if not isinstance(results, pd.DataFrame):
-        results = records_to_frame(results)
-    if "n" in results.columns and "source" in results.columns:  # already a summary: no shape-bias rows
-        return results, results.iloc[0:0]
-    mask = results["kind"] == KIND if "kind" in results.columns else pd.Series(False, index=results.index)
-    return results[~mask], results[mask]
+    return split_kind(results, is_shape_bias)
 
 
 def _counts(value: Any) -> dict[str, int]:
@@ -92,12 +91,6 @@ def _groups(s: pd.DataFrame) -> list[tuple[str, str, pd.DataFrame]]:
 
 
 # ----------------------------------------------------------------------------- table
-def fmt(x: float, se: float = math.nan) -> str:
-    if x is None or math.isnan(x):
-        return "–"
-    return f"{x:.2f}" + ("" if se is None or math.isnan(se) else f" ± {se:.2f}")
-
-
 def shape_bias_tables(frame: pd.DataFrame) -> list[TableData]:
     """One table per (dataset, protocol): a row per model."""
     tables = []
@@ -106,7 +99,7 @@ def shape_bias_tables(frame: pd.DataFrame) -> list[TableData]:
         for _, r in g.iterrows():
             runs = f" n={int(r['n'])}" if r["n"] > 1 else ""
             rows.append([variant_label(r["model"], r["model_kwargs"]) + runs,
-                         *(fmt(r[m], r[f"{m}_se"]) for m in METRICS),
+                         *(fmt_stat(r[m], r[f"{m}_se"]) for m in METRICS),
                          f"{int(r['shape'])}/{int(r['texture'])}/{int(r['other'])}", str(int(r["excluded"]))])
         tables.append(TableData(
             title=f"{dataset} · {protocol}: shape bias and cue decisions, %",

@@ -23,9 +23,9 @@ class TableData:
     caption: str = ""
 
 
-def fmt_stat(mean: float, se: float = math.nan) -> str:
-    """``25.54`` or ``25.54 ± 0.12``; an en dash for a missing number."""
+def fmt_stat(mean: float, se: float = math.nan, decimals: int = 2) -> str:
+    """``25.54`` or ``25.54 ± 0.12`` (``decimals`` after the point); an en dash for a missing number."""
     if mean is None or math.isnan(mean):
         return "–"
-    text = f"{mean:.2f}"
-    return text if se is None or math.isnan(se) else f"{text} ± {se:.2f}"
+    text = f"{mean:.{decimals}f}"
+    return text if se is None or math.isnan(se) else f"{text} ± {se:.{decimals}f}"
