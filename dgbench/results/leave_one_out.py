@@ -22,7 +22,7 @@ import pandas as pd
 
 from .check import CheckResult
 from .csvio import fmt_number, row_record
-from .fixed_schema import column_tolerances, compare_rows, publish_pages, read_rows
+from .fixed_schema import column_tolerances, compare_rows, publish_pages, read_rows, split_kind
 from .frame import MEASURED, as_text, records_to_frame, stat, variant_label
 from .kinds import KindHooks, ResultKind
 from .model_selection import METHODS, selected
@@ -39,12 +39,8 @@ HEADER = ["dataset", "protocol", "task", "model", "model_kwargs", "algorithm", "
 
 
 def split(results: Any) -> tuple[Any, pd.DataFrame]:
-    if not isinstance(results, pd.DataFrame):
-        results = records_to_frame(results)
-    if "kind" not in results.columns or "dg_run" not in results.columns:
-        return results, results.iloc[0:0]
-    mask = results["kind"] == KIND
-    return results[~mask], results[mask]
+    """``(the other records, the leave-one-out records as a records frame)``; a summary frame passes."""
+    return split_kind(results, lambda f: f["kind"] == KIND if "kind" in f.columns else pd.Series(False, index=f.index))
 
 
 def runs_of(frame: pd.DataFrame) -> dict[tuple[str, str], list[dict[str, Any]]]:
